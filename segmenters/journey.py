@@ -1,0 +1,80 @@
+"""The journey dimension: where a customer stands between first visit and lapse.
+
+Rules are tried in order and the first match wins (DESIGN.md section 4). Each returns
+the segment and a human-readable reason that is published with the change.
+
+>>> from segmenters.config import JourneyConfig
+>>> s = CustomerState("c-1", orders=2, last_order_at=0.0)
+>>> journey(s, now=3600.0, cfg=JourneyConfig())
+('repeat_buyer', '2 orders (>= 2)')
+>>> journey(s, now=31 * 86400.0, cfg=JourneyConfig())
+('at_risk', 'last purchase 31.0 days ago (>= 30)')
+"""
+
+from __future__ import annotations
+
+from .config import JourneyConfig
+from .state import CustomerState
+
+DIMENSION = "journey"
+SEGMENTS = (
+    "cart_abandoner",
+    "active_cart",
+    "lapsed",
+    "at_risk",
+    "loyal",
+    "repeat_buyer",
+    "first_time_buyer",
+    "browser",
+)
+DAY = 86400.0
+
+
+def _g(value: float) -> str:
+    return f"{value:g}"
+
+
+def journey(state: CustomerState, now: float, cfg: JourneyConfig) -> tuple[str, str]:
+    """The journey segment of ``state`` at event time ``now``, and why."""
+    if state.cart:
+        n = state.cart_items
+        cart_at = state.cart_at if state.cart_at is not None else now
+        idle_min = (now - cart_at) / 60.0
+        bought_since = state.last_order_at is not None and state.last_order_at >= cart_at
+        if idle_min >= cfg.cart_abandon_minutes and not bought_since:
+            return (
+                "cart_abandoner",
+                f"{n} item(s) in cart, no cart activity for {idle_min:.1f} min "
+                f"(>= {_g(cfg.cart_abandon_minutes)}), nothing bought since",
+            )
+        return "active_cart", f"{n} item(s) in cart"
+    if state.orders > 0 and state.last_order_at is not None:
+        days = (now - state.last_order_at) / DAY
+        if days >= cfg.lapsed_days:
+            return "lapsed", f"last purchase {days:.1f} days ago (>= {_g(cfg.lapsed_days)})"
+        if days >= cfg.at_risk_days:
+            return "at_risk", f"last purchase {days:.1f} days ago (>= {_g(cfg.at_risk_days)})"
+    if state.orders >= cfg.loyal_orders:
+        return "loyal", f"{state.orders} orders (>= {cfg.loyal_orders})"
+    if state.orders >= cfg.repeat_orders:
+        return "repeat_buyer", f"{state.orders} orders (>= {cfg.repeat_orders})"
+    if state.orders == 1:
+        return "first_time_buyer", "1 order"
+    return "browser", "no order and an empty cart"
+
+
+def next_deadline(state: CustomerState, after: float, cfg: JourneyConfig) -> float | None:
+    """The first event time after ``after`` at which the segment may change with no new event.
+
+    Timers (the time-driven transitions) are scheduled at this instant.
+    """
+    candidates = []
+    if state.cart and state.cart_at is not None:
+        bought_since = state.last_order_at is not None and state.last_order_at >= state.cart_at
+        if not bought_since:
+            candidates.append(state.cart_at + cfg.cart_abandon_minutes * 60.0)
+    if state.orders > 0 and state.last_order_at is not None:
+        candidates.append(state.last_order_at + cfg.at_risk_days * DAY)
+        candidates.append(state.last_order_at + cfg.lapsed_days * DAY)
+    future = [c for c in candidates if c > after]
+    return min(future) if future else None

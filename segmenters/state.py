@@ -1,0 +1,165 @@
+"""One customer's behavioural state, and how an event changes it.
+
+The state is a plain document (``to_doc``/``from_doc``), stored as JSON in Redis.
+Its layout is public API, versioned by ``state_version`` and described in
+docs/state_format.md; a layout change comes with a migration in :func:`migrate`.
+
+Times are event times in epoch seconds. Counters of browsing and cart additions decay
+with a half-life, so "browsing intensity" means recent browsing.
+
+>>> from segmenters.config import StateConfig
+>>> s = CustomerState("c-1")
+>>> decayed_add(None, 1.0, 100.0, half_life_s=10.0)
+[1.0, 100.0]
+>>> decayed_add([1.0, 100.0], 1.0, 110.0, half_life_s=10.0)
+[1.5, 110.0]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+STATE_VERSION = 1
+
+
+def short_hash(value: str) -> str:
+    """A 40-bit digest: enough to tell recent ids apart, small enough to keep many.
+
+    >>> short_hash("order-1")
+    'e2838cf16d'
+    """
+    return hashlib.blake2b(value.encode(), digest_size=5).hexdigest()
+
+
+def decayed_add(
+    counter: list[float] | None, amount: float, at: float, *, half_life_s: float
+) -> list[float]:
+    """Add ``amount`` at time ``at`` to an exponentially decaying counter ``[value, as_of]``.
+
+    An amount older than ``as_of`` is added already decayed, so the result does not
+    depend on the order the additions arrive in.
+    """
+    if counter is None:
+        return [amount, at]
+    value, as_of = counter
+    if at >= as_of:
+        return [value * 0.5 ** ((at - as_of) / half_life_s) + amount, at]
+    return [value + amount * 0.5 ** ((as_of - at) / half_life_s), as_of]
+
+
+def decayed_value(counter: list[float] | None, now: float, *, half_life_s: float) -> float:
+    """The counter's value at ``now``."""
+    if counter is None:
+        return 0.0
+    value, as_of = counter
+    return value * 0.5 ** (max(0.0, now - as_of) / half_life_s)
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """Everything segstream remembers about one customer (see docs/state_format.md)."""
+
+    customer_id: str
+    state_version: int = STATE_VERSION
+    first_seen: float | None = None
+    last_seen: float | None = None
+    events: int = 0
+    orders: int = 0
+    revenue: float = 0.0
+    items: int = 0
+    first_order_at: float | None = None
+    last_order_at: float | None = None
+    refunds: int = 0
+    refunded: float = 0.0
+    views: list[float] | None = None
+    cart_adds: list[float] | None = None
+    cart: dict[str, list[Any]] = field(default_factory=dict)
+    cart_at: float | None = None
+    categories: dict[str, int] = field(default_factory=dict)
+    devices: dict[str, int] = field(default_factory=dict)
+    channels: dict[str, int] = field(default_factory=dict)
+    geo: dict[str, str] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    segments: dict[str, list[Any]] = field(default_factory=dict)
+    offsets: dict[str, int] = field(default_factory=dict)
+    event_ids: list[str] = field(default_factory=list)
+    order_ids: list[str] = field(default_factory=list)
+
+    @property
+    def cart_items(self) -> int:
+        return sum(int(q) for q, _ in self.cart.values())
+
+    @property
+    def cart_value(self) -> float:
+        return round(sum(q * (p or 0.0) for q, p in self.cart.values()), 2)
+
+    def segment(self, dimension: str) -> str | None:
+        entry = self.segments.get(dimension)
+        return None if entry is None else str(entry[0])
+
+    def copy(self) -> CustomerState:
+        """A copy whose containers can be changed without touching this one."""
+        return CustomerState(
+            customer_id=self.customer_id,
+            state_version=self.state_version,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            events=self.events,
+            orders=self.orders,
+            revenue=self.revenue,
+            items=self.items,
+            first_order_at=self.first_order_at,
+            last_order_at=self.last_order_at,
+            refunds=self.refunds,
+            refunded=self.refunded,
+            views=None if self.views is None else list(self.views),
+            cart_adds=None if self.cart_adds is None else list(self.cart_adds),
+            cart={k: list(v) for k, v in self.cart.items()},
+            cart_at=self.cart_at,
+            categories=dict(self.categories),
+            devices=dict(self.devices),
+            channels=dict(self.channels),
+            geo=dict(self.geo),
+            profile=dict(self.profile),
+            segments={k: list(v) for k, v in self.segments.items()},
+            offsets=dict(self.offsets),
+            event_ids=list(self.event_ids),
+            order_ids=list(self.order_ids),
+        )
+
+    def to_doc(self) -> dict[str, Any]:
+        """The stored form: every field but the ones at their default (empty, zero, None)."""
+        doc: dict[str, Any] = {"customer_id": self.customer_id, "state_version": self.state_version}
+        for name in self.__slots__[2:]:  # type: ignore[attr-defined]
+            value = getattr(self, name)
+            if value:
+                doc[name] = value
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> CustomerState:
+        doc = migrate(doc)
+        return cls(**doc)
+
+
+#: Migrations from each older ``state_version`` to the next one, pure functions on docs.
+MIGRATIONS: dict[int, Any] = {}
+
+
+def migrate(doc: dict[str, Any]) -> dict[str, Any]:
+    """Bring a stored document to the current ``state_version``.
+
+    >>> migrate({"customer_id": "c-1", "state_version": 1})["state_version"]
+    1
+    """
+    version = int(doc.get("state_version", 1))
+    if version > STATE_VERSION:
+        raise ValueError(
+            f"state_version {version} is newer than this engine understands ({STATE_VERSION})"
+        )
+    while version < STATE_VERSION:
+        doc = MIGRATIONS[version](doc)
+        version = int(doc["state_version"])
+    return doc

@@ -1,0 +1,126 @@
+"""How each event type changes a customer's state.
+
+``apply_event`` changes a working copy in place; callers own that copy (``core.fold``
+makes one per customer per batch, so a batch costs one copy, not one per event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .config import StateConfig
+from .events import Browse, Cart, Event, Line, Profile, Purchase, Refund
+from .state import CustomerState, decayed_add, short_hash
+
+DAY = 86400.0
+
+
+def _bump(counts: dict[str, int], key: str, limit: int | None = None) -> None:
+    counts[key] = counts.get(key, 0) + 1
+    if limit is not None and len(counts) > limit:
+        # Evict the least-seen other key (ties: the first inserted), keeping the state bounded.
+        victim = min((k for k in counts if k != key), key=lambda k: counts[k])
+        del counts[victim]
+
+
+def _remember(ids: list[str], value: str, limit: int) -> None:
+    ids.append(value)
+    if len(ids) > limit:
+        del ids[: len(ids) - limit]
+
+
+def _touch(state: CustomerState, event: Event, at: float, cfg: StateConfig) -> None:
+    state.events += 1
+    state.first_seen = at if state.first_seen is None else min(state.first_seen, at)
+    state.last_seen = at if state.last_seen is None else max(state.last_seen, at)
+    if event.device:
+        _bump(state.devices, event.device)
+    if event.channel:
+        _bump(state.channels, event.channel)
+    if event.geo is not None:
+        for key in ("country", "region", "city"):
+            value = getattr(event.geo, key)
+            if value:
+                state.geo[key] = value
+
+
+def _browse(state: CustomerState, e: Browse, at: float, cfg: StateConfig) -> None:
+    state.views = decayed_add(state.views, 1.0, at, half_life_s=cfg.decay_half_life_days * DAY)
+    if e.category:
+        _bump(state.categories, e.category, cfg.max_categories)
+
+
+def _cart(state: CustomerState, e: Cart, at: float, cfg: StateConfig) -> None:
+    state.cart_at = at if state.cart_at is None else max(state.cart_at, at)
+    if e.action == "clear":
+        state.cart.clear()
+        return
+    assert e.sku is not None  # guaranteed by the contract for add and remove
+    if e.action == "add":
+        state.cart_adds = decayed_add(
+            state.cart_adds, 1.0, at, half_life_s=cfg.decay_half_life_days * DAY
+        )
+        line = state.cart.pop(e.sku, None)
+        quantity = e.quantity + (int(line[0]) if line else 0)
+        price = e.unit_price if e.unit_price is not None else (line[1] if line else None)
+        state.cart[e.sku] = [quantity, price]
+        while len(state.cart) > cfg.max_cart_lines:
+            del state.cart[next(iter(state.cart))]
+        if e.category:
+            _bump(state.categories, e.category, cfg.max_categories)
+    else:
+        line = state.cart.get(e.sku)
+        if line is not None:
+            left = int(line[0]) - e.quantity
+            if left > 0:
+                line[0] = left
+            else:
+                del state.cart[e.sku]
+
+
+def _lines(state: CustomerState, lines: list[Line], cfg: StateConfig) -> None:
+    for line in lines:
+        state.cart.pop(line.sku, None)
+        if line.category:
+            _bump(state.categories, line.category, cfg.max_categories)
+
+
+def _purchase(state: CustomerState, e: Purchase, at: float, cfg: StateConfig) -> None:
+    order = short_hash(e.order_id)
+    if order in state.order_ids:
+        return  # the same order sent again (another event_id): it counts once
+    _remember(state.order_ids, order, cfg.recent_order_ids)
+    state.orders += 1
+    state.revenue = round(state.revenue + e.total, 2)
+    state.items += sum(line.quantity for line in e.lines)
+    state.first_order_at = at if state.first_order_at is None else min(state.first_order_at, at)
+    state.last_order_at = at if state.last_order_at is None else max(state.last_order_at, at)
+    _lines(state, e.lines, cfg)
+
+
+def _refund(state: CustomerState, e: Refund, at: float, cfg: StateConfig) -> None:
+    state.refunds += 1
+    state.refunded = round(state.refunded + e.total, 2)
+    state.revenue = round(state.revenue - e.total, 2)
+
+
+def _profile(state: CustomerState, e: Profile, at: float, cfg: StateConfig) -> None:
+    for key, value in e.attributes.model_dump(exclude_none=True).items():
+        state.profile[key] = value
+
+
+_HANDLERS: dict[str, Callable[[CustomerState, Any, float, StateConfig], None]] = {
+    "browse": _browse,
+    "cart": _cart,
+    "purchase": _purchase,
+    "refund": _refund,
+    "profile": _profile,
+}
+
+
+def apply_event(state: CustomerState, event: Event, cfg: StateConfig) -> None:
+    """Apply one (already de-duplicated) event to a working copy of the state."""
+    at = event.occurred_at.timestamp()
+    _touch(state, event, at, cfg)
+    _HANDLERS[event.type](state, event, at, cfg)

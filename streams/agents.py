@@ -1,0 +1,69 @@
+"""The ingest agent: a thin loop from Kafka batches to the batch processor.
+
+One agent reads all four input topics. They are co-partitioned (same key, same
+partition count), so a customer's browse, cart, purchase and profile events reach the
+same worker and are applied one batch at a time, in order, with no race on its state.
+``concurrency=1``: higher values can commit offsets past batches still in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+
+from .pipeline import BatchProcessor, BatchStats, Record
+from .settings import Settings
+from .topics import INPUTS
+
+log = logging.getLogger(__name__)
+REPORT_EVERY_S = 10.0
+
+
+class Throughput:
+    """Totals since start, logged every few seconds (not per batch)."""
+
+    def __init__(self) -> None:
+        self.total = BatchStats()
+        self.last_report = time.monotonic()
+        self.last_events = 0
+
+    def add(self, s: BatchStats) -> None:
+        t = self.total
+        t.events += s.events
+        t.applied += s.applied
+        t.duplicates += s.duplicates
+        t.deadletters += s.deadletters
+        t.changes += s.changes
+        t.resent += s.resent
+        t.conflicts += s.conflicts
+        t.round_trips += s.round_trips
+        now = time.monotonic()
+        if now - self.last_report >= REPORT_EVERY_S:
+            rate = (t.events - self.last_events) / (now - self.last_report)
+            log.info(
+                "events %d (%.0f/s) applied %d duplicates %d dead-lettered %d changes %d",
+                t.events, rate, t.applied, t.duplicates, t.deadletters, t.changes,
+            )
+            self.last_report, self.last_events = now, t.events
+
+
+def register_agents(app: faust.App, settings: Settings, processor: BatchProcessor) -> None:
+    source = app.topic(
+        *(settings.topic(name) for name in INPUTS),
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
+    throughput = Throughput()
+
+    @app.agent(source, name=f"{settings.app_id}.ingest", concurrency=1)
+    async def ingest(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+            records = [
+                Record(e.message.topic, e.message.partition, e.message.offset,
+                       e.message.key, e.message.value)
+                for e in events
+            ]
+            throughput.add(await processor.process(records))

@@ -1,0 +1,64 @@
+"""The Faust app: built from settings, never from module-level globals."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+import redis.asyncio as aioredis
+
+from .agents import register_agents
+from .pipeline import BatchProcessor
+from .settings import Settings
+from .store import StateStore
+from .topics import CHANGES, DEADLETTER
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> faust.App:
+    datadir = settings.cache_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger=0.005,
+        stream_wait_empty=False,
+        datadir=str(datadir),
+        web_enabled=settings.web_enabled,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+    )
+    changes = app.topic(settings.topic(CHANGES), key_serializer="raw", value_serializer="raw")
+    deadletter = app.topic(
+        settings.topic(DEADLETTER), key_serializer="raw", value_serializer="raw"
+    )
+
+    async def send_change(key: bytes, value: bytes) -> None:
+        await changes.send(key=key, value=value)
+
+    async def send_deadletter(key: bytes, value: bytes) -> None:
+        await deadletter.send(key=key, value=value)
+
+    client = aioredis.Redis.from_url(settings.redis_url)
+    store = StateStore(client, prefix=settings.key_prefix, cache_size=settings.state_cache_size)
+    processor = BatchProcessor(
+        store=store,
+        config=settings.engine,
+        topic_prefix=settings.topic_prefix,
+        max_event_bytes=settings.max_event_bytes,
+        send_change=send_change,
+        send_deadletter=send_deadletter,
+        clock=time.time,
+    )
+    register_agents(app, settings, processor)
+    return app

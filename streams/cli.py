@@ -1,0 +1,222 @@
+"""``segstream`` command line: services, worker, simulator, look-ups and tools."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from pydantic import ValidationError
+
+from .settings import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid SEGSTREAM_* settings:\n{exc}") from None
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+@click.group()
+def main() -> None:
+    """segstream: real-time customer segmentation on Kafka and Redis."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+
+@main.group()
+def services() -> None:
+    """Local Kafka (KRaft) and Redis for development and tests."""
+
+
+@services.command("up")
+def services_up() -> None:
+    """Start local Kafka and Redis unless something already answers."""
+    from . import services as svc
+
+    try:
+        svc.up(_settings(), echo=click.echo)
+    except svc.ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@services.command("down")
+def services_down() -> None:
+    """Stop what `services up` started (and nothing else)."""
+    from . import services as svc
+
+    svc.down(_settings(), echo=click.echo)
+
+
+@services.command("status")
+def services_status() -> None:
+    """Show whether Kafka and Redis answer, and what we started."""
+    from . import services as svc
+
+    for s in svc.status(_settings()):
+        state = "answering" if s.answering else "not answering"
+        pid = f" (started by segstream, pid {s.pid})" if s.pid else ""
+        click.echo(f"{s.name:6} {s.address:28} {state}{pid} {s.detail}".rstrip())
+
+
+@main.command()
+def topics() -> None:
+    """Create segstream's topics if missing."""
+    from .topics import ensure_topics
+
+    created = ensure_topics(_settings())
+    click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of event contract v1."""
+    from segmenters.events import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@main.command()
+def worker() -> None:
+    """Run a worker: consume events, keep state in Redis, publish segment changes."""
+    import faust
+
+    from .app import create_app
+    from .topics import ensure_topics
+
+    settings = _settings()
+    ensure_topics(settings)
+    app = create_app(settings)
+    faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+
+
+@main.command()
+@click.option("--customers", default=200, show_default=True, help="Simulated customers.")
+@click.option("--rate", default=100.0, show_default=True, help="Events per second (0: max).")
+@click.option("--duration", default=60.0, show_default=True, help="Seconds of traffic.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--truth", type=click.Path(path_type=Path), help="Write customer -> persona.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def simulate(
+    customers: int, rate: float, duration: float, seed: int, truth: Path | None, quiet: bool
+) -> None:
+    """Produce realistic shop traffic (personas) to the input topics."""
+    from .simulate import simulate as run
+
+    stats = run(
+        _settings(), customers=customers, rate=rate, duration=duration, seed=seed,
+        progress=not quiet, truth_path=truth,
+    )
+    click.echo(f"simulated: {stats}")
+
+
+@main.command()
+@click.argument("customer_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def customer(customer_id: str, as_json: bool) -> None:
+    """Show one customer's segments and state."""
+    import redis
+
+    from .keys import state_key
+    from segmenters.state import CustomerState
+
+    settings = _settings()
+    doc = redis.Redis.from_url(settings.redis_url).hget(
+        state_key(settings.key_prefix, customer_id), "doc"
+    )
+    if doc is None:
+        raise click.ClickException(f"no state for customer {customer_id!r}")
+    state = CustomerState.from_doc(orjson.loads(doc))
+    out = customer_view(state)
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        click.echo(f"customer {customer_id}")
+        for dim, seg in out["segments"].items():
+            click.echo(f"  {dim:12} {seg}")
+        for key, value in out["state"].items():
+            click.echo(f"  {key:14} {value}")
+
+
+def customer_view(state: Any) -> dict[str, Any]:
+    """The public look-up shape: segments plus the headline state fields."""
+    return {
+        "customer_id": state.customer_id,
+        "segments": {dim: entry[0] for dim, entry in state.segments.items()},
+        "state": {
+            "orders": state.orders,
+            "revenue": state.revenue,
+            "items": state.items,
+            "refunds": state.refunds,
+            "first_seen": _iso(state.first_seen),
+            "last_seen": _iso(state.last_seen),
+            "last_order_at": _iso(state.last_order_at),
+            "cart_items": state.cart_items,
+            "cart_value": state.cart_value,
+            "events": state.events,
+            "devices": state.devices,
+            "geo": state.geo,
+            "profile": state.profile,
+        },
+    }
+
+
+@main.command()
+@click.option("--duration", type=float, help="Stop after this many seconds.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest change.")
+@click.option("--quiet", is_flag=True, help="Only the summary.")
+def watch(duration: float | None, from_beginning: bool, quiet: bool) -> None:
+    """Print segment changes as they happen, then a summary line."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from .topics import CHANGES, ensure_topics
+
+    settings = _settings()
+    ensure_topics(settings)
+    topic = settings.topic(CHANGES)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    consumer.assign(parts)
+    if from_beginning:
+        consumer.seek_to_beginning(*parts)
+    else:
+        consumer.seek_to_end(*parts)
+    for tp in parts:
+        consumer.position(tp)  # resolve now, so nothing produced from here on is missed
+    click.echo(f"watching {topic} ...", err=True)
+    seen: Counter[str] = Counter()
+    ends = None if duration is None else time.monotonic() + duration
+    try:
+        while ends is None or time.monotonic() < ends:
+            batch = consumer.poll(timeout_ms=200)
+            for records in batch.values():
+                for r in records:
+                    c = orjson.loads(r.value)
+                    seen[f"{c['dimension']}:{c['current']}"] += 1
+                    if not quiet:
+                        click.echo(
+                            f"{c['changed_at'][11:19]} {c['customer_id']:>14} {c['dimension']}: "
+                            f"{c['previous'] or '-'} -> {c['current']}  ({c['reason']})"
+                        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    top = ", ".join(f"{k} {v}" for k, v in seen.most_common())
+    click.echo(f"segment changes seen: {sum(seen.values())} ({top or 'none'})")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,29 @@
+"""Redis key layout, in one place (documented in docs/state_format.md).
+
+A customer's keys share the hash tag ``{<customer_id>}`` so they live in one Redis
+Cluster slot and one Lua script can update them atomically.
+
+>>> state_key("seg", "c-42")
+'seg:{c-42}:state'
+>>> index_key("seg", "journey", "loyal")
+'seg:idx:journey:loyal'
+"""
+
+from __future__ import annotations
+
+
+def state_key(prefix: str, customer_id: str) -> str:
+    return f"{prefix}:{{{customer_id}}}:state"
+
+
+def outbox_key(prefix: str, customer_id: str) -> str:
+    return f"{prefix}:{{{customer_id}}}:outbox"
+
+
+def index_key(prefix: str, dimension: str, segment: str) -> str:
+    return f"{prefix}:idx:{dimension}:{segment}"
+
+
+def customer_keys(prefix: str, customer_id: str) -> list[str]:
+    """Every per-customer key (for look-ups and erase)."""
+    return [state_key(prefix, customer_id), outbox_key(prefix, customer_id)]

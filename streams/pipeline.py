@@ -1,0 +1,229 @@
+"""One batch, end to end: parse, dead-letter, load state, fold, write, publish.
+
+Kept apart from Faust so the benchmark and the tests drive exactly the code the agent
+runs. The order of effects is what makes redelivery safe:
+
+1. state and the outbox of changes are written atomically per customer (with the
+   offsets applied), then
+2. changes are sent, then
+3. Faust commits the offsets (after flushing the producer).
+
+A crash between 1 and 3 redelivers the batch: its events are skipped as already
+applied, and the changes they caused are re-sent from the outbox with the same
+``change_id``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from segmenters.changes import SegmentChange
+from segmenters.config import EngineConfig
+from segmenters.core import FoldResult, Source, fold
+from segmenters.events import Event, InvalidEvent, check_routing, parse_event
+from segmenters.state import CustomerState
+
+from .store import Loaded, StateStore, Write
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[bytes, bytes], Awaitable[Any]]
+MAX_CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A consumed Kafka message, independent of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class BatchStats:
+    events: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    deadletters: int = 0
+    changes: int = 0
+    resent: int = 0
+    conflicts: int = 0
+    customers: int = 0
+    round_trips: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def deadletter_record(record: Record, reason: str, *, at: float) -> bytes:
+    """The dead-letter message: why, where from, and the original bytes (base64)."""
+    return orjson.dumps(
+        {
+            "schema_version": 1,
+            "reason": reason,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key_b64": None if record.key is None else base64.b64encode(record.key).decode(),
+            "value_b64": None if record.value is None else base64.b64encode(record.value).decode(),
+            "dead_lettered_at": at,
+        }
+    )
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        config: EngineConfig,
+        topic_prefix: str,
+        max_event_bytes: int,
+        send_change: Send,
+        send_deadletter: Send,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.topic_prefix = topic_prefix
+        self.max_event_bytes = max_event_bytes
+        self.send_change = send_change
+        self.send_deadletter = send_deadletter
+        self.clock = clock
+
+    def _parse(self, record: Record) -> Event:
+        if record.value is None:
+            raise InvalidEvent("empty message (no value)")
+        event = parse_event(record.value, max_bytes=self.max_event_bytes)
+        topic = record.topic.removeprefix(self.topic_prefix)
+        check_routing(event, topic=topic, key=record.key)
+        return event
+
+    async def process(self, records: Sequence[Record]) -> BatchStats:
+        started = time.perf_counter()
+        trips_before = self.store.round_trips
+        stats = BatchStats(events=len(records))
+        by_customer: dict[str, list[tuple[Event, Source]]] = {}
+        for record in records:
+            try:
+                event = self._parse(record)
+            except InvalidEvent as exc:
+                stats.deadletters += 1
+                await self.send_deadletter(
+                    record.key or b"", deadletter_record(record, exc.reason, at=self.clock())
+                )
+                continue
+            stats.by_type[event.type] = stats.by_type.get(event.type, 0) + 1
+            source = Source(record.topic, record.partition, record.offset)
+            by_customer.setdefault(event.customer_id, []).append((event, source))
+        stats.customers = len(by_customer)
+
+        loaded = await self.store.load(by_customer)
+        changes: list[SegmentChange] = []
+        redelivered: dict[str, set[str]] = {}
+        pending = dict(loaded)
+        stale_adds: dict[str, list[tuple[str, str]]] = {}
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            writes, results = self._fold_all(by_customer, pending, stale_adds)
+            conflicts = await self.store.commit(writes)
+            for cid, result in results.items():
+                if cid in conflicts:
+                    continue
+                changes.extend(result.changes)
+                stats.applied += result.applied
+                stats.duplicates += len(result.skipped)
+                again = {str(s) for s, why in result.skipped if s is not None and "offset" in why}
+                if again:
+                    redelivered[cid] = again
+            if not conflicts:
+                break
+            stats.conflicts += len(conflicts)
+            log.info("state of %d customer(s) changed under us; recomputing", len(conflicts))
+            for w in writes:
+                if w.customer_id in conflicts:
+                    stale_adds[w.customer_id] = [(d, s) for add, d, s in w.index_ops if add]
+            by_customer = {cid: by_customer[cid] for cid in conflicts}
+            pending = conflicts
+        else:
+            raise RuntimeError(f"state kept changing under us for {sorted(by_customer)}")
+
+        for change in changes:
+            await self.send_change(change.customer_id.encode(), change_json(change))
+        stats.changes = len(changes)
+        for cid, sources in redelivered.items():
+            stats.resent += await self._resend(cid, sources)
+        stats.round_trips = self.store.round_trips - trips_before
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    def _fold_all(
+        self,
+        by_customer: dict[str, list[tuple[Event, Source]]],
+        loaded: dict[str, Loaded],
+        stale_adds: dict[str, list[tuple[str, str]]],
+    ) -> tuple[list[Write], dict[str, FoldResult]]:
+        writes = []
+        results = {}
+        for cid, items in by_customer.items():
+            before = loaded[cid]
+            result = fold(before.state, cid, items, config=self.config)
+            results[cid] = result
+            if result.applied == 0:
+                continue
+            write = Write(cid, before.rev, result.state)
+            write.index_ops = _index_ops(before.state, result.state, stale_adds.get(cid, []))
+            write.outbox = [
+                orjson.dumps({"source": str(src), "change": c.model_dump(mode="json")})
+                for src, c in zip(result.causes, result.changes, strict=True)
+                if src is not None
+            ]
+            writes.append(write)
+        return writes, results
+
+    async def _resend(self, customer_id: str, sources: set[str]) -> int:
+        """Re-send the changes that redelivered events caused before a crash."""
+        sent = 0
+        for entry in await self.store.outbox(customer_id):
+            if entry.get("source") in sources:
+                change = SegmentChange.model_validate(entry["change"])
+                await self.send_change(customer_id.encode(), change_json(change))
+                sent += 1
+        return sent
+
+
+def change_json(change: SegmentChange) -> bytes:
+    return orjson.dumps(change.model_dump(mode="json"))
+
+
+def _index_ops(
+    before: CustomerState | None,
+    after: CustomerState,
+    stale_adds: list[tuple[str, str]],
+) -> list[tuple[bool, str, str]]:
+    """Segment-index updates: remove from the old segment, add to the new one.
+
+    ``stale_adds`` are additions made by a write that lost a compare-and-set; they are
+    undone unless they match the final segment.
+    """
+    ops: list[tuple[bool, str, str]] = []
+    for dimension, (segment, _since) in after.segments.items():
+        old = before.segment(dimension) if before is not None else None
+        if old != segment:
+            if old is not None:
+                ops.append((False, dimension, old))
+            ops.append((True, dimension, segment))
+    for dimension, segment in stale_adds:
+        if after.segment(dimension) != segment:
+            ops.append((False, dimension, segment))
+        else:
+            ops.append((True, dimension, segment))
+    return ops

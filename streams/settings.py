@@ -1,0 +1,72 @@
+"""Runtime settings of segstream, from ``SEGSTREAM_*`` environment variables.
+
+One frozen class, passed explicitly to everything that needs it (the Faust app, the
+store, the CLI). Nested groups use ``__``: ``SEGSTREAM_JOURNEY__CART_ABANDON_MINUTES=45``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from segmenters.config import EngineConfig, JourneyConfig, StateConfig
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SEGSTREAM_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    app_id: str = Field("segstream", description="Faust app id, also the consumer group.")
+    topic_prefix: str = Field("", description="Prepended to every topic name.")
+    key_prefix: str = Field("seg", description="Prepended to every Redis key.")
+    topic_partitions: int = Field(4, ge=1)
+    topic_replication: int = Field(1, ge=1)
+
+    batch_size: int = Field(500, ge=1, description="Most events taken per batch.")
+    batch_window_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch.")
+    max_event_bytes: int = Field(65536, ge=256, description="Larger messages are dead-lettered.")
+    state_cache_size: int = Field(50000, ge=0, description="Customers kept in worker memory.")
+
+    web_enabled: bool = True
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+    log_level: str = "info"
+
+    cache_dir: Path = Field(Path.home() / ".cache" / "segstream")
+    kafka_version: str = "3.9.1"
+    kafka_heap: str = Field("512m", description="Java -Xmx of the local broker.")
+
+    journey: JourneyConfig = JourneyConfig()
+    state: StateConfig = StateConfig()
+
+    @cached_property
+    def engine(self) -> EngineConfig:
+        return EngineConfig(journey=self.journey, state=self.state)
+
+    @property
+    def kafka_host_port(self) -> tuple[str, int]:
+        first = self.kafka_bootstrap.split(",")[0].strip()
+        if "://" in first:
+            first = first.split("://", 1)[1]
+        host, _, port = first.rpartition(":")
+        return (host or "127.0.0.1"), int(port or 9092)
+
+    @property
+    def redis_host_port(self) -> tuple[str, int]:
+        url = urlparse(self.redis_url)
+        return url.hostname or "127.0.0.1", url.port or 6379
+
+    def topic(self, name: str) -> str:
+        """The full name of a topic: ``topic('events.cart')`` -> ``<prefix>events.cart``."""
+        return f"{self.topic_prefix}{name}"

@@ -1,0 +1,71 @@
+"""Topic names and their creation.
+
+Input topics are keyed by ``customer_id`` and share one partition count, so Faust's
+co-partitioning assignor gives one worker the same partition of every input topic:
+all events of a customer meet in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+BROWSE = "events.browse"
+CART = "events.cart"
+PURCHASE = "events.purchase"
+PROFILE = "events.profile"
+INPUTS = (BROWSE, CART, PURCHASE, PROFILE)
+DEADLETTER = "events.deadletter"
+CHANGES = "segments.changes"
+
+#: Topic name of each event ``type`` (without the deployment prefix).
+TOPIC_OF_TYPE = {
+    "browse": BROWSE,
+    "cart": CART,
+    "purchase": PURCHASE,
+    "refund": PURCHASE,
+    "profile": PROFILE,
+}
+
+
+def all_topics(settings: Settings) -> list[str]:
+    return [settings.topic(t) for t in (*INPUTS, DEADLETTER, CHANGES)]
+
+
+def ensure_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:
+    """Create every segstream topic that does not exist yet; return the ones created."""
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=f"{settings.app_id}-admin",
+        request_timeout_ms=timeout_ms,
+    )
+    try:
+        existing = set(admin.list_topics())
+        wanted = [t for t in all_topics(settings) if t not in existing]
+        created = []
+        for name in wanted:
+            try:
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            name=name,
+                            num_partitions=settings.topic_partitions,
+                            replication_factor=settings.topic_replication,
+                        )
+                    ],
+                    timeout_ms=timeout_ms,
+                )
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+        if created:
+            log.info("created topics %s", ", ".join(created))
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,203 @@
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segmenters.config import EngineConfig
+from segmenters.core import Source, fold, recompute
+from segmenters.state import CustomerState
+from tests.unit.factories import Events, ev
+
+CFG = EngineConfig()
+
+
+def run(docs, state=None, start_offset=0, topic="events.x"):
+    items = [(ev(d), Source(topic, 0, start_offset + i)) for i, d in enumerate(docs)]
+    return fold(state, "c-1", items, config=CFG)
+
+
+def journey_path(result):
+    return [(c.previous, c.current) for c in result.changes if c.dimension == "journey"]
+
+
+def test_scripted_journey():
+    e = Events()
+    r = run([
+        e.browse(0), e.add("A", 1), e.purchase("o-1", ["A"], 2),
+        e.add("B", 10), e.purchase("o-2", ["B"], 11), e.purchase("o-3", ["C"], 12),
+        e.purchase("o-4", ["D"], 13),
+    ])
+    assert journey_path(r) == [
+        (None, "browser"), ("browser", "active_cart"), ("active_cart", "first_time_buyer"),
+        ("first_time_buyer", "active_cart"), ("active_cart", "repeat_buyer"),
+        ("repeat_buyer", "loyal"),
+    ]
+    s = r.state
+    assert (s.orders, s.revenue, s.items, s.cart) == (4, 40.0, 4, {})
+    assert r.state.segment("journey") == "loyal"
+
+
+def test_order_counts_once_whatever_its_events():
+    e = Events()
+    first = e.purchase("o-1", ["A", "B"])
+    resent = dict(e.purchase("o-1", ["A", "B"], 1))  # same order, new event_id
+    r = run([first, resent])
+    assert (r.state.orders, r.state.revenue, r.state.items, r.applied) == (1, 20.0, 2, 2)
+
+
+def test_purchase_removes_only_purchased_skus():
+    e = Events()
+    r = run([e.add("A"), e.add("B", price=5.0, qty=2), e.purchase("o", ["A"], 1)])
+    assert r.state.cart == {"B": [2, 5.0]}
+    assert r.state.cart_items == 2 and r.state.cart_value == 10.0
+
+
+def test_cart_remove_and_clear():
+    e = Events()
+    r = run([e.add("A", qty=3), e.remove("A", qty=2), e.add("B")])
+    assert r.state.cart == {"A": [1, 10.0], "B": [1, 10.0]}
+    r = run([e.clear(1)], state=r.state, start_offset=10)
+    assert r.state.cart == {}
+    assert journey_path(r) == [("active_cart", "browser")]
+
+
+def test_refund_reduces_revenue_not_orders():
+    e = Events()
+    r = run([e.purchase("o", ["A", "B"]), e.refund("o", 7.5, 5)])
+    assert (r.state.orders, r.state.revenue, r.state.refunds, r.state.refunded) == (1, 12.5, 1, 7.5)
+
+
+def test_same_offset_again_changes_nothing():
+    e = Events()
+    docs = [e.browse(), e.add("A", 1)]
+    first = run(docs)
+    again = run(docs, state=first.state)
+    assert again.applied == 0 and again.changes == []
+    assert [why for _, why in again.skipped] == ["offset already applied"] * 2
+    assert again.state.to_doc() == first.state.to_doc()
+
+
+def test_same_event_id_at_a_new_offset_changes_nothing():
+    e = Events()
+    doc = e.add("A")
+    first = run([doc])
+    again = run([doc], state=first.state, start_offset=100)
+    assert again.applied == 0
+    assert again.skipped[0][1] == "event_id already applied"
+    assert again.state.cart == first.state.cart
+
+
+def test_fold_does_not_modify_its_input():
+    e = Events()
+    before = run([e.add("A")]).state
+    snapshot = before.to_doc()
+    run([e.add("B", 1), e.purchase("o", ["A"], 2)], state=before, start_offset=5)
+    assert before.to_doc() == snapshot
+
+
+def test_profile_and_geo():
+    e = Events()
+    r = run([e.profile(birth_year=1990, country="DE", marketing_consent=False),
+             e.browse(1, geo={"country": "DE", "city": "Munich"}, device="mobile")])
+    assert r.state.profile == {"birth_year": 1990, "country": "DE", "marketing_consent": False}
+    assert r.state.geo == {"country": "DE", "city": "Munich"}
+    assert r.state.devices == {"mobile": 1}
+
+
+def test_change_ids_are_deterministic():
+    e = Events()
+    docs = [e.browse(), e.add("A", 1)]
+    assert [c.change_id for c in run(docs).changes] == [c.change_id for c in run(docs).changes]
+
+
+def test_state_doc_round_trips_and_is_small():
+    e = Events()
+    docs = [e.profile(birth_year=1980, country="GB")] + [
+        e.add(f"S{i}", i) for i in range(5)] + [e.purchase(f"o{i}", [f"S{i}"], 10 + i) for i in range(5)]
+    state = run(docs).state
+    raw = orjson.dumps(state.to_doc())
+    assert CustomerState.from_doc(orjson.loads(raw)) == state
+    assert len(raw) < 1024
+
+
+GOLDEN = (
+    '{"customer_id":"c-1","state_version":1,"first_seen":1767261600.0,"last_seen":176'
+    '7261660.0,"events":2,"orders":1,"revenue":10.0,"items":1,"first_order_at":176726'
+    '1660.0,"last_order_at":1767261660.0,"cart_adds":[1.0,1767261600.0],"cart_at":176'
+    '7261600.0,"categories":{"shoes":1},"segments":{"journey":["first_time_buyer",176'
+    '7261660.0]},"offsets":{"events.x/0":1},"event_ids":["8eb3e1bcef","b98c60e1cb"],"'
+    'order_ids":["606fd39fbe"]}'
+)
+
+
+def test_stored_format_is_pinned():
+    """The stored layout is public API (docs/state_format.md): change it only with a migration."""
+    e = Events()
+    state = run([e.add("A"), e.purchase("o-1", ["A"], 1)]).state
+    assert orjson.dumps(state.to_doc()).decode() == GOLDEN
+
+
+# --- properties -------------------------------------------------------------------------
+
+def _customer_events(cid, actions):
+    e = Events(cid)
+    out = []
+    for i, (kind, sku) in enumerate(actions):
+        if kind == "browse":
+            out.append(e.browse(i))
+        elif kind == "add":
+            out.append(e.add(sku, i))
+        elif kind == "remove":
+            out.append(e.remove(sku, i))
+        elif kind == "buy":
+            out.append(e.purchase(f"{cid}-o{i % 3}", [sku], i))
+        else:
+            out.append(e.clear(i))
+    return out
+
+
+actions = st.lists(
+    st.tuples(st.sampled_from(["browse", "add", "remove", "buy", "clear"]), st.sampled_from("ABC")),
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(actions, st.integers(min_value=0, max_value=25))
+def test_replaying_a_prefix_changes_nothing(acts, cut):
+    docs = _customer_events("c-1", acts)
+    items = [(ev(d), Source("events.x", 0, i)) for i, d in enumerate(docs)]
+    full = fold(None, "c-1", items, config=CFG)
+    again = fold(full.state, "c-1", items[: min(cut, len(items))], config=CFG)
+    assert again.applied == 0 and again.changes == []
+    assert again.state.to_doc() == full.state.to_doc()
+
+
+@settings(max_examples=150, deadline=None)
+@given(actions, st.integers(min_value=0, max_value=25))
+def test_batching_does_not_change_the_result(acts, cut):
+    docs = _customer_events("c-1", acts)
+    items = [(ev(d), Source("events.x", 0, i)) for i, d in enumerate(docs)]
+    whole = fold(None, "c-1", items, config=CFG)
+    first = fold(None, "c-1", items[:cut], config=CFG)
+    second = fold(first.state, "c-1", items[cut:], config=CFG)
+    assert second.state.to_doc() == whole.state.to_doc()
+    assert first.changes + second.changes == whole.changes
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(actions, min_size=1, max_size=5), st.randoms(use_true_random=False))
+def test_order_of_customers_does_not_matter(per_customer, rnd):
+    streams = [_customer_events(f"c-{i}", a) for i, a in enumerate(per_customer)]
+    items = [(ev(d), Source("events.x", i, j)) for i, docs in enumerate(streams)
+             for j, d in enumerate(docs)]
+    # interleave customers differently, keeping each customer's own order
+    queues = [list(q) for q in streams]
+    shuffled = []
+    while any(queues):
+        q = rnd.choice([q for q in queues if q])
+        shuffled.append(q.pop(0))
+    positions = {id(d): (i, j) for i, docs in enumerate(streams) for j, d in enumerate(docs)}
+    items2 = [(ev(d), Source("events.x", *positions[id(d)])) for d in shuffled]
+    a = {c: r.state.to_doc() for c, r in recompute(items, config=CFG).items()}
+    b = {c: r.state.to_doc() for c, r in recompute(items2, config=CFG).items()}
+    assert a == b
