@@ -46,6 +46,8 @@ class StateConfig(BaseModel):
     recent_order_ids: int = Field(64, ge=1)
     #: How many categories the affinity map keeps (the least-seen is evicted).
     max_categories: int = Field(12, ge=1)
+    #: How many recently bought skus are remembered (so a late cart addition stays out).
+    recent_bought_skus: int = Field(16, ge=1)
     #: How many distinct skus a cart keeps (the oldest addition is evicted).
     max_cart_lines: int = Field(50, ge=1)
 

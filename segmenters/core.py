@@ -130,6 +130,37 @@ def fold(
     return result
 
 
+def merge_by_time(items: Sequence[tuple[Event, Source | None]]) -> list[tuple[Event, Source | None]]:
+    """One customer's events in event-time order, each source partition kept in offset order.
+
+    A customer's events come from several topics, which a consumer reads at different
+    paces; merging by ``occurred_at`` undoes that within a batch. Events of one partition
+    are never reordered among themselves: the offset de-duplication relies on it.
+
+    >>> from segmenters.events import parse_event
+    >>> def e(i, t): return parse_event('{"schema_version":1,"event_id":"%s","type":"browse",'
+    ...     '"customer_id":"c","occurred_at":"2026-01-01T00:00:%02dZ","page_type":"home"}' % (i, t))
+    >>> items = [(e("b1", 5), Source("b", 0, 1)), (e("c1", 3), Source("c", 0, 1)),
+    ...          (e("b2", 1), Source("b", 0, 2))]
+    >>> [ev.event_id for ev, _ in merge_by_time(items)]
+    ['c1', 'b1', 'b2']
+    """
+    queues: dict[str, list[tuple[Event, Source | None]]] = {}
+    for item in items:
+        queues.setdefault(item[1].key if item[1] is not None else "", []).append(item)
+    if len(queues) == 1:
+        return list(items)
+    heads = {k: 0 for k in queues}
+    out = []
+    while heads:
+        k = min(heads, key=lambda q: queues[q][heads[q]][0].occurred_at)
+        out.append(queues[k][heads[k]])
+        heads[k] += 1
+        if heads[k] == len(queues[k]):
+            del heads[k]
+    return out
+
+
 def recompute(
     events: Sequence[tuple[Event, Source | None]], *, config: EngineConfig
 ) -> dict[str, FoldResult]:
@@ -138,5 +169,6 @@ def recompute(
     for event, source in events:
         by_customer.setdefault(event.customer_id, []).append((event, source))
     return {
-        cid: fold(None, cid, items, config=config) for cid, items in by_customer.items()
+        cid: fold(None, cid, merge_by_time(items), config=config)
+        for cid, items in by_customer.items()
     }

@@ -75,12 +75,16 @@ class CustomerState:
     refunded: float = 0.0
     views: list[float] | None = None
     cart_adds: list[float] | None = None
+    #: sku -> [quantity, unit_price, [[added_at, quantity], ...]]
     cart: dict[str, list[Any]] = field(default_factory=dict)
     cart_at: float | None = None
+    #: sku -> time of its latest purchase (recent skus only)
+    bought: dict[str, float] = field(default_factory=dict)
     categories: dict[str, int] = field(default_factory=dict)
     devices: dict[str, int] = field(default_factory=dict)
     channels: dict[str, int] = field(default_factory=dict)
     geo: dict[str, str] = field(default_factory=dict)
+    geo_at: float | None = None
     profile: dict[str, Any] = field(default_factory=dict)
     segments: dict[str, list[Any]] = field(default_factory=dict)
     offsets: dict[str, int] = field(default_factory=dict)
@@ -89,11 +93,11 @@ class CustomerState:
 
     @property
     def cart_items(self) -> int:
-        return sum(int(q) for q, _ in self.cart.values())
+        return sum(int(line[0]) for line in self.cart.values())
 
     @property
     def cart_value(self) -> float:
-        return round(sum(q * (p or 0.0) for q, p in self.cart.values()), 2)
+        return round(sum(line[0] * (line[1] or 0.0) for line in self.cart.values()), 2)
 
     def segment(self, dimension: str) -> str | None:
         entry = self.segments.get(dimension)
@@ -116,12 +120,14 @@ class CustomerState:
             refunded=self.refunded,
             views=None if self.views is None else list(self.views),
             cart_adds=None if self.cart_adds is None else list(self.cart_adds),
-            cart={k: list(v) for k, v in self.cart.items()},
+            cart={k: [v[0], v[1], [list(a) for a in v[2]]] for k, v in self.cart.items()},
             cart_at=self.cart_at,
+            bought=dict(self.bought),
             categories=dict(self.categories),
             devices=dict(self.devices),
             channels=dict(self.channels),
             geo=dict(self.geo),
+            geo_at=self.geo_at,
             profile=dict(self.profile),
             segments={k: list(v) for k, v in self.segments.items()},
             offsets=dict(self.offsets),

@@ -38,7 +38,9 @@ def _touch(state: CustomerState, event: Event, at: float, cfg: StateConfig) -> N
         _bump(state.devices, event.device)
     if event.channel:
         _bump(state.channels, event.channel)
-    if event.geo is not None:
+    if event.geo is not None and (state.geo_at is None or at >= state.geo_at):
+        # the latest location by event time wins, whatever order events arrive in
+        state.geo_at = at
         for key in ("country", "region", "city"):
             value = getattr(event.geo, key)
             if value:
@@ -61,27 +63,56 @@ def _cart(state: CustomerState, e: Cart, at: float, cfg: StateConfig) -> None:
         state.cart_adds = decayed_add(
             state.cart_adds, 1.0, at, half_life_s=cfg.decay_half_life_days * DAY
         )
-        line = state.cart.pop(e.sku, None)
-        quantity = e.quantity + (int(line[0]) if line else 0)
-        price = e.unit_price if e.unit_price is not None else (line[1] if line else None)
-        state.cart[e.sku] = [quantity, price]
-        while len(state.cart) > cfg.max_cart_lines:
-            del state.cart[next(iter(state.cart))]
         if e.category:
             _bump(state.categories, e.category, cfg.max_categories)
+        bought_at = state.bought.get(e.sku)
+        if bought_at is not None and bought_at >= at:
+            return  # bought after this addition (the purchase arrived first): not in the cart
+        line = state.cart.get(e.sku)
+        if line is None:
+            line = state.cart[e.sku] = [0, None, []]
+        if e.unit_price is not None:
+            line[1] = e.unit_price
+        line[2].append([at, e.quantity])
+        line[2].sort()
+        line[0] += e.quantity
+        while len(state.cart) > cfg.max_cart_lines:
+            # evict the line touched least recently (by event time, not arrival)
+            del state.cart[min(state.cart, key=lambda sku: (state.cart[sku][2][-1][0], sku))]
     else:
         line = state.cart.get(e.sku)
         if line is not None:
-            left = int(line[0]) - e.quantity
-            if left > 0:
-                line[0] = left
-            else:
+            _take(line, e.quantity, newest_first=True)
+            if line[0] <= 0:
                 del state.cart[e.sku]
 
 
-def _lines(state: CustomerState, lines: list[Line], cfg: StateConfig) -> None:
+def _take(line: list[Any], quantity: int, *, newest_first: bool) -> None:
+    """Take ``quantity`` units out of a cart line's additions."""
+    adds = line[2]
+    while quantity > 0 and adds:
+        i = -1 if newest_first else 0
+        take = min(quantity, adds[i][1])
+        adds[i][1] -= take
+        quantity -= take
+        line[0] -= take
+        if adds[i][1] == 0:
+            del adds[i]
+
+
+def _lines(state: CustomerState, lines: list[Line], at: float, cfg: StateConfig) -> None:
+    """A purchase empties its skus from the cart: the units added before it."""
     for line in lines:
-        state.cart.pop(line.sku, None)
+        in_cart = state.cart.get(line.sku)
+        if in_cart is not None:
+            in_cart[2] = [a for a in in_cart[2] if a[0] > at]
+            in_cart[0] = sum(q for _, q in in_cart[2])
+            if in_cart[0] <= 0:
+                del state.cart[line.sku]
+        latest = max(at, state.bought.pop(line.sku, at))  # re-insert: most recent last
+        state.bought[line.sku] = latest
+        while len(state.bought) > cfg.recent_bought_skus:
+            del state.bought[min(state.bought, key=lambda sku: (state.bought[sku], sku))]
         if line.category:
             _bump(state.categories, line.category, cfg.max_categories)
 
@@ -96,7 +127,7 @@ def _purchase(state: CustomerState, e: Purchase, at: float, cfg: StateConfig) ->
     state.items += sum(line.quantity for line in e.lines)
     state.first_order_at = at if state.first_order_at is None else min(state.first_order_at, at)
     state.last_order_at = at if state.last_order_at is None else max(state.last_order_at, at)
-    _lines(state, e.lines, cfg)
+    _lines(state, e.lines, at, cfg)
 
 
 def _refund(state: CustomerState, e: Refund, at: float, cfg: StateConfig) -> None:

@@ -8,6 +8,7 @@ same worker and are applied one batch at a time, in order, with no race on its s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -66,4 +67,24 @@ def register_agents(app: faust.App, settings: Settings, processor: BatchProcesso
                        e.message.key, e.message.value)
                 for e in events
             ]
-            throughput.add(await processor.process(records))
+            throughput.add(await process_until_done(processor, records))
+
+
+async def process_until_done(processor: BatchProcessor, records: list[Record]) -> BatchStats:
+    """Process a batch, retrying with backoff until it succeeds.
+
+    Faust acks a taken batch even when the agent raises, so raising would drop the
+    batch. Retrying instead keeps the batch: an outage (Redis down, say) shows as
+    growing lag, never as lost events. Applying a batch twice is safe (offsets are
+    stored with the state), so a retry after a partial write double-counts nothing.
+    """
+    delay = 0.2
+    while True:
+        try:
+            return await processor.process(records)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("batch of %d events failed; retrying in %.1f s", len(records), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)

@@ -26,7 +26,7 @@ import orjson
 
 from segmenters.changes import SegmentChange
 from segmenters.config import EngineConfig
-from segmenters.core import FoldResult, Source, fold
+from segmenters.core import FoldResult, Source, fold, merge_by_time
 from segmenters.events import Event, InvalidEvent, check_routing, parse_event
 from segmenters.state import CustomerState
 
@@ -126,6 +126,7 @@ class BatchProcessor:
             source = Source(record.topic, record.partition, record.offset)
             by_customer.setdefault(event.customer_id, []).append((event, source))
         stats.customers = len(by_customer)
+        by_customer = {cid: merge_by_time(items) for cid, items in by_customer.items()}
 
         loaded = await self.store.load(by_customer)
         changes: list[SegmentChange] = []
@@ -156,11 +157,13 @@ class BatchProcessor:
         else:
             raise RuntimeError(f"state kept changing under us for {sorted(by_customer)}")
 
+        # Changes that redelivered events caused before a crash go out first, so each
+        # customer's changes keep their order on the topic.
+        for cid, sources in redelivered.items():
+            stats.resent += await self._resend(cid, sources)
         for change in changes:
             await self.send_change(change.customer_id.encode(), change_json(change))
         stats.changes = len(changes)
-        for cid, sources in redelivered.items():
-            stats.resent += await self._resend(cid, sources)
         stats.round_trips = self.store.round_trips - trips_before
         stats.seconds = time.perf_counter() - started
         return stats

@@ -5,9 +5,10 @@ from hypothesis import strategies as st
 from segmenters.config import EngineConfig
 from segmenters.core import Source, fold, recompute
 from segmenters.state import CustomerState
-from tests.unit.factories import Events, ev
+from tests.unit.factories import T0, Events, ev
 
 CFG = EngineConfig()
+T0S = T0.timestamp()
 
 
 def run(docs, state=None, start_offset=0, topic="events.x"):
@@ -47,17 +48,58 @@ def test_order_counts_once_whatever_its_events():
 def test_purchase_removes_only_purchased_skus():
     e = Events()
     r = run([e.add("A"), e.add("B", price=5.0, qty=2), e.purchase("o", ["A"], 1)])
-    assert r.state.cart == {"B": [2, 5.0]}
+    assert r.state.cart == {"B": [2, 5.0, [[T0S, 2]]]}
     assert r.state.cart_items == 2 and r.state.cart_value == 10.0
 
 
 def test_cart_remove_and_clear():
     e = Events()
     r = run([e.add("A", qty=3), e.remove("A", qty=2), e.add("B")])
-    assert r.state.cart == {"A": [1, 10.0], "B": [1, 10.0]}
+    assert r.state.cart == {"A": [1, 10.0, [[T0S, 1]]], "B": [1, 10.0, [[T0S, 1]]]}
     r = run([e.clear(1)], state=r.state, start_offset=10)
     assert r.state.cart == {}
     assert journey_path(r) == [("active_cart", "browser")]
+
+
+def test_purchase_that_arrives_before_its_cart_addition_still_empties_the_cart():
+    e = Events()
+    add, buy = e.add("A", 1), e.purchase("o", ["A"], 2)
+    in_order = fold(None, "c-1", [(ev(add), Source("events.cart", 0, 0)),
+                                  (ev(buy), Source("events.purchase", 0, 0))], config=CFG)
+    reversed_ = fold(None, "c-1", [(ev(buy), Source("events.purchase", 0, 0)),
+                                   (ev(add), Source("events.cart", 0, 0))], config=CFG)
+    assert in_order.state.cart == reversed_.state.cart == {}
+    assert in_order.state.segment("journey") == reversed_.state.segment("journey") == "first_time_buyer"
+
+
+def test_adding_a_bought_sku_again_later_puts_it_back():
+    e = Events()
+    r = run([e.add("A", 1), e.purchase("o", ["A"], 2), e.add("A", 3)])
+    assert list(r.state.cart) == ["A"]
+
+
+def test_a_late_purchase_removes_only_the_units_added_before_it():
+    e = Events()
+    add1, buy, add2 = e.add("A", 1), e.purchase("o", ["A"], 2), e.add("A", 3)
+    src = {"cart": "events.cart", "purchase": "events.purchase"}
+    for order in ([add1, buy, add2], [add1, add2, buy], [buy, add1, add2], [add2, buy, add1]):
+        offsets = {"events.cart": 0, "events.purchase": 0}
+        items = []
+        for d in order:
+            t = src[d["type"]]
+            items.append((ev(d), Source(t, 0, offsets[t])))
+            offsets[t] += 1
+        cart = fold(None, "c-1", items, config=CFG).state.cart
+        assert cart == {"A": [1, 10.0, [[T0S + 180, 1]]]}, order
+
+
+def test_latest_geo_wins_whatever_the_arrival_order():
+    e = Events()
+    old = e.browse(1, geo={"country": "FR", "city": "Lyon"})
+    new = e.browse(2, geo={"country": "DE", "city": "Berlin"})
+    a = run([old, new]).state.geo
+    b = run([new, old]).state.geo
+    assert a == b == {"country": "DE", "city": "Berlin"}
 
 
 def test_refund_reduces_revenue_not_orders():
@@ -123,9 +165,9 @@ GOLDEN = (
     '{"customer_id":"c-1","state_version":1,"first_seen":1767261600.0,"last_seen":176'
     '7261660.0,"events":2,"orders":1,"revenue":10.0,"items":1,"first_order_at":176726'
     '1660.0,"last_order_at":1767261660.0,"cart_adds":[1.0,1767261600.0],"cart_at":176'
-    '7261600.0,"categories":{"shoes":1},"segments":{"journey":["first_time_buyer",176'
-    '7261660.0]},"offsets":{"events.x/0":1},"event_ids":["8eb3e1bcef","b98c60e1cb"],"'
-    'order_ids":["606fd39fbe"]}'
+    '7261600.0,"bought":{"A":1767261660.0},"categories":{"shoes":1},"segments":{"jour'
+    'ney":["first_time_buyer",1767261660.0]},"offsets":{"events.x/0":1},"event_ids":['
+    '"8eb3e1bcef","b98c60e1cb"],"order_ids":["606fd39fbe"]}'
 )
 
 

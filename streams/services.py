@@ -1,0 +1,747 @@
+"""Local Kafka and Redis for development and tests, without Docker.
+
+``segstream services up`` makes ``settings.kafka_bootstrap`` and ``settings.redis_url``
+answer: a server that already answers is used as is; otherwise segstream starts a
+single-node KRaft broker (jars resolved once with Maven) and a ``redis-server`` of its
+own. ``down`` stops only what ``up`` started, found through pid files. Everything lives
+under ``settings.cache_dir``, outside the repository::
+
+    m2/                       Maven local repository
+    kafka-<version>/libs/     broker jars (+ libs.complete once the copy finished)
+    kafka-data-<port>/        KRaft storage, formatted once
+    redis-data-<port>/        redis-server working directory
+    run/                      server-<port>.properties, *.pid, *.lock
+    logs/                     kafka-<port>.log, redis-<port>.log
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from streams.settings import Settings
+
+Echo = Callable[[str], None]
+
+KAFKA_SCRIPTS = Path(__file__).resolve().parents[1] / "scripts" / "kafka"
+KAFKA_POM = KAFKA_SCRIPTS / "pom.xml"
+KAFKA_LOG4J = KAFKA_SCRIPTS / "log4j.properties"
+
+KAFKA_START_TIMEOUT_S = 90.0
+REDIS_START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 20.0
+MAVEN_TIMEOUT_S = 1800.0
+LOG_TAIL_LINES = 30
+PROBE_TIMEOUT_S = 2.0
+POLL_INTERVAL_S = 0.25
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started or stopped; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What ``segstream services status`` shows for one service."""
+
+    name: str
+    address: str
+    answering: bool
+    pid: int | None  # the process segstream started, if it is still alive
+    detail: str
+
+
+@dataclass(frozen=True)
+class _Service:
+    """One local service: where it answers and where segstream keeps its traces."""
+
+    name: str
+    host: str
+    port: int
+    local: bool  # only a service on this machine can be started, or stopped through a pid file
+    pid_file: Path
+    log_file: Path
+    lock_file: Path
+    mark: str  # found in the command line of the process we started; guards against pid reuse
+    answers: Callable[[], bool]
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def up(settings: Settings, echo: Echo = print) -> None:
+    """Make Kafka and Redis answer at the configured addresses, starting them if needed."""
+    _kafka_up(settings, echo)
+    _redis_up(settings, echo)
+
+
+def down(settings: Settings, echo: Echo = print) -> None:
+    """Stop the Kafka and Redis that ``up`` started; servers found already running are left."""
+    for service in _services(settings):
+        with _locked(service.lock_file):
+            _stop(service, echo)
+
+
+def status(settings: Settings) -> list[ServiceState]:
+    """Whether each service answers, and the pid of the process segstream started, if any."""
+    return [_state(service) for service in _services(settings)]
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def _kafka_service(settings: Settings) -> _Service:
+    host, port = settings.kafka_host_port
+    run = settings.cache_dir / "run"
+    servers = _bootstrap_servers(settings)
+    return _Service(
+        name="kafka",
+        host=host,
+        port=port,
+        local=_is_local_host(host),
+        pid_file=run / f"kafka-{port}.pid",
+        log_file=settings.cache_dir / "logs" / f"kafka-{port}.log",
+        lock_file=run / f"kafka-{port}.lock",
+        mark=str(_kafka_properties_file(settings)),
+        answers=lambda: kafka_answers(servers),
+    )
+
+
+def _redis_service(settings: Settings) -> _Service:
+    host, port = settings.redis_host_port
+    run = settings.cache_dir / "run"
+    url = settings.redis_url
+    return _Service(
+        name="redis",
+        host=host,
+        port=port,
+        local=_is_local_host(host),
+        pid_file=run / f"redis-{port}.pid",
+        log_file=settings.cache_dir / "logs" / f"redis-{port}.log",
+        lock_file=run / f"redis-{port}.lock",
+        mark="redis-server",
+        answers=lambda: redis_answers(url),
+    )
+
+
+def _services(settings: Settings) -> list[_Service]:
+    return [_kafka_service(settings), _redis_service(settings)]
+
+
+def _kafka_libs(settings: Settings) -> Path:
+    return settings.cache_dir / f"kafka-{settings.kafka_version}" / "libs"
+
+
+def _kafka_libs_marker(settings: Settings) -> Path:
+    """Written only after Maven copied every jar, so an interrupted copy is redone."""
+    return settings.cache_dir / f"kafka-{settings.kafka_version}" / "libs.complete"
+
+
+def _kafka_data_dir(settings: Settings) -> Path:
+    return settings.cache_dir / f"kafka-data-{settings.kafka_host_port[1]}"
+
+
+def _kafka_properties_file(settings: Settings) -> Path:
+    return settings.cache_dir / "run" / f"server-{settings.kafka_host_port[1]}.properties"
+
+
+def _bootstrap_servers(settings: Settings) -> list[str]:
+    servers = [s.strip() for s in settings.kafka_bootstrap.split(",") if s.strip()]
+    return [s.split("://", 1)[1] if "://" in s else s for s in servers]
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def kafka_answers(servers: list[str], timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """True if a broker among ``servers`` answers a metadata request.
+
+    A plain TCP connect comes first: a closed port then costs no time and no
+    client log noise (the Kafka client retries a refused bootstrap until its timeout).
+    """
+    if not any(_listening(*_split_host_port(s)) for s in servers):
+        return False
+    timeout_ms = int(timeout_s * 1000)
+    wanted = {  # kafka-python 2.x and 3.x name the bootstrap timeout differently
+        "request_timeout_ms": timeout_ms,
+        "api_version_auto_timeout_ms": timeout_ms,
+        "bootstrap_timeout_ms": timeout_ms,
+    }
+    config = {k: v for k, v in wanted.items() if k in KafkaAdminClient.DEFAULT_CONFIG}
+    with _quiet("kafka"):
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=servers, client_id="segstream-services", **config
+            )
+        except (KafkaError, OSError, ValueError):
+            return False
+        try:
+            admin.list_topics()
+            return True
+        except (KafkaError, OSError):
+            return False
+        finally:
+            admin.close()
+
+
+def redis_answers(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """True if the Redis at ``url`` answers PING (with the credentials in the URL)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def _listening(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """True if something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _split_host_port(server: str) -> tuple[str, int]:
+    host, sep, port = server.rpartition(":")
+    if not sep or not port.isdigit():
+        return server.strip("[]") or "127.0.0.1", 9092
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence a client library's connection errors while probing: failure is an answer."""
+    logger = logging.getLogger(logger_name)
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+# --------------------------------------------------------------------------- Kafka
+
+
+def _kafka_up(settings: Settings, echo: Echo) -> None:
+    service = _kafka_service(settings)
+    with _locked(service.lock_file):
+        if _reuse(service, echo):
+            return
+        _require_free_ports(service, [service.port, service.port + 1])  # + controller
+        java = _require_tool("java", "a Java 17+ runtime (Debian: apt-get install default-jre)")
+        libs = _ensure_kafka_jars(settings, echo)
+        properties = _write_server_properties(settings)
+        _format_kafka_storage(settings, java, libs, properties, echo)
+        command = [
+            java,
+            "-Xms128m",
+            f"-Xmx{settings.kafka_heap}",
+            "-XX:+UseSerialGC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{KAFKA_LOG4J}",
+            "-cp",
+            f"{libs}/*",
+            "kafka.Kafka",
+            str(properties),
+        ]
+        _start(
+            service, command, KAFKA_START_TIMEOUT_S, f"Apache Kafka {settings.kafka_version}", echo
+        )
+
+
+def _ensure_kafka_jars(settings: Settings, echo: Echo) -> Path:
+    """The broker's jars, copied by Maven on first use and cached under cache_dir."""
+    libs = _kafka_libs(settings)
+    marker = _kafka_libs_marker(settings)
+    if marker.exists():
+        return libs
+    if not KAFKA_POM.exists():
+        raise ServiceError(f"{KAFKA_POM} is missing; run this from a segstream source checkout")
+    mvn = _require_tool("mvn", "Apache Maven (Debian: apt-get install maven)")
+    echo(
+        f"kafka: resolving Apache Kafka {settings.kafka_version} jars with Maven "
+        "(first run only)..."
+    )
+    if libs.exists():
+        shutil.rmtree(libs)  # leftovers of an interrupted copy
+    libs.mkdir(parents=True)
+    command = [
+        mvn,
+        "-q",
+        "-B",
+        "-Dstyle.color=never",
+        "-f",
+        str(KAFKA_POM),
+        f"-Dkafka.version={settings.kafka_version}",
+        f"-Dmaven.repo.local={settings.cache_dir / 'm2'}",
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={libs}",
+        "-DincludeScope=runtime",
+    ]
+    started = time.monotonic()
+    _run_checked(command, "Maven could not resolve the Kafka jars", MAVEN_TIMEOUT_S)
+    jars = sorted(p.name for p in libs.glob("*.jar"))
+    if not any(name.startswith("kafka_2.13-") for name in jars):
+        raise ServiceError(f"Maven finished but {libs} holds no kafka_2.13 jar")
+    marker.write_text("\n".join(jars) + "\n")
+    echo(f"kafka: {len(jars)} jars resolved in {time.monotonic() - started:.1f} s into {libs}")
+    return libs
+
+
+def _server_properties(settings: Settings) -> str:
+    """A single-node KRaft broker+controller on the bootstrap address."""
+    host, port = settings.kafka_host_port
+    advertised = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    controller = port + 1
+    lines = [
+        "# Generated by `segstream services up`; rewritten on every start.",
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@{advertised}:{controller}",
+        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
+        f"advertised.listeners=PLAINTEXT://{advertised}:{port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"log.dirs={_kafka_data_dir(settings)}",
+        f"num.partitions={settings.topic_partitions}",
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=true",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _write_server_properties(settings: Settings) -> Path:
+    path = _kafka_properties_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_server_properties(settings))
+    return path
+
+
+def _format_kafka_storage(
+    settings: Settings, java: str, libs: Path, properties: Path, echo: Echo
+) -> None:
+    """Format the KRaft log dir once; a formatted dir keeps its cluster id and topics."""
+    data = _kafka_data_dir(settings)
+    if (data / "meta.properties").exists():
+        return
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    echo(f"kafka: formatting KRaft storage in {data} (cluster id {cluster_id})")
+    command = [
+        java,
+        "-Xmx256m",
+        f"-Dlog4j.configuration=file:{KAFKA_LOG4J}",
+        "-cp",
+        f"{libs}/*",
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        cluster_id,
+        "-c",
+        str(properties),
+    ]
+    _run_checked(command, f"formatting the Kafka storage in {data} failed", 120.0)
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+def _redis_up(settings: Settings, echo: Echo) -> None:
+    service = _redis_service(settings)
+    with _locked(service.lock_file):
+        if _reuse(service, echo):
+            return
+        _require_free_ports(service, [service.port])
+        host, port = service.host, service.port
+        server = _find_redis_server()
+        if server is None:
+            server = _install_redis_server(echo)
+            if service.answers():  # the Debian package may start its own server
+                echo(
+                    f"redis: the redis-server package started a server on {service.address}; "
+                    "using it"
+                )
+                return
+        data = settings.cache_dir / f"redis-data-{port}"
+        data.mkdir(parents=True, exist_ok=True)
+        command = [
+            server,
+            "--bind",
+            "127.0.0.1" if host == "localhost" else host,
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data),
+            "--logfile",
+            str(service.log_file),
+            "--daemonize",
+            "no",
+        ]
+        _start(service, command, REDIS_START_TIMEOUT_S, "redis-server", echo)
+
+
+def _find_redis_server() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    for candidate in ("/usr/bin/redis-server", "/usr/sbin/redis-server"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _install_redis_server(echo: Echo) -> str:
+    """Install Debian's redis-server; refresh the package index only if the first try fails."""
+    apt = shutil.which("apt-get")
+    if apt is None:
+        raise ServiceError("redis-server is not installed; install Redis 6+ and run this again")
+    if os.geteuid() != 0:
+        raise ServiceError(
+            "redis-server is not installed; install it with "
+            "`sudo apt-get install redis-server` and run this again"
+        )
+    echo("redis: redis-server not found; installing the Debian package with apt-get...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [apt, "install", "-y", "-q", "redis-server"]
+    started = time.monotonic()
+    if _run(install, env, 900.0).returncode != 0:
+        _run([apt, "update", "-q"], env, 900.0)
+        result = _run(install, env, 900.0)
+        if result.returncode != 0:
+            raise ServiceError(
+                f"`apt-get install redis-server` failed:\n{_tail_text(result.stdout)}"
+            )
+    server = _find_redis_server()
+    if server is None:
+        raise ServiceError("apt-get installed redis-server but no redis-server binary was found")
+    echo(f"redis: installed {server} in {time.monotonic() - started:.1f} s")
+    return server
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _reuse(service: _Service, echo: Echo) -> bool:
+    """True if the service answers already, or our process from an earlier ``up`` comes up."""
+    if service.answers():
+        pid = _our_pid(service)
+        whose = f"started by segstream, pid {pid}" if pid else "not started by segstream"
+        echo(f"{service.name}: {service.address} already answers ({whose}); using it")
+        return True
+    if not service.local:
+        raise ServiceError(
+            f"{service.name} does not answer on {service.address}, and {service.host} is not "
+            "this machine, so segstream cannot start it; check the address in the settings"
+        )
+    pid = _our_pid(service)
+    if pid is None:
+        return False
+    echo(f"{service.name}: pid {pid} from an earlier start does not answer yet; waiting for it")
+    timeout = KAFKA_START_TIMEOUT_S if service.name == "kafka" else REDIS_START_TIMEOUT_S
+    _wait_until_answering(service, lambda: _alive(pid), timeout, time.monotonic(), ours=False)
+    echo(f"{service.name}: {service.address} answers (pid {pid})")
+    return True
+
+
+def _require_free_ports(service: _Service, ports: list[int]) -> None:
+    """Refuse early, with a clear reason, when the server could not bind its ports."""
+    for port in ports:
+        if _listening(service.host, port):
+            raise ServiceError(
+                f"port {port} on {service.host} is taken by a process that is not a working "
+                f"{service.name} server; stop it or choose another port in the settings"
+            )
+
+
+def _is_local_host(host: str) -> bool:
+    """True if ``host`` is an address of this machine (a socket can be bound to it)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    for family, kind, _, _, address in infos:
+        with socket.socket(family, kind) as probe:
+            try:
+                probe.bind((address[0], 0))
+                return True
+            except OSError:
+                continue
+    return False
+
+
+def _require_tool(name: str, what: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise ServiceError(f"`{name}` is not on PATH; install {what} and run this again")
+    return path
+
+
+def _start(service: _Service, command: list[str], timeout_s: float, label: str, echo: Echo) -> None:
+    """Start a server in its own session (it outlives the CLI) and wait until it answers."""
+    service.log_file.parent.mkdir(parents=True, exist_ok=True)
+    service.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with service.log_file.open("ab") as log:
+        log.write(f"\n==== segstream: starting {label} at {time.ctime()} ====\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=service.pid_file.parent,
+        )
+    service.pid_file.write_text(f"{process.pid}\n")
+    _wait_until_answering(service, lambda: process.poll() is None, timeout_s, started)
+    echo(
+        f"{service.name}: started {label} on {service.address} in "
+        f"{time.monotonic() - started:.1f} s (pid {process.pid}, log {service.log_file})"
+    )
+
+
+def _wait_until_answering(
+    service: _Service,
+    alive: Callable[[], bool],
+    timeout_s: float,
+    started: float,
+    ours: bool = True,
+) -> None:
+    """Poll until the service answers; raise with its log if it dies or takes too long.
+
+    A server this call started (``ours``) is stopped on timeout, so no half-started
+    broker is left behind; one from an earlier ``up`` is left for ``down``.
+    """
+    while not service.answers():
+        if not alive():
+            service.pid_file.unlink(missing_ok=True)
+            raise ServiceError(
+                f"{service.name} exited while starting; last lines of {service.log_file}:\n"
+                f"{_tail_file(service.log_file)}"
+            )
+        if time.monotonic() - started > timeout_s:
+            if ours:
+                _stop(service, lambda _: None)
+            what = "was stopped" if ours else "still runs; `segstream services down` stops it"
+            raise ServiceError(
+                f"{service.name} did not answer on {service.address} within {timeout_s:.0f} s "
+                f"and {what}; last lines of {service.log_file}:\n"
+                f"{_tail_file(service.log_file)}"
+            )
+        time.sleep(POLL_INTERVAL_S)
+
+
+def _stop(service: _Service, echo: Echo) -> None:
+    """SIGTERM the process of our pid file, SIGKILL it after STOP_TIMEOUT_S."""
+    pid = _read_pid(service.pid_file) if service.local else None
+    if pid is None:
+        echo(f"{service.name}: nothing started by segstream on {service.address}")
+        return
+    if not _alive(pid):
+        service.pid_file.unlink(missing_ok=True)
+        echo(f"{service.name}: pid {pid} is gone; removed its stale pid file")
+        return
+    if not _is_ours(pid, service.mark):
+        service.pid_file.unlink(missing_ok=True)
+        echo(f"{service.name}: pid {pid} is now another program; removed the pid file only")
+        return
+    started = time.monotonic()
+    _signal(pid, signal.SIGTERM)
+    if not _wait_gone(pid, STOP_TIMEOUT_S):
+        echo(f"{service.name}: pid {pid} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; killing it")
+        _signal(pid, signal.SIGKILL)
+        _wait_gone(pid, 5.0)
+    service.pid_file.unlink(missing_ok=True)
+    echo(f"{service.name}: stopped pid {pid} in {time.monotonic() - started:.1f} s")
+
+
+def _state(service: _Service) -> ServiceState:
+    answering = service.answers()
+    pid = _our_pid(service)
+    if answering and pid:
+        detail = f"log {service.log_file}"
+    elif answering:
+        detail = "not started by segstream"
+    elif pid:
+        detail = f"alive but not answering (starting or stuck?), log {service.log_file}"
+    else:
+        detail = "not running"
+    return ServiceState(service.name, service.address, answering, pid, detail)
+
+
+def _our_pid(service: _Service) -> int | None:
+    """The pid from our pid file if that process is alive and still the one we started."""
+    pid = _read_pid(service.pid_file) if service.local else None
+    if pid is None or not _alive(pid) or not _is_ours(pid, service.mark):
+        return None
+    return pid
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """True if pid runs. An exited child of ours is reaped, else it lingers as a zombie."""
+    if _reap(pid):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if _is_defunct(pid):
+        _reap(pid)  # it may have exited since the first try
+        return False
+    return True
+
+
+def _reap(pid: int) -> bool:
+    """True if pid was our child and has exited (and is now reaped)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == pid
+
+
+def _is_defunct(pid: int) -> bool:
+    """True once every thread has exited and only the exit status is left.
+
+    The state letter alone is not enough: a JVM's main thread ends first, after which
+    /proc/<pid>/stat shows Z while the shutdown threads still run and hold the ports.
+    """
+    proc = Path(f"/proc/{pid}")
+    try:
+        state = (proc / "stat").read_text().rpartition(")")[2].split()[:1]
+        threads = [t for t in os.listdir(proc / "task") if t != str(pid)]
+    except OSError:
+        return False
+    return state == ["Z"] and not threads
+
+
+def _is_ours(pid: int, mark: str) -> bool:
+    """Check the command line, so a recycled pid never gets a signal from us."""
+    return mark in _command_line(pid)
+
+
+def _command_line(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return raw.replace(b"\0", b" ").decode(errors="replace")
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return ""
+    if Path("/proc/self").exists():
+        return ""  # Linux, and the process is gone
+    result = subprocess.run(  # no /proc (macOS): ask ps
+        ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
+    )
+    return result.stdout
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise ``up``/``down`` of one service, so concurrent runs start it only once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _run(
+    command: list[str], env: dict[str, str] | None, timeout_s: float
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion, stdout and stderr together."""
+    try:
+        return subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ServiceError(
+            f"`{' '.join(command[:3])} ...` did not finish in {timeout_s:.0f} s"
+        ) from exc
+
+
+def _run_checked(command: list[str], failure: str, timeout_s: float) -> None:
+    result = _run(command, None, timeout_s)
+    if result.returncode != 0:
+        raise ServiceError(
+            f"{failure} (exit code {result.returncode}):\n{_tail_text(result.stdout)}"
+        )
+
+
+def _tail_text(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _tail_file(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return _tail_text(path.read_text(errors="replace"), lines)
+    except OSError:
+        return "(no log)"
