@@ -55,9 +55,7 @@ class FoldResult:
     skipped: list[tuple[Source | None, str]] = field(default_factory=list)
 
 
-def evaluate(
-    state: CustomerState, now: float, config: EngineConfig
-) -> dict[str, tuple[str, str]]:
+def evaluate(state: CustomerState, now: float, config: EngineConfig) -> dict[str, tuple[str, str]]:
     """Every dimension's segment for ``state`` at event time ``now``, with its reason."""
     return {journey_rules.DIMENSION: journey_rules.journey(state, now, config.journey)}
 
@@ -130,7 +128,9 @@ def fold(
     return result
 
 
-def merge_by_time(items: Sequence[tuple[Event, Source | None]]) -> list[tuple[Event, Source | None]]:
+def merge_by_time(
+    items: Sequence[tuple[Event, Source | None]],
+) -> list[tuple[Event, Source | None]]:
     """One customer's events in event-time order, each source partition kept in offset order.
 
     A customer's events come from several topics, which a consumer reads at different

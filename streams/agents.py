@@ -45,7 +45,12 @@ class Throughput:
             rate = (t.events - self.last_events) / (now - self.last_report)
             log.info(
                 "events %d (%.0f/s) applied %d duplicates %d dead-lettered %d changes %d",
-                t.events, rate, t.applied, t.duplicates, t.deadletters, t.changes,
+                t.events,
+                rate,
+                t.applied,
+                t.duplicates,
+                t.deadletters,
+                t.changes,
             )
             self.last_report, self.last_events = now, t.events
 
@@ -63,8 +68,13 @@ def register_agents(app: faust.App, settings: Settings, processor: BatchProcesso
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
             records = [
-                Record(e.message.topic, e.message.partition, e.message.offset,
-                       e.message.key, e.message.value)
+                Record(
+                    e.message.topic,
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.key,
+                    e.message.value,
+                )
                 for e in events
             ]
             throughput.add(await process_until_done(processor, records))

@@ -42,9 +42,7 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
     )
     changes = app.topic(settings.topic(CHANGES), key_serializer="raw", value_serializer="raw")
-    deadletter = app.topic(
-        settings.topic(DEADLETTER), key_serializer="raw", value_serializer="raw"
-    )
+    deadletter = app.topic(settings.topic(DEADLETTER), key_serializer="raw", value_serializer="raw")
 
     async def send_change(key: bytes, value: bytes) -> None:
         await changes.send(key=key, value=value)

@@ -115,8 +115,13 @@ def simulate(
     from .simulate import simulate as run
 
     stats = run(
-        _settings(), customers=customers, rate=rate, duration=duration, seed=seed,
-        progress=not quiet, truth_path=truth,
+        _settings(),
+        customers=customers,
+        rate=rate,
+        duration=duration,
+        seed=seed,
+        progress=not quiet,
+        truth_path=truth,
     )
     click.echo(f"simulated: {stats}")
 
@@ -128,8 +133,9 @@ def customer(customer_id: str, as_json: bool) -> None:
     """Show one customer's segments and state."""
     import redis
 
-    from .keys import state_key
     from segmenters.state import CustomerState
+
+    from .keys import state_key
 
     settings = _settings()
     doc = redis.Redis.from_url(settings.redis_url).hget(

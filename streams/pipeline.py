@@ -133,7 +133,7 @@ class BatchProcessor:
         redelivered: dict[str, set[str]] = {}
         pending = dict(loaded)
         stale_adds: dict[str, list[tuple[str, str]]] = {}
-        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+        for _attempt in range(MAX_CONFLICT_RETRIES + 1):
             writes, results = self._fold_all(by_customer, pending, stale_adds)
             conflicts = await self.store.commit(writes)
             for cid, result in results.items():

@@ -36,13 +36,17 @@ class Settings(BaseSettings):
     batch_size: int = Field(500, ge=1, description="Most events taken per batch.")
     batch_window_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch.")
     fetch_partition_bytes: int = Field(
-        16384, ge=1024,
+        16384,
+        ge=1024,
         description="Most bytes fetched per partition per request: bounds how far the four "
         "input topics can run apart in a catch-up (see docs/design.md).",
     )
     session_timeout_s: float = Field(
-        30.0, ge=6, description="How long the group waits for a silent worker before "
-        "handing its partitions to others.")
+        30.0,
+        ge=6,
+        description="How long the group waits for a silent worker before "
+        "handing its partitions to others.",
+    )
     max_event_bytes: int = Field(65536, ge=256, description="Larger messages are dead-lettered.")
     state_cache_size: int = Field(50000, ge=0, description="Customers kept in worker memory.")
 

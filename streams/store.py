@@ -112,7 +112,10 @@ class StateStore:
             args: list[Any] = [w.expected_rev, _encode(w.state), len(w.outbox), OUTBOX_KEEP]
             args.extend(w.outbox)
             await self._commit(  # queues onto the pipeline; no round trip here
-                keys=[state_key(self.prefix, w.customer_id), outbox_key(self.prefix, w.customer_id)],
+                keys=[
+                    state_key(self.prefix, w.customer_id),
+                    outbox_key(self.prefix, w.customer_id),
+                ],
                 args=args,
                 client=pipe,
             )

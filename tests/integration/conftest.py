@@ -72,14 +72,16 @@ class Deployment:
             "SEGSTREAM_SESSION_TIMEOUT_S": "6",
             **{k: str(v) for k, v in overrides.items()},
         }
-        self.settings = Settings(**{k.removeprefix("SEGSTREAM_").lower(): v
-                                    for k, v in self.env.items()})
+        self.settings = Settings(
+            **{k.removeprefix("SEGSTREAM_").lower(): v for k, v in self.env.items()}
+        )
         self.tmp = tmp
         self.redis = redis.Redis.from_url(base.redis_url)
         self.workers: list[subprocess.Popen[bytes]] = []
         ensure_topics(self.settings)
-        self.producer = KafkaProducer(bootstrap_servers=base.kafka_bootstrap, acks="all",
-                                      linger_ms=2)
+        self.producer = KafkaProducer(
+            bootstrap_servers=base.kafka_bootstrap, acks="all", linger_ms=2
+        )
 
     # --- workers ---------------------------------------------------------------------
     def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
@@ -87,7 +89,10 @@ class Deployment:
         log = open(self.tmp / f"worker-{n}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"],
-            cwd=ROOT, env={**os.environ, **self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, **self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.workers.append(proc)
         self._wait_log(n, b"[^Worker]: Ready", 90)
@@ -124,8 +129,9 @@ class Deployment:
         futures = []
         for e in events:
             topic = self.settings.topic(TOPIC_OF_TYPE[e["type"]])
-            futures.append((e, self.producer.send(topic, key=e["customer_id"].encode(),
-                                                  value=orjson.dumps(e))))
+            futures.append(
+                (e, self.producer.send(topic, key=e["customer_id"].encode(), value=orjson.dumps(e)))
+            )
         self.producer.flush()
         out = []
         for e, f in futures:
@@ -138,12 +144,14 @@ class Deployment:
         return Source(md.topic, md.partition, md.offset)
 
     # --- output ----------------------------------------------------------------------
-    def read_topic(self, name: str, *, expect: int | None = None, timeout: float = 30,
-                   settle: float = 2.0) -> list[Any]:
+    def read_topic(
+        self, name: str, *, expect: int | None = None, timeout: float = 30, settle: float = 2.0
+    ) -> list[Any]:
         """Every record of a topic: wait for ``expect`` records, then ``settle`` s for more."""
         topic = self.settings.topic(name)
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
-                                 enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False
+        )
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
@@ -173,13 +181,15 @@ class Deployment:
         """Wait until each customer's state counts ``expected[customer]`` applied events."""
         ends = time.monotonic() + timeout
         while time.monotonic() < ends:
-            pending = {c: n for c, n in expected.items()
-                       if ((self.state(c) or {}).get("events", 0)) < n}
+            pending = {
+                c: n for c, n in expected.items() if ((self.state(c) or {}).get("events", 0)) < n
+            }
             if not pending:
                 return
             time.sleep(0.25)
-        raise AssertionError(f"not applied in {timeout}s: {dict(list(pending.items())[:5])}\n"
-                             f"{self.log()[-3000:]}")
+        raise AssertionError(
+            f"not applied in {timeout}s: {dict(list(pending.items())[:5])}\n{self.log()[-3000:]}"
+        )
 
     def wait_caught_up(self, group: str, timeout: float = 60) -> dict[Any, int]:
         """Wait until ``group`` has committed the end offset of every input partition."""
@@ -191,8 +201,11 @@ class Deployment:
         admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
         consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
         try:
-            parts = [TopicPartition(self.settings.topic(t), p) for t in INPUTS
-                     for p in range(self.settings.topic_partitions)]
+            parts = [
+                TopicPartition(self.settings.topic(t), p)
+                for t in INPUTS
+                for p in range(self.settings.topic_partitions)
+            ]
             ends_at = consumer.end_offsets(parts)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

@@ -21,26 +21,45 @@ def scripted() -> tuple[list[dict], dict[str, list[tuple[str | None, str]]]]:
     a, b, c, d = Events("c-ann"), Events("c-bob"), Events("c-cat"), Events("c-dan")
     events = [
         a.profile(0, birth_year=1990, country="DE"),
-        a.browse(1), a.add("A", 2), a.purchase("o-a1", ["A"], 3),
-        a.add("B", 10), a.purchase("o-a2", ["B"], 11),
-        b.browse(0), b.add("X", 1, price=30.0), b.browse(45),  # 44 min idle: abandoned
-        c.purchase("o-c1", ["P"], 0), c.purchase("o-c2", ["P"], 1), c.purchase("o-c3", ["P"], 2),
+        a.browse(1),
+        a.add("A", 2),
+        a.purchase("o-a1", ["A"], 3),
+        a.add("B", 10),
+        a.purchase("o-a2", ["B"], 11),
+        b.browse(0),
+        b.add("X", 1, price=30.0),
+        b.browse(45),  # 44 min idle: abandoned
+        c.purchase("o-c1", ["P"], 0),
+        c.purchase("o-c2", ["P"], 1),
+        c.purchase("o-c3", ["P"], 2),
         c.purchase("o-c3", ["P"], 2.5),  # the same order again: counts once
         c.purchase("o-c4", ["P"], 3),
-        d.purchase("o-d1", ["Q", "R"], 0), d.refund("o-d1", 5.0, 1), d.add("S", 2), d.clear(3),
+        d.purchase("o-d1", ["Q", "R"], 0),
+        d.refund("o-d1", 5.0, 1),
+        d.add("S", 2),
+        d.clear(3),
     ]
     dup = dict(events[1])  # the very same event sent twice (same event_id): applied once
     events.insert(2, dup)
     expected = {
-        "c-ann": [(None, "browser"), ("browser", "active_cart"),
-                  ("active_cart", "first_time_buyer"), ("first_time_buyer", "active_cart"),
-                  ("active_cart", "repeat_buyer")],
-        "c-bob": [(None, "browser"), ("browser", "active_cart"),
-                  ("active_cart", "cart_abandoner")],
-        "c-cat": [(None, "first_time_buyer"), ("first_time_buyer", "repeat_buyer"),
-                  ("repeat_buyer", "loyal")],
-        "c-dan": [(None, "first_time_buyer"), ("first_time_buyer", "active_cart"),
-                  ("active_cart", "first_time_buyer")],
+        "c-ann": [
+            (None, "browser"),
+            ("browser", "active_cart"),
+            ("active_cart", "first_time_buyer"),
+            ("first_time_buyer", "active_cart"),
+            ("active_cart", "repeat_buyer"),
+        ],
+        "c-bob": [(None, "browser"), ("browser", "active_cart"), ("active_cart", "cart_abandoner")],
+        "c-cat": [
+            (None, "first_time_buyer"),
+            ("first_time_buyer", "repeat_buyer"),
+            ("repeat_buyer", "loyal"),
+        ],
+        "c-dan": [
+            (None, "first_time_buyer"),
+            ("first_time_buyer", "active_cart"),
+            ("active_cart", "first_time_buyer"),
+        ],
     }
     return events, expected
 
@@ -63,9 +82,27 @@ def canonical(doc: dict) -> dict:
 #: sum (so no event lost, none counted twice), times, profile, geo, offsets. The cart (and
 #: the journey segment it implies) can differ during a catch-up in which the sparse
 #: purchase topic runs ahead of the cart topic: see docs/design.md, "Order across topics".
-ORDER_FREE = ("events", "orders", "revenue", "items", "refunds", "refunded", "first_seen",
-              "last_seen", "first_order_at", "last_order_at", "cart_at", "views", "cart_adds",
-              "devices", "channels", "geo", "geo_at", "profile", "offsets")
+ORDER_FREE = (
+    "events",
+    "orders",
+    "revenue",
+    "items",
+    "refunds",
+    "refunded",
+    "first_seen",
+    "last_seen",
+    "first_order_at",
+    "last_order_at",
+    "cart_at",
+    "views",
+    "cart_adds",
+    "devices",
+    "channels",
+    "geo",
+    "geo_at",
+    "profile",
+    "offsets",
+)
 
 
 def order_free(doc: dict) -> dict:
@@ -138,33 +175,71 @@ def test_state_equals_recomputation_and_changes_are_exact(deployment: Deployment
     assert dict(got) == expected
     assert all(r.key.decode() == orjson.loads(r.value)["customer_id"] for r in records)
     sample = changes[0]
-    assert set(sample) == {"schema_version", "change_id", "customer_id", "dimension", "previous",
-                           "current", "changed_at", "reason", "engine_version"}
+    assert set(sample) == {
+        "schema_version",
+        "change_id",
+        "customer_id",
+        "dimension",
+        "previous",
+        "current",
+        "changed_at",
+        "reason",
+        "engine_version",
+    }
     assert len({c["change_id"] for c in changes}) == len(changes)
 
-    members = deployment.redis.smembers(index_key(deployment.settings.key_prefix, "journey",
-                                                  "loyal"))
+    members = deployment.redis.smembers(
+        index_key(deployment.settings.key_prefix, "journey", "loyal")
+    )
     assert members == {b"c-cat"}
 
 
 BAD_INPUT = {
     "not json": ("events.browse", b"c-1", b"{this is not json", "invalid JSON"),
-    "wrong type of field": ("events.browse", b"c-1", orjson.dumps(dict(
-        Events("c-1").browse(), price="cheap")), "price"),
-    "missing field": ("events.cart", b"c-1", orjson.dumps(
-        {k: v for k, v in Events("c-1").add("A").items() if k != "event_id"}), "event_id"),
-    "unknown type": ("events.browse", b"c-1", orjson.dumps(dict(
-        Events("c-1").browse(), type="teleport")), "type"),
-    "oversized": ("events.browse", b"c-1", orjson.dumps(dict(
-        Events("c-1").browse(), padding="x" * 70000)), "oversized"),
-    "wrong topic": ("events.browse", b"c-1", orjson.dumps(Events("c-1").add("A")),
-                    "does not belong"),
-    "key mismatch": ("events.cart", b"c-2", orjson.dumps(Events("c-1").add("A")),
-                     "key does not match"),
+    "wrong type of field": (
+        "events.browse",
+        b"c-1",
+        orjson.dumps(dict(Events("c-1").browse(), price="cheap")),
+        "price",
+    ),
+    "missing field": (
+        "events.cart",
+        b"c-1",
+        orjson.dumps({k: v for k, v in Events("c-1").add("A").items() if k != "event_id"}),
+        "event_id",
+    ),
+    "unknown type": (
+        "events.browse",
+        b"c-1",
+        orjson.dumps(dict(Events("c-1").browse(), type="teleport")),
+        "type",
+    ),
+    "oversized": (
+        "events.browse",
+        b"c-1",
+        orjson.dumps(dict(Events("c-1").browse(), padding="x" * 70000)),
+        "oversized",
+    ),
+    "wrong topic": (
+        "events.browse",
+        b"c-1",
+        orjson.dumps(Events("c-1").add("A")),
+        "does not belong",
+    ),
+    "key mismatch": (
+        "events.cart",
+        b"c-2",
+        orjson.dumps(Events("c-1").add("A")),
+        "key does not match",
+    ),
     "no key": ("events.cart", None, orjson.dumps(Events("c-1").add("A")), "no key"),
     "no value": ("events.cart", b"c-1", None, "empty message"),
-    "naive timestamp": ("events.browse", b"c-1", orjson.dumps(dict(
-        Events("c-1").browse(), occurred_at="2026-01-01T10:00:00")), "occurred_at"),
+    "naive timestamp": (
+        "events.browse",
+        b"c-1",
+        orjson.dumps(dict(Events("c-1").browse(), occurred_at="2026-01-01T10:00:00")),
+        "occurred_at",
+    ),
 }
 
 
@@ -180,8 +255,10 @@ def test_every_kind_of_bad_input_is_dead_lettered_and_the_worker_goes_on(
     deployment.wait_applied({"c-ok": 2})
 
     records = deployment.read_topic("events.deadletter", expect=len(BAD_INPUT))
-    letters = {(d["topic"], d["partition"], d["offset"]): d
-               for d in (orjson.loads(r.value) for r in records)}
+    letters = {
+        (d["topic"], d["partition"], d["offset"]): d
+        for d in (orjson.loads(r.value) for r in records)
+    }
     assert len(letters) == len(BAD_INPUT)
     for name, (_, key, value, fragment) in BAD_INPUT.items():
         src = sent[name]
@@ -189,6 +266,8 @@ def test_every_kind_of_bad_input_is_dead_lettered_and_the_worker_goes_on(
         assert fragment in letter["reason"], (name, letter["reason"])
         original = None if letter["value_b64"] is None else base64.b64decode(letter["value_b64"])
         assert original == value, name
+        kept_key = None if letter["key_b64"] is None else base64.b64decode(letter["key_b64"])
+        assert kept_key == key, name
     assert deployment.workers[0].poll() is None, "worker stopped"
 
 
@@ -219,7 +298,8 @@ def test_replaying_the_same_offsets_after_a_restart_double_counts_nothing(
     offline = recompute(parsed(produced), config=deployment.settings.engine)
     for cid, result in offline.items():
         assert canonical(after[cid]) == canonical(
-            orjson.loads(orjson.dumps(result.state.to_doc()))), cid
+            orjson.loads(orjson.dumps(result.state.to_doc()))
+        ), cid
     assert_change_chains(changes_after, after)
 
 
@@ -243,7 +323,8 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     states = {cid: deployment.state(cid) for cid in per_customer}
     for cid, result in offline.items():
         assert order_free(states[cid]) == order_free(
-            orjson.loads(orjson.dumps(result.state.to_doc()))), cid
+            orjson.loads(orjson.dumps(result.state.to_doc()))
+        ), cid
     assert sum(s["events"] for s in states.values()) == len(events), "an event counted twice"
     records = deployment.read_topic("segments.changes", expect=len(per_customer), settle=3)
     assert_change_chains(records, states)

@@ -34,7 +34,9 @@ class Events:
     def browse(self, minutes: float = 0, **kw: Any) -> dict[str, Any]:
         return self._base("browse", minutes, page_type="product", **kw)
 
-    def add(self, sku: str, minutes: float = 0, price: float = 10.0, qty: int = 1) -> dict[str, Any]:
+    def add(
+        self, sku: str, minutes: float = 0, price: float = 10.0, qty: int = 1
+    ) -> dict[str, Any]:
         return self._base(
             "cart", minutes, action="add", sku=sku, quantity=qty, unit_price=price, category="shoes"
         )
@@ -50,7 +52,11 @@ class Events:
     ) -> dict[str, Any]:
         lines = [{"sku": s, "quantity": 1, "unit_price": price} for s in skus]
         return self._base(
-            "purchase", minutes, order_id=order, lines=lines, total=price * len(skus),
+            "purchase",
+            minutes,
+            order_id=order,
+            lines=lines,
+            total=price * len(skus),
             currency="EUR",
         )
 

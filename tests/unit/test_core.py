@@ -22,14 +22,23 @@ def journey_path(result):
 
 def test_scripted_journey():
     e = Events()
-    r = run([
-        e.browse(0), e.add("A", 1), e.purchase("o-1", ["A"], 2),
-        e.add("B", 10), e.purchase("o-2", ["B"], 11), e.purchase("o-3", ["C"], 12),
-        e.purchase("o-4", ["D"], 13),
-    ])
+    r = run(
+        [
+            e.browse(0),
+            e.add("A", 1),
+            e.purchase("o-1", ["A"], 2),
+            e.add("B", 10),
+            e.purchase("o-2", ["B"], 11),
+            e.purchase("o-3", ["C"], 12),
+            e.purchase("o-4", ["D"], 13),
+        ]
+    )
     assert journey_path(r) == [
-        (None, "browser"), ("browser", "active_cart"), ("active_cart", "first_time_buyer"),
-        ("first_time_buyer", "active_cart"), ("active_cart", "repeat_buyer"),
+        (None, "browser"),
+        ("browser", "active_cart"),
+        ("active_cart", "first_time_buyer"),
+        ("first_time_buyer", "active_cart"),
+        ("active_cart", "repeat_buyer"),
         ("repeat_buyer", "loyal"),
     ]
     s = r.state
@@ -64,12 +73,24 @@ def test_cart_remove_and_clear():
 def test_purchase_that_arrives_before_its_cart_addition_still_empties_the_cart():
     e = Events()
     add, buy = e.add("A", 1), e.purchase("o", ["A"], 2)
-    in_order = fold(None, "c-1", [(ev(add), Source("events.cart", 0, 0)),
-                                  (ev(buy), Source("events.purchase", 0, 0))], config=CFG)
-    reversed_ = fold(None, "c-1", [(ev(buy), Source("events.purchase", 0, 0)),
-                                   (ev(add), Source("events.cart", 0, 0))], config=CFG)
+    in_order = fold(
+        None,
+        "c-1",
+        [(ev(add), Source("events.cart", 0, 0)), (ev(buy), Source("events.purchase", 0, 0))],
+        config=CFG,
+    )
+    reversed_ = fold(
+        None,
+        "c-1",
+        [(ev(buy), Source("events.purchase", 0, 0)), (ev(add), Source("events.cart", 0, 0))],
+        config=CFG,
+    )
     assert in_order.state.cart == reversed_.state.cart == {}
-    assert in_order.state.segment("journey") == reversed_.state.segment("journey") == "first_time_buyer"
+    assert (
+        in_order.state.segment("journey")
+        == reversed_.state.segment("journey")
+        == "first_time_buyer"
+    )
 
 
 def test_adding_a_bought_sku_again_later_puts_it_back():
@@ -138,8 +159,12 @@ def test_fold_does_not_modify_its_input():
 
 def test_profile_and_geo():
     e = Events()
-    r = run([e.profile(birth_year=1990, country="DE", marketing_consent=False),
-             e.browse(1, geo={"country": "DE", "city": "Munich"}, device="mobile")])
+    r = run(
+        [
+            e.profile(birth_year=1990, country="DE", marketing_consent=False),
+            e.browse(1, geo={"country": "DE", "city": "Munich"}, device="mobile"),
+        ]
+    )
     assert r.state.profile == {"birth_year": 1990, "country": "DE", "marketing_consent": False}
     assert r.state.geo == {"country": "DE", "city": "Munich"}
     assert r.state.devices == {"mobile": 1}
@@ -153,8 +178,11 @@ def test_change_ids_are_deterministic():
 
 def test_state_doc_round_trips_and_is_small():
     e = Events()
-    docs = [e.profile(birth_year=1980, country="GB")] + [
-        e.add(f"S{i}", i) for i in range(5)] + [e.purchase(f"o{i}", [f"S{i}"], 10 + i) for i in range(5)]
+    docs = (
+        [e.profile(birth_year=1980, country="GB")]
+        + [e.add(f"S{i}", i) for i in range(5)]
+        + [e.purchase(f"o{i}", [f"S{i}"], 10 + i) for i in range(5)]
+    )
     state = run(docs).state
     raw = orjson.dumps(state.to_doc())
     assert CustomerState.from_doc(orjson.loads(raw)) == state
@@ -179,6 +207,7 @@ def test_stored_format_is_pinned():
 
 
 # --- properties -------------------------------------------------------------------------
+
 
 def _customer_events(cid, actions):
     e = Events(cid)
@@ -230,8 +259,11 @@ def test_batching_does_not_change_the_result(acts, cut):
 @given(st.lists(actions, min_size=1, max_size=5), st.randoms(use_true_random=False))
 def test_order_of_customers_does_not_matter(per_customer, rnd):
     streams = [_customer_events(f"c-{i}", a) for i, a in enumerate(per_customer)]
-    items = [(ev(d), Source("events.x", i, j)) for i, docs in enumerate(streams)
-             for j, d in enumerate(docs)]
+    items = [
+        (ev(d), Source("events.x", i, j))
+        for i, docs in enumerate(streams)
+        for j, d in enumerate(docs)
+    ]
     # interleave customers differently, keeping each customer's own order
     queues = [list(q) for q in streams]
     shuffled = []

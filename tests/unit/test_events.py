@@ -133,16 +133,36 @@ def test_arbitrary_bytes_never_raise_anything_but_invalid_event(raw):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(sorted(VALID)), st.sampled_from(
-    ["event_id", "customer_id", "occurred_at", "schema_version", "type", "sku", "total",
-     "lines", "attributes", "action", "page_type", "quantity", "geo", "device"]),
-    json_values)
+@given(
+    st.sampled_from(sorted(VALID)),
+    st.sampled_from(
+        [
+            "event_id",
+            "customer_id",
+            "occurred_at",
+            "schema_version",
+            "type",
+            "sku",
+            "total",
+            "lines",
+            "attributes",
+            "action",
+            "page_type",
+            "quantity",
+            "geo",
+            "device",
+        ]
+    ),
+    json_values,
+)
 def test_mutated_valid_events_parse_or_fail_cleanly(kind, field, value):
     doc = dict(VALID[kind][0])
     doc[field] = value

@@ -13,8 +13,9 @@ def seg(state, now):
 
 
 def cart_state(cart_at=0.0, last_order_at=None, orders=0):
-    return CustomerState("c", cart={"A": [1, 5.0]}, cart_at=cart_at,
-                         last_order_at=last_order_at, orders=orders)
+    return CustomerState(
+        "c", cart={"A": [1, 5.0]}, cart_at=cart_at, last_order_at=last_order_at, orders=orders
+    )
 
 
 @pytest.mark.parametrize(
@@ -37,7 +38,13 @@ def test_purchase_before_cart_activity_does_not_protect():
 
 @pytest.mark.parametrize(
     ("days", "expected"),
-    [(29.99, "first_time_buyer"), (30, "at_risk"), (89.99, "at_risk"), (90, "lapsed"), (400, "lapsed")],
+    [
+        (29.99, "first_time_buyer"),
+        (30, "at_risk"),
+        (89.99, "at_risk"),
+        (90, "lapsed"),
+        (400, "lapsed"),
+    ],
 )
 def test_recency_boundaries(days, expected):
     s = CustomerState("c", orders=1, last_order_at=0.0)
@@ -46,8 +53,14 @@ def test_recency_boundaries(days, expected):
 
 @pytest.mark.parametrize(
     ("orders", "expected"),
-    [(0, "browser"), (1, "first_time_buyer"), (2, "repeat_buyer"), (3, "repeat_buyer"),
-     (4, "loyal"), (40, "loyal")],
+    [
+        (0, "browser"),
+        (1, "first_time_buyer"),
+        (2, "repeat_buyer"),
+        (3, "repeat_buyer"),
+        (4, "loyal"),
+        (40, "loyal"),
+    ],
 )
 def test_order_count_rules(orders, expected):
     s = CustomerState("c", orders=orders, last_order_at=0.0 if orders else None)

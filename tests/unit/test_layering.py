@@ -7,8 +7,20 @@ import pytest
 
 import segmenters
 
-FORBIDDEN_MODULES = {"faust", "redis", "kafka", "aiokafka", "streams", "time", "random",
-                     "socket", "asyncio", "os", "requests", "httpx"}
+FORBIDDEN_MODULES = {
+    "faust",
+    "redis",
+    "kafka",
+    "aiokafka",
+    "streams",
+    "time",
+    "random",
+    "socket",
+    "asyncio",
+    "os",
+    "requests",
+    "httpx",
+}
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "time", "monotonic"}
 SOURCES = sorted(Path(segmenters.__file__).parent.rglob("*.py"))
 

@@ -84,8 +84,16 @@ def test_each_customer_starts_with_its_one_profile(traffic):
         assert evs[0]["type"] == "profile"
         assert sum(e["type"] == "profile" for e in evs) == 1
         attrs = evs[0]["attributes"]
-        assert {"birth_year", "gender", "income_band", "country", "region", "city",
-                "marketing_consent", "language"} <= set(attrs)
+        assert {
+            "birth_year",
+            "gender",
+            "income_band",
+            "country",
+            "region",
+            "city",
+            "marketing_consent",
+            "language",
+        } <= set(attrs)
         geo = {"country": attrs["country"], "region": attrs["region"], "city": attrs["city"]}
         assert all(e["geo"] == geo for e in evs), customer
 
@@ -279,7 +287,12 @@ def test_simulate_sends_every_event_to_its_topic(fake_kafka, tmp_path: Path, rat
     settings_ = Settings(topic_prefix="t1.")
     truth_path = tmp_path / "out" / "truth.json"
     stats = sim.simulate(
-        settings_, customers=20, rate=rate, duration=0.25, seed=5, progress=False,
+        settings_,
+        customers=20,
+        rate=rate,
+        duration=0.25,
+        seed=5,
+        progress=False,
         truth_path=truth_path,
     )
     assert ensured == [settings_]

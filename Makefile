@@ -1,0 +1,44 @@
+# segstream: every target installs what it needs into .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install services-up services-down services-status test unit demo lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "segstream needs Python 3.11 or newer (found " + sys.version.split()[0] + ")")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+services-up: install
+	$(BIN)/segstream services up
+
+services-down: install
+	$(BIN)/segstream services down
+
+services-status: install
+	$(BIN)/segstream services status
+
+## make test: install, start Kafka and Redis, run every test (unit and integration).
+test: services-up
+	$(BIN)/python -m pytest
+
+## make unit: the pure tests only; no servers needed.
+unit: install
+	$(BIN)/python -m pytest tests/unit segmenters
+
+## make demo: a worker and about a minute of simulated shop traffic (DEMO_SECONDS).
+demo: services-up
+	bash scripts/demo.sh
+
+lint: install
+	$(BIN)/ruff check streams segmenters tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .segstream
