@@ -96,5 +96,6 @@ async def process_until_done(processor: BatchProcessor, records: list[Record]) -
             raise
         except Exception:
             log.exception("batch of %d events failed; retrying in %.1f s", len(records), delay)
+            processor.store.forget()  # reload: what the failed try left unsent is re-sent
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)

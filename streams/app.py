@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
+from typing import Any
 
 import faust
 import redis.asyncio as aioredis
@@ -44,11 +46,11 @@ def create_app(settings: Settings) -> faust.App:
     changes = app.topic(settings.topic(CHANGES), key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(settings.topic(DEADLETTER), key_serializer="raw", value_serializer="raw")
 
-    async def send_change(key: bytes, value: bytes) -> None:
-        await changes.send(key=key, value=value)
+    async def send_change(key: bytes, value: bytes) -> Awaitable[Any]:
+        return await changes.send(key=key, value=value)
 
-    async def send_deadletter(key: bytes, value: bytes) -> None:
-        await deadletter.send(key=key, value=value)
+    async def send_deadletter(key: bytes, value: bytes) -> Awaitable[Any]:
+        return await deadletter.send(key=key, value=value)
 
     client = aioredis.Redis.from_url(settings.redis_url)
     store = StateStore(client, prefix=settings.key_prefix, cache_size=settings.state_cache_size)

@@ -3,18 +3,20 @@
 Kept apart from Faust so the benchmark and the tests drive exactly the code the agent
 runs. The order of effects is what makes redelivery safe:
 
-1. state and the outbox of changes are written atomically per customer (with the
-   offsets applied), then
-2. changes are sent, then
+1. state, the offsets applied and an outbox of the new changes are written atomically
+   per customer, then
+2. changes are sent and their delivery awaited; the next write empties those outboxes,
 3. Faust commits the offsets (after flushing the producer).
 
 A crash between 1 and 3 redelivers the batch: its events are skipped as already
-applied, and the changes they caused are re-sent from the outbox with the same
-``change_id``.
+applied. A worker that loads a customer from Redis first re-sends what is left in its
+outbox, before any new change, with the same ``change_id``: every change reaches the
+topic, in order, at least once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -34,7 +36,8 @@ from .store import Loaded, StateStore, Write
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[bytes, bytes], Awaitable[Any]]
+#: Sends one message; returns an awaitable that resolves once the broker has it.
+Send = Callable[[bytes, bytes], Awaitable[Awaitable[Any]]]
 MAX_CONFLICT_RETRIES = 5
 
 
@@ -113,13 +116,16 @@ class BatchProcessor:
         trips_before = self.store.round_trips
         stats = BatchStats(events=len(records))
         by_customer: dict[str, list[tuple[Event, Source]]] = {}
+        acks: list[Awaitable[Any]] = []  # broker acknowledgements to wait for
         for record in records:
             try:
                 event = self._parse(record)
             except InvalidEvent as exc:
                 stats.deadletters += 1
-                await self.send_deadletter(
-                    record.key or b"", deadletter_record(record, exc.reason, at=self.clock())
+                acks.append(
+                    await self.send_deadletter(
+                        record.key or b"", deadletter_record(record, exc.reason, at=self.clock())
+                    )
                 )
                 continue
             stats.by_type[event.type] = stats.by_type.get(event.type, 0) + 1
@@ -130,7 +136,6 @@ class BatchProcessor:
 
         loaded = await self.store.load(by_customer)
         changes: list[SegmentChange] = []
-        redelivered: dict[str, set[str]] = {}
         pending = dict(loaded)
         stale_adds: dict[str, list[tuple[str, str]]] = {}
         for _attempt in range(MAX_CONFLICT_RETRIES + 1):
@@ -142,9 +147,6 @@ class BatchProcessor:
                 changes.extend(result.changes)
                 stats.applied += result.applied
                 stats.duplicates += len(result.skipped)
-                again = {str(s) for s, why in result.skipped if s is not None and "offset" in why}
-                if again:
-                    redelivered[cid] = again
             if not conflicts:
                 break
             stats.conflicts += len(conflicts)
@@ -157,13 +159,22 @@ class BatchProcessor:
         else:
             raise RuntimeError(f"state kept changing under us for {sorted(by_customer)}")
 
-        # Changes that redelivered events caused before a crash go out first, so each
-        # customer's changes keep their order on the topic.
-        for cid, sources in redelivered.items():
-            stats.resent += await self._resend(cid, sources)
+        # What a crash left unsent goes first, so each customer's changes keep their order.
+        for cid, before in loaded.items():
+            for entry in before.unsent:
+                change = orjson.loads(entry)["change"]
+                acks.append(await self.send_change(cid.encode(), orjson.dumps(change)))
+                stats.resent += 1
         for change in changes:
-            await self.send_change(change.customer_id.encode(), change_json(change))
+            acks.append(
+                await self.send_change(change.customer_id.encode(), change_json(change))
+            )
         stats.changes = len(changes)
+        if acks:
+            await asyncio.gather(*acks)  # delivered: the outboxes can go
+        self.store.delivered(
+            [c for c, b in loaded.items() if b.unsent] + [c.customer_id for c in changes]
+        )
         stats.round_trips = self.store.round_trips - trips_before
         stats.seconds = time.perf_counter() - started
         return stats
@@ -191,17 +202,6 @@ class BatchProcessor:
             ]
             writes.append(write)
         return writes, results
-
-    async def _resend(self, customer_id: str, sources: set[str]) -> int:
-        """Re-send the changes that redelivered events caused before a crash."""
-        sent = 0
-        for entry in await self.store.outbox(customer_id):
-            if entry.get("source") in sources:
-                change = SegmentChange.model_validate(entry["change"])
-                await self.send_change(customer_id.encode(), change_json(change))
-                sent += 1
-        return sent
-
 
 def change_json(change: SegmentChange) -> bytes:
     return orjson.dumps(change.model_dump(mode="json"))

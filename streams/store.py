@@ -44,6 +44,8 @@ OUTBOX_KEEP = 16
 class Loaded:
     rev: int
     state: CustomerState | None
+    #: Changes written but not yet confirmed delivered (only on a load from Redis).
+    unsent: list[bytes] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -65,6 +67,8 @@ class StateStore:
         self._cache: OrderedDict[str, Loaded] = OrderedDict()
         self._commit = client.register_script(COMMIT_LUA)
         self.round_trips = 0
+        #: Customers whose outbox was delivered; emptied in the next write round trip.
+        self._delivered: set[str] = set()
 
     def _remember(self, customer_id: str, loaded: Loaded) -> None:
         if self.cache_size <= 0:
@@ -95,19 +99,29 @@ class StateStore:
             pipe = self.client.pipeline(transaction=False)
             for cid in missing:
                 pipe.hmget(state_key(self.prefix, cid), "rev", "doc")
+                pipe.lrange(outbox_key(self.prefix, cid), 0, -1)
             rows = await pipe.execute()
             self.round_trips += 1
-            for cid, (rev, doc) in zip(missing, rows, strict=True):
-                loaded = Loaded(int(rev or 0), _decode(doc))
+            for i, cid in enumerate(missing):
+                rev, doc = rows[2 * i]
+                loaded = Loaded(int(rev or 0), _decode(doc), unsent=list(rows[2 * i + 1]))
                 found[cid] = loaded
-                self._remember(cid, loaded)
+                self._remember(cid, Loaded(loaded.rev, loaded.state))
         return found
+
+    def delivered(self, customer_ids: Iterable[str]) -> None:
+        """These customers' changes reached Kafka: their outboxes go with the next write."""
+        self._delivered.update(customer_ids)
 
     async def commit(self, writes: list[Write]) -> dict[str, Loaded]:
         """Write in one round trip; return the fresh state of customers whose write lost."""
-        if not writes:
+        if not writes and not self._delivered:
             return {}
         pipe = self.client.pipeline(transaction=False)
+        cleared = len(self._delivered)
+        for cid in self._delivered:  # before the new appends of this round trip
+            pipe.delete(outbox_key(self.prefix, cid))
+        self._delivered.clear()
         for w in writes:
             args: list[Any] = [w.expected_rev, _encode(w.state), len(w.outbox), OUTBOX_KEEP]
             args.extend(w.outbox)
@@ -128,7 +142,7 @@ class StateStore:
         results = await pipe.execute()
         self.round_trips += 1
         conflicts: dict[str, Loaded] = {}
-        i = 0
+        i = cleared
         for w in writes:
             ok, rev, doc = results[i]
             i += 1 + len(w.index_ops)
@@ -139,11 +153,6 @@ class StateStore:
                 self._remember(w.customer_id, fresh)
                 conflicts[w.customer_id] = fresh
         return conflicts
-
-    async def outbox(self, customer_id: str) -> list[dict[str, Any]]:
-        rows = await self.client.lrange(outbox_key(self.prefix, customer_id), 0, -1)
-        self.round_trips += 1
-        return [orjson.loads(r) for r in rows]
 
     async def get(self, customer_id: str) -> CustomerState | None:
         doc = await self.client.hget(state_key(self.prefix, customer_id), "doc")
