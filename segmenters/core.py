@@ -21,11 +21,27 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from . import journey as journey_rules
+from . import profile as profile_rules
+from . import rfm as rfm_rules
 from .changes import SegmentChange
 from .config import EngineConfig
 from .events import Event
+from .rfm import RfmQuantiles
 from .state import CustomerState, short_hash
 from .update import apply_event
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the segments depend on beyond one customer: population statistics, models.
+
+    The shell refreshes it (from Redis) and passes it in; the core never fetches it.
+    """
+
+    rfm: RfmQuantiles | None = None
+
+
+NO_CONTEXT = Context()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +71,60 @@ class FoldResult:
     skipped: list[tuple[Source | None, str]] = field(default_factory=list)
 
 
-def evaluate(state: CustomerState, now: float, config: EngineConfig) -> dict[str, tuple[str, str]]:
-    """Every dimension's segment for ``state`` at event time ``now``, with its reason."""
-    return {journey_rules.DIMENSION: journey_rules.journey(state, now, config.journey)}
+def evaluate(
+    state: CustomerState, now: float, config: EngineConfig, ctx: Context = NO_CONTEXT
+) -> dict[str, tuple[str, str]]:
+    """Every dimension's segment for ``state`` at event time ``now``, with its reason.
+
+    A dimension that does not apply yet (RFM before a first order, demographic before a
+    profile) is left out.
+    """
+    out = {journey_rules.DIMENSION: journey_rules.journey(state, now, config.journey)}
+    for dimension, value in (
+        (rfm_rules.DIMENSION, rfm_rules.rfm(state, now, ctx.rfm)),
+        (profile_rules.DEMOGRAPHIC, profile_rules.demographic(state, now)),
+        (profile_rules.GEOGRAPHIC, profile_rules.geographic(state)),
+    ):
+        if value is not None:
+            out[dimension] = value
+    return out
+
+
+def next_deadline(
+    state: CustomerState, config: EngineConfig, ctx: Context = NO_CONTEXT
+) -> float | None:
+    """The next event time after ``state.eval_at`` at which a segment may change by itself.
+
+    This is when the customer's timer is due.
+    """
+    if state.eval_at is None:
+        return None
+    after = state.eval_at
+    candidates = [
+        journey_rules.next_deadline(state, after, config.journey),
+        rfm_rules.next_deadline(state, after, ctx.rfm),
+        profile_rules.next_deadline(state, after),
+    ]
+    due = [c for c in candidates if c is not None]
+    return min(due) if due else None
+
+
+def advance(
+    state: CustomerState, until: float, config: EngineConfig, ctx: Context = NO_CONTEXT
+) -> list[SegmentChange]:
+    """Fire, in order, every timer of ``state`` due up to event time ``until``.
+
+    A change fired by a timer happens at its deadline (``changed_at``) and its id derives
+    from the deadline, so it is the same whether the timer fired live, in a replay, or
+    just before the customer's next event.
+    """
+    changes: list[SegmentChange] = []
+    while True:
+        due = next_deadline(state, config, ctx)
+        if due is None or due > until:
+            return changes
+        changes.extend(segment_changes(state, due, config, f"timer:{due!r}", ctx))
+        state.eval_at = due
 
 
 def _duplicate(state: CustomerState, event: Event, source: Source | None) -> str | None:
@@ -71,11 +138,11 @@ def _duplicate(state: CustomerState, event: Event, source: Source | None) -> str
 
 
 def segment_changes(
-    state: CustomerState, now: float, config: EngineConfig, cause: str
+    state: CustomerState, now: float, config: EngineConfig, cause: str, ctx: Context = NO_CONTEXT
 ) -> list[SegmentChange]:
     """Re-evaluate every dimension; record and return the ones that changed."""
     changes = []
-    for dimension, (segment, reason) in evaluate(state, now, config).items():
+    for dimension, (segment, reason) in evaluate(state, now, config, ctx).items():
         previous = state.segment(dimension)
         if segment == previous:
             continue
@@ -100,12 +167,14 @@ def fold(
     events: Iterable[tuple[Event, Source | None]],
     *,
     config: EngineConfig,
+    ctx: Context = NO_CONTEXT,
 ) -> FoldResult:
     """Apply one customer's events, in order, to ``state`` (which is not modified).
 
     An event whose source offset or ``event_id`` was already applied is skipped, so
-    redelivery changes nothing. Each applied event re-evaluates the segments at its
-    own event time (never earlier than the latest time already seen).
+    redelivery changes nothing. Before an event is applied, the customer's timers due by
+    its time fire; then the segments are evaluated at the event's time (never earlier
+    than the latest evaluation).
     """
     work = CustomerState(customer_id) if state is None else state.copy()
     result = FoldResult(work)
@@ -114,6 +183,10 @@ def fold(
         if reason is not None:
             result.skipped.append((source, reason))
             continue
+        at = event.occurred_at.timestamp()
+        fired = advance(work, at, config, ctx)
+        result.changes.extend(fired)
+        result.causes.extend([None] * len(fired))
         apply_event(work, event, config.state)
         work.event_ids.append(short_hash(event.event_id))
         if len(work.event_ids) > config.state.recent_event_ids:
@@ -121,10 +194,22 @@ def fold(
         if source is not None:
             work.offsets[source.key] = source.offset
         result.applied += 1
-        now = max(event.occurred_at.timestamp(), work.last_seen or 0.0)
-        changed = segment_changes(work, now, config, f"event:{event.event_id}")
+        now = max(at, work.eval_at if work.eval_at is not None else at)
+        changed = segment_changes(work, now, config, f"event:{event.event_id}", ctx)
+        work.eval_at = now
         result.changes.extend(changed)
         result.causes.extend([source] * len(changed))
+    return result
+
+
+def tick(
+    state: CustomerState, until: float, *, config: EngineConfig, ctx: Context = NO_CONTEXT
+) -> FoldResult:
+    """The timer path: fire ``state``'s timers due by event time ``until``, no event."""
+    work = state.copy()
+    result = FoldResult(work)
+    result.changes = advance(work, until, config, ctx)
+    result.causes = [None] * len(result.changes)
     return result
 
 
@@ -162,13 +247,23 @@ def merge_by_time(
 
 
 def recompute(
-    events: Sequence[tuple[Event, Source | None]], *, config: EngineConfig
+    events: Sequence[tuple[Event, Source | None]],
+    *,
+    config: EngineConfig,
+    ctx: Context = NO_CONTEXT,
+    until: float | None = None,
 ) -> dict[str, FoldResult]:
-    """Offline recomputation: fold every customer's events from an empty state."""
+    """Offline recomputation: fold every customer's events from an empty state, then
+    (with ``until``) fire the timers due by that event time."""
     by_customer: dict[str, list[tuple[Event, Source | None]]] = {}
     for event, source in events:
         by_customer.setdefault(event.customer_id, []).append((event, source))
-    return {
-        cid: fold(None, cid, merge_by_time(items), config=config)
-        for cid, items in by_customer.items()
-    }
+    out = {}
+    for cid, items in by_customer.items():
+        result = fold(None, cid, merge_by_time(items), config=config, ctx=ctx)
+        if until is not None:
+            fired = advance(result.state, until, config, ctx)
+            result.changes.extend(fired)
+            result.causes.extend([None] * len(fired))
+        out[cid] = result
+    return out

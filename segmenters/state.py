@@ -87,6 +87,8 @@ class CustomerState:
     geo_at: float | None = None
     profile: dict[str, Any] = field(default_factory=dict)
     segments: dict[str, list[Any]] = field(default_factory=dict)
+    #: Event time the segments were last evaluated at (by an event or a timer).
+    eval_at: float | None = None
     offsets: dict[str, int] = field(default_factory=dict)
     event_ids: list[str] = field(default_factory=list)
     order_ids: list[str] = field(default_factory=list)
@@ -130,6 +132,7 @@ class CustomerState:
             geo_at=self.geo_at,
             profile=dict(self.profile),
             segments={k: list(v) for k, v in self.segments.items()},
+            eval_at=self.eval_at,
             offsets=dict(self.offsets),
             event_ids=list(self.event_ids),
             order_ids=list(self.order_ids),

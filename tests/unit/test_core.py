@@ -194,8 +194,8 @@ GOLDEN = (
     '7261660.0,"events":2,"orders":1,"revenue":10.0,"items":1,"first_order_at":176726'
     '1660.0,"last_order_at":1767261660.0,"cart_adds":[1.0,1767261600.0],"cart_at":176'
     '7261600.0,"bought":{"A":1767261660.0},"categories":{"shoes":1},"segments":{"jour'
-    'ney":["first_time_buyer",1767261660.0]},"offsets":{"events.x/0":1},"event_ids":['
-    '"8eb3e1bcef","b98c60e1cb"],"order_ids":["606fd39fbe"]}'
+    'ney":["first_time_buyer",1767261660.0]},"eval_at":1767261660.0,"offsets":{"event'
+    's.x/0":1},"event_ids":["8eb3e1bcef","b98c60e1cb"],"order_ids":["606fd39fbe"]}'
 )
 
 

@@ -1,0 +1,117 @@
+"""The behavioural feature vector: what the clustering dimension sees of a customer.
+
+Each feature is one number computed from :class:`~segmenters.state.CustomerState` at
+event time ``now``. Counts and amounts are heavy-tailed (one customer orders 40 times,
+most never), so they go through ``log1p``: on raw values a handful of big spenders would
+decide every distance. Ratios already lie in [0, 1] and are kept as they are. The
+clusterer standardises every feature afterwards, so the scales below only have to be
+comparable in shape, not in size.
+
+==================  =============================================================  =========
+name                meaning                                                        transform
+==================  =============================================================  =========
+recency             days since the last order; ``recency_cap_days`` (365) if the   log1p
+                    customer never bought (or bought longer ago than that)
+frequency           orders                                                         log1p
+monetary            revenue net of refunds (never below 0)                         log1p
+avg_order_value     ``monetary / orders``; 0 without orders                        log1p
+browsing            browse events, decayed with a half-life of ``half_life_days``  log1p
+cart_intensity      cart additions, decayed with the same half-life                log1p
+cart_abandon        units in the open cart / (units in the cart + units bought):   none
+                    the share of what went into a cart that is not (yet) bought;
+                    0 when nothing was ever put in a cart or bought
+category_breadth    distinct categories seen (browsed, carted or bought)           log1p
+mobile_share        share of events sent from a mobile device; 0 with no device    none
+inactivity          days since the last event of any kind (0 for a new state)      log1p
+tenure              days since the first event (0 for a new state)                 log1p
+==================  =============================================================  =========
+
+``inactivity`` is what tells a lapsing buyer (bought once or twice, then went quiet)
+from a one-time buyer (bought once, still visits): their order counts and recency are
+alike, their visits are not.
+
+>>> s = CustomerState("c-1", first_seen=0.0, last_seen=86400.0, orders=1, revenue=99.0,
+...                   last_order_at=86400.0, items=1, devices={"mobile": 3, "desktop": 1})
+>>> v = feature_vector(s, now=86400.0)
+>>> round(v["frequency"], 4), round(v["avg_order_value"], 4), v["mobile_share"], v["recency"]
+(0.6931, 4.6052, 0.75, 0.0)
+>>> feature_vector(CustomerState("new"), now=0.0)["recency"] == math.log1p(365.0)
+True
+"""
+
+from __future__ import annotations
+
+import math
+
+from .state import CustomerState, decayed_value
+
+DAY = 86400.0
+
+#: Feature names, in the order every vector, scaler and centroid uses.
+FEATURES: tuple[str, ...] = (
+    "recency",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "browsing",
+    "cart_intensity",
+    "cart_abandon",
+    "category_breadth",
+    "mobile_share",
+    "inactivity",
+    "tenure",
+)
+
+#: Features that went through ``log1p`` (the others are ratios kept as they are).
+LOG_FEATURES: frozenset[str] = frozenset(FEATURES) - {"cart_abandon", "mobile_share"}
+
+
+def _days(since: float | None, now: float) -> float:
+    return 0.0 if since is None else max(0.0, now - since) / DAY
+
+
+def _log(value: float) -> float:
+    """``log1p`` of a non-negative finite value; anything else counts as 0 or saturates."""
+    if math.isnan(value) or value <= 0.0:
+        return 0.0
+    return math.log1p(min(value, 1e300))
+
+
+def feature_vector(
+    state: CustomerState,
+    now: float,
+    *,
+    half_life_days: float = 7.0,
+    recency_cap_days: float = 365.0,
+) -> dict[str, float]:
+    """The features of :data:`FEATURES` for ``state`` at event time ``now``.
+
+    Every value is finite, whatever the state holds: a brand-new customer gets a valid
+    vector (a never-bought customer sits at the recency cap, everything else at 0).
+    ``now`` is passed in (never read from a clock), so a replay gives the same vector.
+    """
+    half_life_s = half_life_days * DAY
+    orders = max(0, state.orders)
+    revenue = max(0.0, state.revenue) if math.isfinite(state.revenue) else 0.0
+    if orders and state.last_order_at is not None:
+        recency = min(recency_cap_days, _days(state.last_order_at, now))
+    else:
+        recency = recency_cap_days
+    in_cart = max(0, state.cart_items)
+    put_in_cart = in_cart + max(0, state.items)
+    events_by_device = sum(state.devices.values())
+    return {
+        "recency": _log(recency),
+        "frequency": _log(float(orders)),
+        "monetary": _log(revenue),
+        "avg_order_value": _log(revenue / orders) if orders else 0.0,
+        "browsing": _log(decayed_value(state.views, now, half_life_s=half_life_s)),
+        "cart_intensity": _log(decayed_value(state.cart_adds, now, half_life_s=half_life_s)),
+        "cart_abandon": in_cart / put_in_cart if put_in_cart else 0.0,
+        "category_breadth": _log(float(len(state.categories))),
+        "mobile_share": (
+            state.devices.get("mobile", 0) / events_by_device if events_by_device > 0 else 0.0
+        ),
+        "inactivity": _log(_days(state.last_seen, now)),
+        "tenure": _log(_days(state.first_seen, now)),
+    }
