@@ -43,22 +43,27 @@ SEGMENTS = (
 )
 
 
-def bucket(value: float) -> int:
-    """The histogram bucket of a non-negative amount (0 has bucket 0).
+#: Amounts below this share the zero bucket (nothing is counted at finer than a cent).
+MIN_AMOUNT = 0.01
+ZERO_BUCKET = -(10**6)
 
-    >>> bucket(0.0), bucket(1.0), bucket(100.0) > bucket(99.0)
-    (0, 1, True)
+
+def bucket(value: float) -> int:
+    """The histogram bucket of an amount: ``ceil(log_gamma(value))`` as in DDSketch.
+
+    >>> bucket(0.0) == ZERO_BUCKET, bucket(100.0) > bucket(99.0) > bucket(0.5)
+    (True, True)
     """
-    if value <= 0:
-        return 0
-    return max(1, math.ceil(math.log(value) / _LOG_GAMMA) + 1)
+    if value < MIN_AMOUNT:
+        return ZERO_BUCKET
+    return math.ceil(math.log(value) / _LOG_GAMMA)
 
 
 def bucket_value(index: int) -> float:
-    """The representative value of a bucket (within ``ALPHA`` of every value in it)."""
-    if index <= 0:
+    """The representative value of a bucket: within ``ALPHA`` of every value in it."""
+    if index == ZERO_BUCKET:
         return 0.0
-    return 2 * _GAMMA ** (index - 1) / (_GAMMA + 1)
+    return 2 * _GAMMA**index / (_GAMMA + 1)
 
 
 def order_bucket(orders: int) -> int:

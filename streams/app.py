@@ -14,7 +14,8 @@ from .agents import register_agents
 from .pipeline import BatchProcessor
 from .settings import Settings
 from .store import StateStore
-from .topics import CHANGES, DEADLETTER
+from .timers import TimerService
+from .topics import CHANGES, DEADLETTER, INPUTS
 
 log = logging.getLogger(__name__)
 
@@ -64,4 +65,18 @@ def create_app(settings: Settings) -> faust.App:
         clock=time.time,
     )
     register_agents(app, settings, processor)
+    inputs = {settings.topic(name) for name in INPUTS}
+
+    def assigned() -> list[int]:
+        return [tp.partition for tp in app.consumer.assignment() if tp.topic in inputs]
+
+    timer_service = TimerService(settings, processor, assigned)
+
+    @app.timer(interval=settings.timer_interval_s, name=f"{settings.app_id}.timers")
+    async def fire_timers() -> None:
+        try:
+            await timer_service.run_once()
+        except Exception:  # a failed scan is retried at the next tick; never stop the worker
+            log.exception("timer scan failed")
+
     return app

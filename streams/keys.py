@@ -24,6 +24,21 @@ def index_key(prefix: str, dimension: str, segment: str) -> str:
     return f"{prefix}:idx:{dimension}:{segment}"
 
 
+def timers_key(prefix: str, partition: int) -> str:
+    """Due index of one input partition: sorted set customer -> due event time."""
+    return f"{prefix}:timers:{partition}"
+
+
+def rfm_key(prefix: str, histogram: str) -> str:
+    """Shared RFM histogram (bucket -> buyers): recency, frequency or monetary."""
+    return f"{prefix}:rfm:{histogram}"
+
+
+def clock_key(prefix: str) -> str:
+    """Hash partition -> watermark (largest event time seen)."""
+    return f"{prefix}:clock"
+
+
 def customer_keys(prefix: str, customer_id: str) -> list[str]:
     """Every per-customer key (for look-ups and erase)."""
     return [state_key(prefix, customer_id), outbox_key(prefix, customer_id)]

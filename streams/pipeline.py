@@ -28,8 +28,9 @@ import orjson
 
 from segmenters.changes import SegmentChange
 from segmenters.config import EngineConfig
-from segmenters.core import FoldResult, Source, fold, merge_by_time
+from segmenters.core import Context, FoldResult, Source, fold, merge_by_time, next_deadline, tick
 from segmenters.events import Event, InvalidEvent, check_routing, parse_event
+from segmenters.rfm import bucket, order_bucket, recency_bucket
 from segmenters.state import CustomerState
 
 from .store import Loaded, StateStore, Write
@@ -62,6 +63,7 @@ class BatchStats:
     resent: int = 0
     conflicts: int = 0
     customers: int = 0
+    timers: int = 0
     round_trips: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -102,6 +104,12 @@ class BatchProcessor:
         self.send_change = send_change
         self.send_deadletter = send_deadletter
         self.clock = clock
+        #: Population statistics and models the segments depend on, refreshed by the shell.
+        self.context = Context()
+        #: Per partition, the largest event time seen (the clock before allowed lateness).
+        self.watermarks: dict[int, float] = {}
+        #: Event batches and timer scans take turns, so a customer's changes keep their order.
+        self.lock = asyncio.Lock()
 
     def _parse(self, record: Record) -> Event:
         if record.value is None:
@@ -112,10 +120,16 @@ class BatchProcessor:
         return event
 
     async def process(self, records: Sequence[Record]) -> BatchStats:
+        """Apply a batch of consumed messages."""
+        async with self.lock:
+            return await self._process(records)
+
+    async def _process(self, records: Sequence[Record]) -> BatchStats:
         started = time.perf_counter()
         trips_before = self.store.round_trips
         stats = BatchStats(events=len(records))
         by_customer: dict[str, list[tuple[Event, Source]]] = {}
+        partition_of: dict[str, int] = {}
         acks: list[Awaitable[Any]] = []  # broker acknowledgements to wait for
         for record in records:
             try:
@@ -131,15 +145,55 @@ class BatchProcessor:
             stats.by_type[event.type] = stats.by_type.get(event.type, 0) + 1
             source = Source(record.topic, record.partition, record.offset)
             by_customer.setdefault(event.customer_id, []).append((event, source))
+            partition_of[event.customer_id] = record.partition
+            at = event.occurred_at.timestamp()
+            if at > self.watermarks.get(record.partition, float("-inf")):
+                self.watermarks[record.partition] = at
         stats.customers = len(by_customer)
-        by_customer = {cid: merge_by_time(items) for cid, items in by_customer.items()}
+        groups = {cid: merge_by_time(items) for cid, items in by_customer.items()}
+        await self._apply(groups, partition_of, None, stats, acks)
+        stats.round_trips = self.store.round_trips - trips_before
+        stats.seconds = time.perf_counter() - started
+        return stats
 
-        loaded = await self.store.load(by_customer)
+    async def fire_timers(self, clocks: dict[int, float], limit: int = 1000) -> BatchStats:
+        """Fire the timers due by each partition's clock (partition -> event time)."""
+        async with self.lock:
+            started = time.perf_counter()
+            trips_before = self.store.round_trips
+            stats = BatchStats()
+            due = await self.store.due_timers(clocks, limit)
+            for partition, customers in due.items():
+                if not customers:
+                    continue
+                groups: dict[str, list[tuple[Event, Source]]] = {c: [] for c in customers}
+                stats.timers += len(customers)
+                stats.customers += len(customers)
+                await self._apply(
+                    groups, dict.fromkeys(customers, partition), clocks[partition], stats, []
+                )
+            stats.round_trips = self.store.round_trips - trips_before
+            stats.seconds = time.perf_counter() - started
+            return stats
+
+    async def _apply(
+        self,
+        groups: dict[str, list[tuple[Event, Source]]],
+        partition_of: dict[str, int],
+        until: float | None,
+        stats: BatchStats,
+        acks: list[Awaitable[Any]],
+    ) -> None:
+        """Load, fold (or tick, with ``until``), write with compare-and-set, publish."""
+        loaded = await self.store.load(groups)
         changes: list[SegmentChange] = []
         pending = dict(loaded)
         stale_adds: dict[str, list[tuple[str, str]]] = {}
+        stale_hist: dict[str, list[tuple[str, int, int]]] = {}
         for _attempt in range(MAX_CONFLICT_RETRIES + 1):
-            writes, results = self._fold_all(by_customer, pending, stale_adds)
+            writes, results = self._fold_all(groups, pending, stale_adds, partition_of, until)
+            for w in writes:
+                w.hist_ops = stale_hist.pop(w.customer_id, []) + w.hist_ops
             conflicts = await self.store.commit(writes)
             for cid, result in results.items():
                 if cid in conflicts:
@@ -154,10 +208,12 @@ class BatchProcessor:
             for w in writes:
                 if w.customer_id in conflicts:
                     stale_adds[w.customer_id] = [(d, s) for add, d, s in w.index_ops if add]
-            by_customer = {cid: by_customer[cid] for cid in conflicts}
+                    # the lost write's histogram moves were applied anyway: undo them
+                    stale_hist[w.customer_id] = [(h, b, -d) for h, b, d in w.hist_ops]
+            groups = {cid: groups[cid] for cid in conflicts}
             pending = conflicts
         else:
-            raise RuntimeError(f"state kept changing under us for {sorted(by_customer)}")
+            raise RuntimeError(f"state kept changing under us for {sorted(groups)}")
 
         # What a crash left unsent goes first, so each customer's changes keep their order.
         for cid, before in loaded.items():
@@ -166,42 +222,49 @@ class BatchProcessor:
                 acks.append(await self.send_change(cid.encode(), orjson.dumps(change)))
                 stats.resent += 1
         for change in changes:
-            acks.append(
-                await self.send_change(change.customer_id.encode(), change_json(change))
-            )
-        stats.changes = len(changes)
+            acks.append(await self.send_change(change.customer_id.encode(), change_json(change)))
+        stats.changes += len(changes)
         if acks:
             await asyncio.gather(*acks)  # delivered: the outboxes can go
         self.store.delivered(
             [c for c, b in loaded.items() if b.unsent] + [c.customer_id for c in changes]
         )
-        stats.round_trips = self.store.round_trips - trips_before
-        stats.seconds = time.perf_counter() - started
-        return stats
 
     def _fold_all(
         self,
-        by_customer: dict[str, list[tuple[Event, Source]]],
+        groups: dict[str, list[tuple[Event, Source]]],
         loaded: dict[str, Loaded],
         stale_adds: dict[str, list[tuple[str, str]]],
+        partition_of: dict[str, int],
+        until: float | None,
     ) -> tuple[list[Write], dict[str, FoldResult]]:
         writes = []
         results = {}
-        for cid, items in by_customer.items():
+        ctx = self.context
+        for cid, items in groups.items():
             before = loaded[cid]
-            result = fold(before.state, cid, items, config=self.config)
+            if until is None:
+                result = fold(before.state, cid, items, config=self.config, ctx=ctx)
+                if result.applied == 0:
+                    results[cid] = result
+                    continue
+            elif before.state is None:
+                continue  # erased or never seen: nothing to fire
+            else:
+                result = tick(before.state, until, config=self.config, ctx=ctx)
             results[cid] = result
-            if result.applied == 0:
-                continue
             write = Write(cid, before.rev, result.state)
             write.index_ops = _index_ops(before.state, result.state, stale_adds.get(cid, []))
             write.outbox = [
-                orjson.dumps({"source": str(src), "change": c.model_dump(mode="json")})
+                orjson.dumps({"source": str(src or "timer"), "change": c.model_dump(mode="json")})
                 for src, c in zip(result.causes, result.changes, strict=True)
-                if src is not None
             ]
+            write.partition = partition_of[cid]
+            write.due = next_deadline(result.state, self.config, ctx)
+            write.hist_ops = _histogram_ops(before.state, result.state)
             writes.append(write)
         return writes, results
+
 
 def change_json(change: SegmentChange) -> bytes:
     return orjson.dumps(change.model_dump(mode="json"))
@@ -229,4 +292,29 @@ def _index_ops(
             ops.append((False, dimension, segment))
         else:
             ops.append((True, dimension, segment))
+    return ops
+
+
+def _histogram_ops(
+    before: CustomerState | None, after: CustomerState
+) -> list[tuple[str, int, int]]:
+    """Moves in the shared RFM histograms: (histogram, bucket, +1/-1)."""
+
+    def keys(s: CustomerState | None) -> dict[str, int]:
+        if s is None or s.orders == 0 or s.last_order_at is None:
+            return {}
+        return {
+            "recency": recency_bucket(s.last_order_at),
+            "frequency": order_bucket(s.orders),
+            "monetary": bucket(s.revenue),
+        }
+
+    old, new = keys(before), keys(after)
+    ops = []
+    for hist in ("recency", "frequency", "monetary"):
+        if old.get(hist) != new.get(hist):
+            if hist in old:
+                ops.append((hist, old[hist], -1))
+            if hist in new:
+                ops.append((hist, new[hist], 1))
     return ops

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import Field
@@ -49,6 +50,16 @@ class Settings(BaseSettings):
     )
     max_event_bytes: int = Field(65536, ge=256, description="Larger messages are dead-lettered.")
     state_cache_size: int = Field(50000, ge=0, description="Customers kept in worker memory.")
+
+    clock: Literal["event", "live"] = Field(
+        "event",
+        description="event: a partition's clock is its watermark (replays give the same "
+        "segments as living through them); live: it also follows wall time when idle.",
+    )
+    allowed_lateness_s: float = Field(5.0, ge=0, description="Clock = watermark - this.")
+    timer_interval_s: float = Field(0.25, gt=0, description="How often due timers are scanned.")
+    timer_batch: int = Field(1000, ge=1, description="Most timers fired per partition per scan.")
+    rfm_refresh_s: float = Field(5.0, gt=0, description="How often RFM quantiles are refreshed.")
 
     web_enabled: bool = True
     web_host: str = "127.0.0.1"

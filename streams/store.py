@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from segmenters.state import CustomerState
 
-from .keys import index_key, outbox_key, state_key
+from .keys import clock_key, index_key, outbox_key, rfm_key, state_key, timers_key
 
 COMMIT_LUA = """
 local rev = redis.call('HGET', KEYS[1], 'rev') or '0'
@@ -57,6 +57,12 @@ class Write:
     outbox: list[bytes] = field(default_factory=list)
     #: Segment-index updates: (add?, dimension, segment).
     index_ops: list[tuple[bool, str, str]] = field(default_factory=list)
+    #: Input partition of the customer (its timer lives in that partition's due index).
+    partition: int | None = None
+    #: Next timer deadline (event time), or None: no timer.
+    due: float | None = None
+    #: Shared RFM histogram moves: (histogram, bucket, delta).
+    hist_ops: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 class StateStore:
@@ -139,13 +145,21 @@ class StateStore:
                     pipe.sadd(key, w.customer_id)
                 else:
                     pipe.srem(key, w.customer_id)
+            for histogram, bucket, delta in w.hist_ops:
+                pipe.hincrby(rfm_key(self.prefix, histogram), str(bucket), delta)
+            if w.partition is not None:
+                timers = timers_key(self.prefix, w.partition)
+                if w.due is None:
+                    pipe.zrem(timers, w.customer_id)
+                else:
+                    pipe.zadd(timers, {w.customer_id: w.due})
         results = await pipe.execute()
         self.round_trips += 1
         conflicts: dict[str, Loaded] = {}
         i = cleared
         for w in writes:
             ok, rev, doc = results[i]
-            i += 1 + len(w.index_ops)
+            i += 1 + len(w.index_ops) + len(w.hist_ops) + (w.partition is not None)
             if int(ok) == 1:
                 self._remember(w.customer_id, Loaded(int(rev), w.state))
             else:
@@ -153,6 +167,40 @@ class StateStore:
                 self._remember(w.customer_id, fresh)
                 conflicts[w.customer_id] = fresh
         return conflicts
+
+    async def due_timers(self, clocks: dict[int, float], limit: int) -> dict[int, list[str]]:
+        """Customers whose timer is due, per partition: one round trip, cost ~ due ones."""
+        if not clocks:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        parts = sorted(clocks)
+        for p in parts:
+            pipe.zrangebyscore(timers_key(self.prefix, p), "-inf", clocks[p], start=0, num=limit)
+        rows = await pipe.execute()
+        self.round_trips += 1
+        return {p: [c.decode() for c in row] for p, row in zip(parts, rows, strict=True)}
+
+    async def rfm_counts(self) -> dict[str, dict[int, int]]:
+        """The three shared RFM histograms, bucket -> buyers."""
+        pipe = self.client.pipeline(transaction=False)
+        names = ("recency", "frequency", "monetary")
+        for name in names:
+            pipe.hgetall(rfm_key(self.prefix, name))
+        rows = await pipe.execute()
+        self.round_trips += 1
+        return {
+            n: {int(k): int(v) for k, v in row.items()} for n, row in zip(names, rows, strict=True)
+        }
+
+    async def load_clocks(self) -> dict[int, float]:
+        raw = await self.client.hgetall(clock_key(self.prefix))
+        return {int(k): float(v) for k, v in raw.items()}
+
+    async def save_clocks(self, watermarks: dict[int, float]) -> None:
+        if watermarks:
+            await self.client.hset(
+                clock_key(self.prefix), mapping={str(k): repr(v) for k, v in watermarks.items()}
+            )
 
     async def get(self, customer_id: str) -> CustomerState | None:
         doc = await self.client.hget(state_key(self.prefix, customer_id), "doc")

@@ -1,0 +1,104 @@
+"""Time-driven segments: per-partition event-time clocks, due timers, RFM refresh.
+
+Each input partition has a clock: its watermark (the largest ``occurred_at`` applied)
+minus the allowed lateness. In ``live`` mode an idle partition's clock also follows wall
+time. Every ``timer_interval_s`` the worker fires, for the partitions it owns, the timers
+due by their clocks: one ``ZRANGEBYSCORE`` per partition, so a scan costs what is due,
+never what is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from segmenters.core import Context
+from segmenters.rfm import RfmQuantiles
+
+from .pipeline import BatchProcessor, BatchStats
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def partition_clock(
+    watermark: float | None, *, lateness: float, mode: str, wall: float
+) -> float | None:
+    """The event-time clock of one partition.
+
+    >>> partition_clock(100.0, lateness=5, mode="event", wall=1e9)
+    95.0
+    >>> partition_clock(100.0, lateness=5, mode="live", wall=500.0)
+    500.0
+    >>> partition_clock(None, lateness=5, mode="event", wall=500.0) is None
+    True
+    """
+    event_clock = None if watermark is None else watermark - lateness
+    if mode == "live":
+        return wall if event_clock is None else max(event_clock, wall)
+    return event_clock
+
+
+class TimerService:
+    """Called periodically by the worker; owns no state but the refresh deadlines."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        processor: BatchProcessor,
+        assigned: Callable[[], Iterable[int]],
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.assigned = assigned
+        self.wall = wall
+        self._clocks_loaded = False
+        self._next_rfm = 0.0
+        self._next_save = 0.0
+        self.fired = 0
+
+    def clocks(self, partitions: Iterable[int]) -> dict[int, float]:
+        wm = self.processor.watermarks
+        out = {}
+        for p in partitions:
+            c = partition_clock(
+                wm.get(p), lateness=self.settings.allowed_lateness_s,
+                mode=self.settings.clock, wall=self.wall(),
+            )
+            if c is not None:
+                out[p] = c
+        return out
+
+    async def run_once(self) -> BatchStats | None:
+        store = self.processor.store
+        if not self._clocks_loaded:
+            for p, w in (await store.load_clocks()).items():
+                self.processor.watermarks.setdefault(p, w)
+            self._clocks_loaded = True
+        partitions = sorted(set(self.assigned()))
+        clocks = self.clocks(partitions)
+        now = time.monotonic()
+        if now >= self._next_rfm:
+            self._next_rfm = now + self.settings.rfm_refresh_s
+            await self.refresh_rfm(max(clocks.values(), default=None))
+        if now >= self._next_save:
+            self._next_save = now + 1.0
+            await store.save_clocks(
+                {p: w for p, w in self.processor.watermarks.items() if p in partitions}
+            )
+        if not clocks:
+            return None
+        stats = await self.processor.fire_timers(clocks, self.settings.timer_batch)
+        self.fired += stats.timers
+        return stats
+
+    async def refresh_rfm(self, as_of: float | None) -> None:
+        if as_of is None:
+            return
+        counts = await self.processor.store.rfm_counts()
+        q = RfmQuantiles.from_counts(
+            counts["recency"], counts["frequency"], counts["monetary"], as_of=as_of
+        )
+        self.processor.context = Context(rfm=q if q.buyers else None)
