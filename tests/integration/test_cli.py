@@ -37,7 +37,8 @@ def test_customer_lookup_prints_segments_and_state(deployment: Deployment) -> No
     assert out.returncode == 0, out.stderr
     view = json.loads(out.stdout)
     assert view["customer_id"] == "c-look"
-    assert view["segments"] == {"journey": "active_cart"}
+    assert view["segments"]["journey"] == "active_cart"
+    assert view["segments"]["geographic"] == "PL/unknown"
     state = view["state"]
     assert (state["orders"], state["revenue"], state["cart_items"]) == (1, 40.0, 2)
     assert state["first_seen"] == "2026-01-01T10:00:00+00:00"
