@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
         consumer_max_fetch_size=settings.fetch_partition_bytes,
         broker_session_timeout=settings.session_timeout_s,
+        broker_commit_interval=settings.commit_interval_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         datadir=str(datadir),
         web_enabled=settings.web_enabled,

@@ -179,6 +179,20 @@ def customer_view(state: Any) -> dict[str, Any]:
 
 
 @main.command()
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def verify(quiet: bool) -> None:
+    """Recompute every customer from the input topics and compare with Redis."""
+    from segmenters.verify import render
+
+    from .verify import verify as run
+
+    report = run(_settings(), progress=not quiet)
+    click.echo(render(report))
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command()
 @click.option("--duration", type=float, help="Stop after this many seconds.")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest change.")
 @click.option("--quiet", is_flag=True, help="Only the summary.")

@@ -188,12 +188,8 @@ class BatchProcessor:
         loaded = await self.store.load(groups)
         changes: list[SegmentChange] = []
         pending = dict(loaded)
-        stale_adds: dict[str, list[tuple[str, str]]] = {}
-        stale_hist: dict[str, list[tuple[str, int, int]]] = {}
         for _attempt in range(MAX_CONFLICT_RETRIES + 1):
-            writes, results = self._fold_all(groups, pending, stale_adds, partition_of, until)
-            for w in writes:
-                w.hist_ops = stale_hist.pop(w.customer_id, []) + w.hist_ops
+            writes, results = self._fold_all(groups, pending, partition_of, until)
             conflicts = await self.store.commit(writes)
             for cid, result in results.items():
                 if cid in conflicts:
@@ -205,11 +201,6 @@ class BatchProcessor:
                 break
             stats.conflicts += len(conflicts)
             log.info("state of %d customer(s) changed under us; recomputing", len(conflicts))
-            for w in writes:
-                if w.customer_id in conflicts:
-                    stale_adds[w.customer_id] = [(d, s) for add, d, s in w.index_ops if add]
-                    # the lost write's histogram moves were applied anyway: undo them
-                    stale_hist[w.customer_id] = [(h, b, -d) for h, b, d in w.hist_ops]
             groups = {cid: groups[cid] for cid in conflicts}
             pending = conflicts
         else:
@@ -234,7 +225,6 @@ class BatchProcessor:
         self,
         groups: dict[str, list[tuple[Event, Source]]],
         loaded: dict[str, Loaded],
-        stale_adds: dict[str, list[tuple[str, str]]],
         partition_of: dict[str, int],
         until: float | None,
     ) -> tuple[list[Write], dict[str, FoldResult]]:
@@ -254,7 +244,7 @@ class BatchProcessor:
                 result = tick(before.state, until, config=self.config, ctx=ctx)
             results[cid] = result
             write = Write(cid, before.rev, result.state)
-            write.index_ops = _index_ops(before.state, result.state, stale_adds.get(cid, []))
+            write.index_ops = _index_ops(before.state, result.state)
             write.outbox = [
                 orjson.dumps({"source": str(src or "timer"), "change": c.model_dump(mode="json")})
                 for src, c in zip(result.causes, result.changes, strict=True)
@@ -270,27 +260,14 @@ def change_json(change: SegmentChange) -> bytes:
     return orjson.dumps(change.model_dump(mode="json"))
 
 
-def _index_ops(
-    before: CustomerState | None,
-    after: CustomerState,
-    stale_adds: list[tuple[str, str]],
-) -> list[tuple[bool, str, str]]:
-    """Segment-index updates: remove from the old segment, add to the new one.
-
-    ``stale_adds`` are additions made by a write that lost a compare-and-set; they are
-    undone unless they match the final segment.
-    """
+def _index_ops(before: CustomerState | None, after: CustomerState) -> list[tuple[bool, str, str]]:
+    """Segment-index updates: remove from the old segment, add to the new one."""
     ops: list[tuple[bool, str, str]] = []
     for dimension, (segment, _since) in after.segments.items():
         old = before.segment(dimension) if before is not None else None
         if old != segment:
             if old is not None:
                 ops.append((False, dimension, old))
-            ops.append((True, dimension, segment))
-    for dimension, segment in stale_adds:
-        if after.segment(dimension) != segment:
-            ops.append((False, dimension, segment))
-        else:
             ops.append((True, dimension, segment))
     return ops
 

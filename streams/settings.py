@@ -42,6 +42,7 @@ class Settings(BaseSettings):
         description="Most bytes fetched per partition per request: bounds how far the four "
         "input topics can run apart in a catch-up (see docs/design.md).",
     )
+    commit_interval_s: float = Field(2.8, gt=0, description="How often offsets are committed.")
     session_timeout_s: float = Field(
         30.0,
         ge=6,

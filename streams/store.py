@@ -21,20 +21,45 @@ from segmenters.state import CustomerState
 
 from .keys import clock_key, index_key, outbox_key, rfm_key, state_key, timers_key
 
+#: Writes a whole batch atomically, customer by customer. Each customer's state is
+#: written only if its stored revision is the one the worker computed from (compare-and-
+#: set); then, and only then, its outbox, segment indexes, RFM histograms and timer are
+#: updated. KEYS holds every key touched; ARGV[1] is the batch as JSON (see ``commit``).
 COMMIT_LUA = """
-local rev = redis.call('HGET', KEYS[1], 'rev') or '0'
-if rev ~= ARGV[1] then
-  return {0, rev, redis.call('HGET', KEYS[1], 'doc') or ''}
+local writes = cjson.decode(ARGV[1])
+local keep = tonumber(ARGV[2])
+local out = {}
+for i, w in ipairs(writes) do
+  local skey = KEYS[w.s]
+  local rev = redis.call('HGET', skey, 'rev') or '0'
+  if rev ~= w.r then
+    out[i] = {0, rev, redis.call('HGET', skey, 'doc') or ''}
+  else
+    local new = tonumber(rev) + 1
+    redis.call('HSET', skey, 'doc', w.d, 'rev', new)
+    if w.o then
+      local okey = KEYS[w.ok]
+      for _, entry in ipairs(w.o) do redis.call('RPUSH', okey, entry) end
+      redis.call('LTRIM', okey, -keep, -1)
+      redis.call('EXPIRE', okey, 86400)
+    end
+    if w.x then
+      for _, op in ipairs(w.x) do
+        if op[1] == 1 then redis.call('SADD', KEYS[op[2]], w.c)
+        else redis.call('SREM', KEYS[op[2]], w.c) end
+      end
+    end
+    if w.h then
+      for _, op in ipairs(w.h) do redis.call('HINCRBY', KEYS[op[1]], op[2], op[3]) end
+    end
+    if w.t then
+      if w.due then redis.call('ZADD', KEYS[w.t], w.due, w.c)
+      else redis.call('ZREM', KEYS[w.t], w.c) end
+    end
+    out[i] = {1, tostring(new), ''}
+  end
 end
-local new = tonumber(rev) + 1
-redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'rev', new)
-local n = tonumber(ARGV[3])
-if n > 0 then
-  for i = 1, n do redis.call('RPUSH', KEYS[2], ARGV[4 + i]) end
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]) - 16, -1)
-  redis.call('EXPIRE', KEYS[2], 86400)
-end
-return {1, tostring(new), ''}
+return out
 """
 
 OUTBOX_KEEP = 16
@@ -128,38 +153,52 @@ class StateStore:
         for cid in self._delivered:  # before the new appends of this round trip
             pipe.delete(outbox_key(self.prefix, cid))
         self._delivered.clear()
+        keys: list[str] = []
+        slot: dict[str, int] = {}
+
+        def ref(key: str) -> int:
+            """1-based position of ``key`` in KEYS."""
+            if key not in slot:
+                keys.append(key)
+                slot[key] = len(keys)
+            return slot[key]
+
+        batch = []
         for w in writes:
-            args: list[Any] = [w.expected_rev, _encode(w.state), len(w.outbox), OUTBOX_KEEP]
-            args.extend(w.outbox)
-            await self._commit(  # queues onto the pipeline; no round trip here
-                keys=[
-                    state_key(self.prefix, w.customer_id),
-                    outbox_key(self.prefix, w.customer_id),
-                ],
-                args=args,
-                client=pipe,
-            )
-            for add, dimension, segment in w.index_ops:
-                key = index_key(self.prefix, dimension, segment)
-                if add:
-                    pipe.sadd(key, w.customer_id)
-                else:
-                    pipe.srem(key, w.customer_id)
-            for histogram, bucket, delta in w.hist_ops:
-                pipe.hincrby(rfm_key(self.prefix, histogram), str(bucket), delta)
+            cid = w.customer_id
+            item: dict[str, Any] = {
+                "c": cid,
+                "s": ref(state_key(self.prefix, cid)),
+                "r": str(w.expected_rev),
+                "d": _encode(w.state).decode(),
+            }
+            if w.outbox:
+                item["ok"] = ref(outbox_key(self.prefix, cid))
+                item["o"] = [entry.decode() for entry in w.outbox]
+            if w.index_ops:
+                item["x"] = [
+                    [1 if add else 0, ref(index_key(self.prefix, dim, seg))]
+                    for add, dim, seg in w.index_ops
+                ]
+            if w.hist_ops:
+                item["h"] = [
+                    [ref(rfm_key(self.prefix, hist)), str(b), delta]
+                    for hist, b, delta in w.hist_ops
+                ]
             if w.partition is not None:
-                timers = timers_key(self.prefix, w.partition)
-                if w.due is None:
-                    pipe.zrem(timers, w.customer_id)
-                else:
-                    pipe.zadd(timers, {w.customer_id: w.due})
+                item["t"] = ref(timers_key(self.prefix, w.partition))
+                if w.due is not None:
+                    item["due"] = repr(w.due)  # a string: Lua numbers would lose digits
+            batch.append(item)
+        if batch:
+            await self._commit(  # queues onto the pipeline; no round trip here
+                keys=keys, args=[orjson.dumps(batch), OUTBOX_KEEP], client=pipe
+            )
         results = await pipe.execute()
         self.round_trips += 1
         conflicts: dict[str, Loaded] = {}
-        i = cleared
-        for w in writes:
-            ok, rev, doc = results[i]
-            i += 1 + len(w.index_ops) + len(w.hist_ops) + (w.partition is not None)
+        replies = results[cleared] if batch else []
+        for w, (ok, rev, doc) in zip(writes, replies, strict=True):
             if int(ok) == 1:
                 self._remember(w.customer_id, Loaded(int(rev), w.state))
             else:

@@ -64,8 +64,10 @@ class TimerService:
         out = {}
         for p in partitions:
             c = partition_clock(
-                wm.get(p), lateness=self.settings.allowed_lateness_s,
-                mode=self.settings.clock, wall=self.wall(),
+                wm.get(p),
+                lateness=self.settings.allowed_lateness_s,
+                mode=self.settings.clock,
+                wall=self.wall(),
             )
             if c is not None:
                 out[p] = c

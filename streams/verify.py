@@ -1,0 +1,115 @@
+"""`segstream verify`: read the input topics again and compare with Redis."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import orjson
+import redis
+from kafka import KafkaConsumer, TopicPartition
+from tqdm import tqdm
+
+from segmenters.core import Source, recompute
+from segmenters.events import Event, InvalidEvent, check_routing, parse_event
+from segmenters.state import CustomerState
+from segmenters.verify import Report, compare
+
+from .keys import state_key
+from .settings import Settings
+from .timers import partition_clock
+from .topics import INPUTS
+
+
+def read_inputs(
+    settings: Settings, *, progress: bool = True
+) -> tuple[list[tuple[Event, Source]], int]:
+    """Every valid event of the input topics, from the beginning to the current end."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    try:
+        parts = []
+        for name in INPUTS:
+            topic = settings.topic(name)
+            for p in sorted(consumer.partitions_for_topic(topic) or []):
+                parts.append(TopicPartition(topic, p))
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        starts = {tp: consumer.position(tp) for tp in parts}
+        total = sum(ends[tp] - starts[tp] for tp in parts)
+        events: list[tuple[Event, Source]] = []
+        invalid = 0
+        bar = tqdm(total=total, unit="ev", desc="reading input topics", disable=not progress)
+        remaining = {tp for tp in parts if consumer.position(tp) < ends[tp]}
+        while remaining:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for r in records:
+                    if r.offset >= ends[tp]:
+                        continue
+                    bar.update(1)
+                    try:
+                        event = parse_event(r.value or b"", max_bytes=settings.max_event_bytes)
+                        check_routing(
+                            event, topic=tp.topic.removeprefix(settings.topic_prefix), key=r.key
+                        )
+                    except InvalidEvent:
+                        invalid += 1
+                        continue
+                    events.append((event, Source(tp.topic, tp.partition, r.offset)))
+            remaining = {tp for tp in remaining if consumer.position(tp) < ends[tp]}
+        bar.close()
+        return events, invalid
+    finally:
+        consumer.close()
+
+
+def stored_states(settings: Settings, customers: list[str]) -> dict[str, CustomerState]:
+    client = redis.Redis.from_url(settings.redis_url)
+    out: dict[str, CustomerState] = {}
+    found = set(customers)
+    for key in client.scan_iter(match=f"{settings.key_prefix}:{{*}}:state", count=1000):
+        cid = key.decode()[len(settings.key_prefix) + 2 : -len("}:state")]
+        found.add(cid)
+    ordered = sorted(found)
+    for i in range(0, len(ordered), 500):
+        chunk = ordered[i : i + 500]
+        pipe = client.pipeline(transaction=False)
+        for cid in chunk:
+            pipe.hget(state_key(settings.key_prefix, cid), "doc")
+        for cid, doc in zip(chunk, pipe.execute(), strict=True):
+            if doc is not None:
+                out[cid] = CustomerState.from_doc(orjson.loads(doc))
+    return out
+
+
+def verify(settings: Settings, *, progress: bool = True) -> Report:
+    started = time.monotonic()
+    events, invalid = read_inputs(settings, progress=progress)
+    by_partition: dict[int, list[tuple[Event, Source]]] = defaultdict(list)
+    watermark: dict[int, float] = {}
+    for event, source in events:
+        by_partition[source.partition].append((event, source))
+        at = event.occurred_at.timestamp()
+        watermark[source.partition] = max(watermark.get(source.partition, at), at)
+    offline: dict[str, CustomerState] = {}
+    clocks: dict[str, float] = {}
+    for p, items in by_partition.items():
+        clock = partition_clock(
+            watermark[p],
+            lateness=settings.allowed_lateness_s,
+            mode=settings.clock,
+            wall=time.time(),
+        )
+        for cid, result in recompute(items, config=settings.engine, until=clock).items():
+            offline[cid] = result.state
+            clocks[cid] = clock if clock is not None else 0.0
+    stored = stored_states(settings, list(offline))
+    as_of = max(clocks.values(), default=0.0)
+    report = compare(stored, offline, clocks, as_of)
+    report.extra["events"] = f"{len(events)} valid, {invalid} invalid (dead-lettered)"
+    report.extra["seconds"] = f"{time.monotonic() - started:.1f}"
+    return report
