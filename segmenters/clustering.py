@@ -23,7 +23,7 @@ segmentation has gone stale.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -339,6 +339,16 @@ def _initial_centers(
             best = (inertia, centers, labels)
     assert best is not None
     return best[1], np.bincount(best[2], minlength=k).tolist()
+
+
+def batch_kmeans(points: Sequence[Sequence[float]], k: int, seed: int = 0) -> list[int]:
+    """Batch k-means (best of 20 k-means++ starts, Lloyd): the offline reference in verify."""
+    arr = np.asarray(points, dtype=float)
+    if len(arr) <= k:
+        return list(range(len(arr)))
+    centers, _ = _initial_centers(arr, k, seed, n_init=20, iterations=100)
+    d2 = ((arr[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+    return [int(x) for x in d2.argmin(axis=1)]
 
 
 class Trainer:

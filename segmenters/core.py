@@ -24,8 +24,10 @@ from . import journey as journey_rules
 from . import profile as profile_rules
 from . import rfm as rfm_rules
 from .changes import SegmentChange
+from .clustering import ClusterModel
 from .config import EngineConfig
 from .events import Event
+from .features import feature_vector
 from .rfm import RfmQuantiles
 from .state import CustomerState, short_hash
 from .update import apply_event
@@ -39,6 +41,26 @@ class Context:
     """
 
     rfm: RfmQuantiles | None = None
+    clusters: ClusterModel | None = None
+    #: Hysteresis of the behaviour dimension (see ``ClusterModel.assign``).
+    cluster_margin: float = 0.1
+
+
+BEHAVIOUR = "behaviour"
+
+
+def behaviour(state: CustomerState, now: float, ctx: Context) -> tuple[str, str] | None:
+    """The customer's behavioural cluster under the latest model snapshot."""
+    model = ctx.clusters
+    if model is None:
+        return None
+    previous = state.segment(BEHAVIOUR)
+    prev_id = int(previous.removeprefix("cluster_")) if previous else None
+    a = model.assign(feature_vector(state, now), prev_id, ctx.cluster_margin)
+    return (
+        f"cluster_{a.cluster}",
+        f"{model.cluster(a.cluster).description}; {a.reason}; model v{model.version}",
+    )
 
 
 NO_CONTEXT = Context()
@@ -84,6 +106,7 @@ def evaluate(
         (rfm_rules.DIMENSION, rfm_rules.rfm(state, now, ctx.rfm)),
         (profile_rules.DEMOGRAPHIC, profile_rules.demographic(state, now)),
         (profile_rules.GEOGRAPHIC, profile_rules.geographic(state)),
+        (BEHAVIOUR, behaviour(state, now, ctx)),
     ):
         if value is not None:
             out[dimension] = value
@@ -209,6 +232,21 @@ def tick(
     work = state.copy()
     result = FoldResult(work)
     result.changes = advance(work, until, config, ctx)
+    result.causes = [None] * len(result.changes)
+    return result
+
+
+def rescore(
+    state: CustomerState, now: float, *, config: EngineConfig, ctx: Context = NO_CONTEXT
+) -> FoldResult:
+    """Re-evaluate ``state`` at event time ``now`` against the current population
+    statistics and model (the sweep that keeps RFM and behaviour segments current)."""
+    work = state.copy()
+    result = FoldResult(work)
+    result.changes = advance(work, now, config, ctx)
+    at = max(now, work.eval_at if work.eval_at is not None else now)
+    result.changes.extend(segment_changes(work, at, config, f"rescore:{at!r}", ctx))
+    work.eval_at = at
     result.causes = [None] * len(result.changes)
     return result
 

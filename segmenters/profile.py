@@ -20,8 +20,7 @@ from .state import CustomerState
 
 DEMOGRAPHIC = "demographic"
 GEOGRAPHIC = "geographic"
-AGE_BANDS = ((18, "18-24"), (25, "25-34"), (35, "35-44"), (45, "45-54"), (55, "55-64"),
-             (65, "65+"))
+AGE_BANDS = ((18, "18-24"), (25, "25-34"), (35, "35-44"), (45, "45-54"), (55, "55-64"), (65, "65+"))
 UNKNOWN = "unknown"
 
 

@@ -38,8 +38,16 @@ RECENCY_BUCKET_S = 3600.0
 TIMER_EPSILON_S = 1.0
 
 SEGMENTS = (
-    "champions", "loyal", "potential_loyalist", "new", "promising", "need_attention",
-    "about_to_sleep", "cant_lose", "at_risk", "hibernating",
+    "champions",
+    "loyal",
+    "potential_loyalist",
+    "new",
+    "promising",
+    "need_attention",
+    "about_to_sleep",
+    "cant_lose",
+    "at_risk",
+    "hibernating",
 )
 
 

@@ -41,7 +41,7 @@ FIELDS = (
     "geo",
     "profile",
 )
-DIMENSIONS = ("journey", "rfm", "demographic", "geographic")
+DIMENSIONS = ("journey", "rfm", "demographic", "geographic", "behaviour")
 
 
 def exact_quantiles(values: Sequence[float], qs: Sequence[float] = QUANTILES) -> tuple[float, ...]:
@@ -98,6 +98,30 @@ class Report:
         )
 
 
+def adjusted_rand_index(a: Sequence[Any], b: Sequence[Any]) -> float:
+    """Agreement of two clusterings of the same items, 1.0 identical, ~0 random.
+
+    >>> adjusted_rand_index([0, 0, 1, 1], ["x", "x", "y", "y"])
+    1.0
+    """
+    n = len(a)
+    if n < 2:
+        return 1.0
+    pairs = Counter(zip(a, b, strict=True))
+
+    def comb2(x: int) -> float:
+        return x * (x - 1) / 2
+
+    index = sum(comb2(c) for c in pairs.values())
+    sum_a = sum(comb2(c) for c in Counter(a).values())
+    sum_b = sum(comb2(c) for c in Counter(b).values())
+    expected = sum_a * sum_b / comb2(n)
+    maximum = (sum_a + sum_b) / 2
+    if maximum == expected:
+        return 1.0
+    return (index - expected) / (maximum - expected)
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
@@ -138,8 +162,44 @@ def compare(
                 agreement.agree += 1
             elif len(agreement.examples) < 5:
                 agreement.examples.append((cid, got.segment(d), value))
-    report.dimensions = dims
+    report.dimensions = {d: a for d, a in dims.items() if d != "behaviour" or a.compared}
     return report
+
+
+def cluster_agreement(
+    stored: Mapping[str, CustomerState],
+    offline: Mapping[str, CustomerState],
+    clocks: Mapping[str, float],
+    k: int,
+    personas: Mapping[str, str] | None = None,
+) -> dict[str, float]:
+    """ARI of the stored behaviour clusters against batch k-means on the final feature
+    vectors (scaled as the model does: standardised), and against true personas if known."""
+    from .clustering import batch_kmeans
+    from .features import FEATURES, feature_vector
+
+    cids = sorted(c for c in offline if c in stored and stored[c].segment("behaviour"))
+    if len(cids) < 2:
+        return {}
+    vectors = [feature_vector(offline[c], clocks[c]) for c in cids]
+    cols = list(zip(*[[v[f] for f in FEATURES] for v in vectors], strict=True))
+    means = [sum(col) / len(col) for col in cols]
+    stds = [
+        max(0.05, (sum((x - m) ** 2 for x in col) / len(col)) ** 0.5)
+        for col, m in zip(cols, means, strict=True)
+    ]
+    points = [
+        [(v[f] - m) / s for f, m, s in zip(FEATURES, means, stds, strict=True)] for v in vectors
+    ]
+    online = [stored[c].segment("behaviour") for c in cids]
+    out = {"vs batch k-means": adjusted_rand_index(online, batch_kmeans(points, k))}
+    if personas:
+        known = [i for i, c in enumerate(cids) if c in personas]
+        out["vs true personas"] = adjusted_rand_index(
+            [online[i] for i in known], [personas[cids[i]] for i in known]
+        )
+    out["customers"] = float(len(cids))
+    return out
 
 
 def render(report: Report) -> str:

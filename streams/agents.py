@@ -13,10 +13,12 @@ import logging
 import time
 
 import faust
+import orjson
 
 from .pipeline import BatchProcessor, BatchStats, Record
 from .settings import Settings
-from .topics import INPUTS
+from .topics import FEATURES, INPUTS
+from .trainer import TrainerService
 
 log = logging.getLogger(__name__)
 REPORT_EVERY_S = 10.0
@@ -53,6 +55,21 @@ class Throughput:
                 t.changes,
             )
             self.last_report, self.last_events = now, t.events
+
+
+def register_trainer(app: faust.App, settings: Settings, trainer: TrainerService) -> None:
+    """The cluster trainer's agent, on the one-partition feature topic."""
+    topic = app.topic(
+        settings.topic(FEATURES), key_serializer="raw", value_serializer="raw", partitions=1
+    )
+
+    @app.agent(topic, name=f"{settings.app_id}.trainer", concurrency=1)
+    async def train(stream: faust.StreamT) -> None:
+        async for values in stream.take(500, within=1.0):
+            try:
+                await trainer.learn([orjson.loads(v) for v in values])
+            except Exception:  # the model is a sample's summary: skip a bad batch, go on
+                log.exception("cluster trainer failed on a batch of %d vectors", len(values))
 
 
 def register_agents(app: faust.App, settings: Settings, processor: BatchProcessor) -> None:

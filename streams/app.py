@@ -10,12 +10,13 @@ from typing import Any
 import faust
 import redis.asyncio as aioredis
 
-from .agents import register_agents
+from .agents import register_agents, register_trainer
 from .pipeline import BatchProcessor
 from .settings import Settings
 from .store import StateStore
 from .timers import TimerService
-from .topics import CHANGES, DEADLETTER, INPUTS
+from .topics import CHANGES, DEADLETTER, FEATURES, INPUTS
+from .trainer import TrainerService
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,16 @@ def create_app(settings: Settings) -> faust.App:
     )
     changes = app.topic(settings.topic(CHANGES), key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(settings.topic(DEADLETTER), key_serializer="raw", value_serializer="raw")
+    features = app.topic(settings.topic(FEATURES), key_serializer="raw", value_serializer="raw")
 
     async def send_change(key: bytes, value: bytes) -> Awaitable[Any]:
         return await changes.send(key=key, value=value)
 
     async def send_deadletter(key: bytes, value: bytes) -> Awaitable[Any]:
         return await deadletter.send(key=key, value=value)
+
+    async def send_features(key: bytes, value: bytes) -> Awaitable[Any]:
+        return await features.send(key=key, value=value, partition=0)
 
     client = aioredis.Redis.from_url(settings.redis_url)
     store = StateStore(client, prefix=settings.key_prefix, cache_size=settings.state_cache_size)
@@ -63,9 +68,12 @@ def create_app(settings: Settings) -> faust.App:
         max_event_bytes=settings.max_event_bytes,
         send_change=send_change,
         send_deadletter=send_deadletter,
+        send_features=send_features,
+        sample_percent=settings.cluster_sample_percent,
         clock=time.time,
     )
     register_agents(app, settings, processor)
+    register_trainer(app, settings, TrainerService(settings, store))
     inputs = {settings.topic(name) for name in INPUTS}
 
     def assigned() -> list[int]:

@@ -107,9 +107,16 @@ def worker() -> None:
 @click.option("--duration", default=60.0, show_default=True, help="Seconds of traffic.")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--truth", type=click.Path(path_type=Path), help="Write customer -> persona.")
+@click.option("--days", type=float, help="Spread event time over this many days (ends now).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def simulate(
-    customers: int, rate: float, duration: float, seed: int, truth: Path | None, quiet: bool
+    customers: int,
+    rate: float,
+    duration: float,
+    seed: int,
+    truth: Path | None,
+    days: float | None,
+    quiet: bool,
 ) -> None:
     """Produce realistic shop traffic (personas) to the input topics."""
     from .simulate import simulate as run
@@ -122,6 +129,7 @@ def simulate(
         seed=seed,
         progress=not quiet,
         truth_path=truth,
+        days=days,
     )
     click.echo(f"simulated: {stats}")
 
@@ -179,14 +187,46 @@ def customer_view(state: Any) -> dict[str, Any]:
 
 
 @main.command()
+def clusters() -> None:
+    """The latest behaviour-cluster model: id, size, centroid and description."""
+    import redis
+
+    from segmenters.clustering import ClusterModel
+
+    from .keys import model_key
+
+    settings = _settings()
+    raw = redis.Redis.from_url(settings.redis_url).get(model_key(settings.key_prefix))
+    if raw is None:
+        raise click.ClickException("no behaviour model yet (the trainer publishes after warm-up)")
+    doc = orjson.loads(raw)
+    model = ClusterModel.from_doc(doc["model"])
+    drift = doc.get("drift", {})
+    click.echo(
+        f"behaviour model v{model.version}: {len(model.clusters)} clusters, "
+        f"{doc.get('learned', 0)} vectors learned, {drift.get('drifts', 0)} drift(s) detected"
+    )
+    for c in sorted(model.clusters, key=lambda c: -c.size):
+        units = model.centroid_in_units(c)
+        centroid = ", ".join(f"{k} {v:.3g}" for k, v in units.items())
+        click.echo(f"cluster_{c.id:<3} size {c.size:<6} {c.description}\n    {centroid}")
+
+
+@main.command()
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def verify(quiet: bool) -> None:
+@click.option(
+    "--truth",
+    type=click.Path(exists=True, path_type=Path),
+    help="customer -> persona JSON (from `simulate --truth`): ARI against it too.",
+)
+def verify(quiet: bool, truth: Path | None) -> None:
     """Recompute every customer from the input topics and compare with Redis."""
     from segmenters.verify import render
 
     from .verify import verify as run
 
-    report = run(_settings(), progress=not quiet)
+    personas = orjson.loads(truth.read_bytes()) if truth else None
+    report = run(_settings(), progress=not quiet, personas=personas)
     click.echo(render(report))
     if not report.ok:
         sys.exit(1)

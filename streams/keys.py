@@ -39,6 +39,16 @@ def clock_key(prefix: str) -> str:
     return f"{prefix}:clock"
 
 
+def members_key(prefix: str, partition: int) -> str:
+    """Every customer of one input partition (the rescoring sweep walks it)."""
+    return f"{prefix}:customers:{partition}"
+
+
+def model_key(prefix: str) -> str:
+    """The latest behaviour-cluster snapshot (JSON, with its version)."""
+    return f"{prefix}:model:behaviour"
+
+
 def customer_keys(prefix: str, customer_id: str) -> list[str]:
     """Every per-customer key (for look-ups and erase)."""
     return [state_key(prefix, customer_id), outbox_key(prefix, customer_id)]

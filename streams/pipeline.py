@@ -20,6 +20,7 @@ import asyncio
 import base64
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +29,18 @@ import orjson
 
 from segmenters.changes import SegmentChange
 from segmenters.config import EngineConfig
-from segmenters.core import Context, FoldResult, Source, fold, merge_by_time, next_deadline, tick
+from segmenters.core import (
+    Context,
+    FoldResult,
+    Source,
+    fold,
+    merge_by_time,
+    next_deadline,
+    rescore,
+    tick,
+)
 from segmenters.events import Event, InvalidEvent, check_routing, parse_event
+from segmenters.features import feature_vector
 from segmenters.rfm import bucket, order_bucket, recency_bucket
 from segmenters.state import CustomerState
 
@@ -95,6 +106,8 @@ class BatchProcessor:
         max_event_bytes: int,
         send_change: Send,
         send_deadletter: Send,
+        send_features: Send | None = None,
+        sample_percent: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -103,6 +116,8 @@ class BatchProcessor:
         self.max_event_bytes = max_event_bytes
         self.send_change = send_change
         self.send_deadletter = send_deadletter
+        self.send_features = send_features
+        self.sample_percent = sample_percent
         self.clock = clock
         #: Population statistics and models the segments depend on, refreshed by the shell.
         self.context = Context()
@@ -176,6 +191,16 @@ class BatchProcessor:
             stats.seconds = time.perf_counter() - started
             return stats
 
+    async def rescore(self, partition: int, customers: list[str], now: float) -> BatchStats:
+        """Re-evaluate customers of one partition at its clock (the rescoring sweep)."""
+        async with self.lock:
+            stats = BatchStats(customers=len(customers))
+            groups: dict[str, list[tuple[Event, Source]]] = {c: [] for c in customers}
+            await self._apply(
+                groups, dict.fromkeys(customers, partition), now, stats, [], rescoring=True
+            )
+            return stats
+
     async def _apply(
         self,
         groups: dict[str, list[tuple[Event, Source]]],
@@ -183,17 +208,20 @@ class BatchProcessor:
         until: float | None,
         stats: BatchStats,
         acks: list[Awaitable[Any]],
+        rescoring: bool = False,
     ) -> None:
-        """Load, fold (or tick, with ``until``), write with compare-and-set, publish."""
+        """Load, fold (or tick, with ``until``; or rescore), write with CAS, publish."""
         loaded = await self.store.load(groups)
         changes: list[SegmentChange] = []
+        results_ok: dict[str, FoldResult] = {}
         pending = dict(loaded)
         for _attempt in range(MAX_CONFLICT_RETRIES + 1):
-            writes, results = self._fold_all(groups, pending, partition_of, until)
+            writes, results = self._fold_all(groups, pending, partition_of, until, rescoring)
             conflicts = await self.store.commit(writes)
             for cid, result in results.items():
                 if cid in conflicts:
                     continue
+                results_ok[cid] = result
                 changes.extend(result.changes)
                 stats.applied += result.applied
                 stats.duplicates += len(result.skipped)
@@ -215,11 +243,29 @@ class BatchProcessor:
         for change in changes:
             acks.append(await self.send_change(change.customer_id.encode(), change_json(change)))
         stats.changes += len(changes)
+        await self._sample(results_ok, acks, 100 if rescoring else self.sample_percent)
         if acks:
             await asyncio.gather(*acks)  # delivered: the outboxes can go
         self.store.delivered(
             [c for c, b in loaded.items() if b.unsent] + [c.customer_id for c in changes]
         )
+
+    async def _sample(
+        self, results: dict[str, FoldResult], acks: list[Awaitable[Any]], percent: int
+    ) -> None:
+        """Send feature vectors to the trainer: every customer the rescoring sweep visits
+        (the current population, what the clusters should describe) and a deterministic
+        sample of customers updated by events (fresh behaviour between passes)."""
+        if self.send_features is None or percent <= 0:
+            return
+        for cid, result in results.items():
+            state = result.state
+            if state.eval_at is None:
+                continue
+            if zlib.crc32(f"{cid}:{state.events}".encode()) % 100 >= percent:
+                continue
+            vector = feature_vector(state, state.eval_at)
+            acks.append(await self.send_features(cid.encode(), orjson.dumps(vector)))
 
     def _fold_all(
         self,
@@ -227,6 +273,7 @@ class BatchProcessor:
         loaded: dict[str, Loaded],
         partition_of: dict[str, int],
         until: float | None,
+        rescoring: bool = False,
     ) -> tuple[list[Write], dict[str, FoldResult]]:
         writes = []
         results = {}
@@ -240,6 +287,11 @@ class BatchProcessor:
                     continue
             elif before.state is None:
                 continue  # erased or never seen: nothing to fire
+            elif rescoring:
+                result = rescore(before.state, until, config=self.config, ctx=ctx)
+                results[cid] = result
+                if not result.changes:
+                    continue  # nothing moved: no write
             else:
                 result = tick(before.state, until, config=self.config, ctx=ctx)
             results[cid] = result
@@ -250,6 +302,7 @@ class BatchProcessor:
                 for src, c in zip(result.causes, result.changes, strict=True)
             ]
             write.partition = partition_of[cid]
+            write.new = before.state is None
             write.due = next_deadline(result.state, self.config, ctx)
             write.hist_ops = _histogram_ops(before.state, result.state)
             writes.append(write)

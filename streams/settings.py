@@ -62,6 +62,25 @@ class Settings(BaseSettings):
     timer_batch: int = Field(1000, ge=1, description="Most timers fired per partition per scan.")
     rfm_refresh_s: float = Field(5.0, gt=0, description="How often RFM quantiles are refreshed.")
 
+    rescore_per_s: float = Field(
+        400,
+        ge=0,
+        description="Customers per partition per second re-evaluated against fresh "
+        "RFM quantiles and cluster model (the rescoring sweep); 0 turns it off.",
+    )
+    rescore_pass_s: float = Field(
+        30.0, gt=0, description="A new rescoring pass over a partition starts at most this often."
+    )
+    clusters: int = Field(6, ge=2, le=50, description="Behavioural clusters learned.")
+    cluster_sample_percent: int = Field(
+        5, ge=0, le=100,
+        description="Share of event updates sent to the trainer (besides every customer the "
+        "rescoring sweep visits).",
+    )
+    cluster_snapshot_s: float = Field(10.0, gt=0, description="How often the trainer publishes.")
+    cluster_margin: float = Field(0.1, ge=0, lt=1, description="Hysteresis of cluster changes.")
+    cluster_seed: int = 0
+
     web_enabled: bool = True
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)

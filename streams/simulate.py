@@ -13,7 +13,7 @@ the ``truth`` argument of :func:`generate`.
 :func:`simulate` sends the generated events to Kafka, paced in real time (event time is
 wall time), and returns a :class:`SimulationStats`.
 
->>> from datetime import UTC, datetime
+>>> from datetime import UTC, datetime, timedelta
 >>> events = list(generate(3, seed=1, start=datetime(2026, 11, 22, tzinfo=UTC),
 ...                        duration_s=2, rate=10))
 >>> len(events), events[0]["type"], events[0]["occurred_at"][:19], events[-1]["occurred_at"][:19]
@@ -657,10 +657,13 @@ def simulate(
     seed: int = 7,
     progress: bool = True,
     truth_path: Path | None = None,
+    days: float | None = None,
 ) -> SimulationStats:
     """Send simulated traffic to Kafka for ``duration`` seconds at ``rate`` events/s.
 
     Event time is wall time: the events start now and each is sent when it is due.
+    With ``days``, the same events span that many days of event time instead, ending
+    now: weeks of shop life in a minute, for RFM recency, lapsing and tenure to show.
     ``rate=0`` sends as fast as possible, with event times spaced as if at
     :data:`UNPACED_RATE` events/s (so ``UNPACED_RATE * duration`` events).
     Ctrl-C stops early; what was sent is flushed and counted.
@@ -691,7 +694,9 @@ def simulate(
     by_persona: Counter[str] = Counter()
     stats = SimulationStats(customers_by_persona=dict(Counter(mix)))
 
-    start = datetime.now(UTC)
+    span = duration if days is None else days * 86400.0
+    speed = span / duration if duration > 0 else 1.0  # event seconds per wall second
+    start = datetime.now(UTC) - timedelta(seconds=span - duration if days else 0)
     t0 = time.monotonic()
     bar = tqdm(
         total=round(event_rate * duration),
@@ -703,10 +708,10 @@ def simulate(
     )
     try:
         for offset_s, c, event in _stream(
-            customers, seed=seed, start=start, duration_s=duration, rate=event_rate
+            customers, seed=seed, start=start, duration_s=span, rate=event_rate / speed
         ):
             if paced:
-                wait = offset_s - (time.monotonic() - t0)
+                wait = offset_s / speed - (time.monotonic() - t0)
                 if wait > 0.001:
                     time.sleep(wait)
             future = producer.send(

@@ -19,7 +19,16 @@ import redis.asyncio as aioredis
 
 from segmenters.state import CustomerState
 
-from .keys import clock_key, index_key, outbox_key, rfm_key, state_key, timers_key
+from .keys import (
+    clock_key,
+    index_key,
+    members_key,
+    model_key,
+    outbox_key,
+    rfm_key,
+    state_key,
+    timers_key,
+)
 
 #: Writes a whole batch atomically, customer by customer. Each customer's state is
 #: written only if its stored revision is the one the worker computed from (compare-and-
@@ -52,6 +61,7 @@ for i, w in ipairs(writes) do
     if w.h then
       for _, op in ipairs(w.h) do redis.call('HINCRBY', KEYS[op[1]], op[2], op[3]) end
     end
+    if w.m then redis.call('SADD', KEYS[w.m], w.c) end
     if w.t then
       if w.due then redis.call('ZADD', KEYS[w.t], w.due, w.c)
       else redis.call('ZREM', KEYS[w.t], w.c) end
@@ -86,6 +96,8 @@ class Write:
     partition: int | None = None
     #: Next timer deadline (event time), or None: no timer.
     due: float | None = None
+    #: A customer seen for the first time (joins its partition's member set).
+    new: bool = False
     #: Shared RFM histogram moves: (histogram, bucket, delta).
     hist_ops: list[tuple[str, int, int]] = field(default_factory=list)
 
@@ -187,6 +199,8 @@ class StateStore:
                 ]
             if w.partition is not None:
                 item["t"] = ref(timers_key(self.prefix, w.partition))
+                if w.new:
+                    item["m"] = ref(members_key(self.prefix, w.partition))
                 if w.due is not None:
                     item["due"] = repr(w.due)  # a string: Lua numbers would lose digits
             batch.append(item)
@@ -219,6 +233,14 @@ class StateStore:
         self.round_trips += 1
         return {p: [c.decode() for c in row] for p, row in zip(parts, rows, strict=True)}
 
+    async def sweep(self, partition: int, cursor: int, count: int) -> tuple[int, list[str]]:
+        """The next members of a partition for the rescoring sweep (``SSCAN``)."""
+        cursor, members = await self.client.sscan(
+            members_key(self.prefix, partition), cursor=cursor, count=count
+        )
+        self.round_trips += 1
+        return int(cursor), [m.decode() for m in members]
+
     async def rfm_counts(self) -> dict[str, dict[int, int]]:
         """The three shared RFM histograms, bucket -> buyers."""
         pipe = self.client.pipeline(transaction=False)
@@ -230,6 +252,13 @@ class StateStore:
         return {
             n: {int(k): int(v) for k, v in row.items()} for n, row in zip(names, rows, strict=True)
         }
+
+    async def load_model(self) -> dict[str, Any] | None:
+        raw = await self.client.get(model_key(self.prefix))
+        return None if raw is None else dict(orjson.loads(raw))
+
+    async def save_model(self, doc: dict[str, Any]) -> None:
+        await self.client.set(model_key(self.prefix), orjson.dumps(doc))
 
     async def load_clocks(self) -> dict[int, float]:
         raw = await self.client.hgetall(clock_key(self.prefix))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
-from segmenters.core import Context
+from segmenters.clustering import ClusterModel
 from segmenters.rfm import RfmQuantiles
 
 from .pipeline import BatchProcessor, BatchStats
@@ -58,6 +59,9 @@ class TimerService:
         self._next_rfm = 0.0
         self._next_save = 0.0
         self.fired = 0
+        self.rescored = 0
+        self._cursors: dict[int, int] = {}
+        self._pass_started: dict[int, float] = {}
 
     def clocks(self, partitions: Iterable[int]) -> dict[int, float]:
         wm = self.processor.watermarks
@@ -94,13 +98,42 @@ class TimerService:
             return None
         stats = await self.processor.fire_timers(clocks, self.settings.timer_batch)
         self.fired += stats.timers
+        await self.sweep(clocks)
         return stats
+
+    async def sweep(self, clocks: dict[int, float]) -> None:
+        """Rescore the next few customers of each partition: a full pass over everyone
+        at a bounded rate, so RFM scores and clusters follow the population and the model
+        without a cost per event."""
+        count = round(self.settings.rescore_per_s * self.settings.timer_interval_s)
+        if count <= 0 or (
+            self.processor.context.rfm is None and self.processor.context.clusters is None
+        ):
+            return
+        for p, clock in clocks.items():
+            cursor, customers = await self.processor.store.sweep(p, self._cursors.get(p, 0), count)
+            self._cursors[p] = cursor
+            if customers:
+                await self.processor.rescore(p, customers, clock)
+                self.rescored += len(customers)
 
     async def refresh_rfm(self, as_of: float | None) -> None:
         if as_of is None:
             return
-        counts = await self.processor.store.rfm_counts()
+        if self.processor.context.cluster_margin != self.settings.cluster_margin:
+            self.processor.context = replace(
+                self.processor.context, cluster_margin=self.settings.cluster_margin
+            )
+        store = self.processor.store
+        counts = await store.rfm_counts()
         q = RfmQuantiles.from_counts(
             counts["recency"], counts["frequency"], counts["monetary"], as_of=as_of
         )
-        self.processor.context = Context(rfm=q if q.buyers else None)
+        ctx = replace(self.processor.context, rfm=q if q.buyers else None)
+        doc = await store.load_model()
+        if doc is not None and (
+            ctx.clusters is None or ctx.clusters.version != doc["model"]["version"]
+        ):
+            ctx = replace(ctx, clusters=ClusterModel.from_doc(doc["model"]))
+            log.info("scoring with behaviour model v%d", ctx.clusters.version)
+        self.processor.context = ctx

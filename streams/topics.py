@@ -23,6 +23,8 @@ PROFILE = "events.profile"
 INPUTS = (BROWSE, CART, PURCHASE, PROFILE)
 DEADLETTER = "events.deadletter"
 CHANGES = "segments.changes"
+#: Internal: a sample of feature vectors for the one cluster trainer (one partition).
+FEATURES = "segments.features"
 
 #: Topic name of each event ``type`` (without the deployment prefix).
 TOPIC_OF_TYPE = {
@@ -35,7 +37,7 @@ TOPIC_OF_TYPE = {
 
 
 def all_topics(settings: Settings) -> list[str]:
-    return [settings.topic(t) for t in (*INPUTS, DEADLETTER, CHANGES)]
+    return [settings.topic(t) for t in (*INPUTS, DEADLETTER, CHANGES, FEATURES)]
 
 
 def ensure_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:
@@ -55,7 +57,9 @@ def ensure_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:
                     [
                         NewTopic(
                             name=name,
-                            num_partitions=settings.topic_partitions,
+                            num_partitions=1
+                            if name == settings.topic(FEATURES)
+                            else settings.topic_partitions,
                             replication_factor=settings.topic_replication,
                         )
                     ],

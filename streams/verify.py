@@ -13,7 +13,7 @@ from tqdm import tqdm
 from segmenters.core import Source, recompute
 from segmenters.events import Event, InvalidEvent, check_routing, parse_event
 from segmenters.state import CustomerState
-from segmenters.verify import Report, compare
+from segmenters.verify import Report, cluster_agreement, compare
 
 from .keys import state_key
 from .settings import Settings
@@ -86,7 +86,9 @@ def stored_states(settings: Settings, customers: list[str]) -> dict[str, Custome
     return out
 
 
-def verify(settings: Settings, *, progress: bool = True) -> Report:
+def verify(
+    settings: Settings, *, progress: bool = True, personas: dict[str, str] | None = None
+) -> Report:
     started = time.monotonic()
     events, invalid = read_inputs(settings, progress=progress)
     by_partition: dict[int, list[tuple[Event, Source]]] = defaultdict(list)
@@ -110,6 +112,12 @@ def verify(settings: Settings, *, progress: bool = True) -> Report:
     stored = stored_states(settings, list(offline))
     as_of = max(clocks.values(), default=0.0)
     report = compare(stored, offline, clocks, as_of)
+    ari = cluster_agreement(stored, offline, clocks, settings.clusters, personas)
+    for name, value in ari.items():
+        if name != "customers":
+            report.extra[f"clusters ARI {name}"] = (
+                f"{value:.3f} over {int(ari['customers'])} customers"
+            )
     report.extra["events"] = f"{len(events)} valid, {invalid} invalid (dead-lettered)"
     report.extra["seconds"] = f"{time.monotonic() - started:.1f}"
     return report
