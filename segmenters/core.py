@@ -26,6 +26,7 @@ from . import rfm as rfm_rules
 from .changes import SegmentChange
 from .clustering import ClusterModel
 from .config import EngineConfig
+from .custom import CustomSegments, evaluate_custom
 from .events import Event
 from .features import feature_vector
 from .rfm import RfmQuantiles
@@ -44,6 +45,7 @@ class Context:
     clusters: ClusterModel | None = None
     #: Hysteresis of the behaviour dimension (see ``ClusterModel.assign``).
     cluster_margin: float = 0.1
+    custom: CustomSegments | None = None
 
 
 BEHAVIOUR = "behaviour"
@@ -165,7 +167,12 @@ def segment_changes(
 ) -> list[SegmentChange]:
     """Re-evaluate every dimension; record and return the ones that changed."""
     changes = []
-    for dimension, (segment, reason) in evaluate(state, now, config, ctx).items():
+    # built-in dimensions first, then custom rules, which may read this evaluation's segments
+    phases = (
+        lambda: evaluate(state, now, config, ctx),
+        lambda: evaluate_custom(state, now, ctx.custom),
+    )
+    for dimension, (segment, reason) in (item for phase in phases for item in phase().items()):
         previous = state.segment(dimension)
         if segment == previous:
             continue

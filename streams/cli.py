@@ -96,6 +96,13 @@ def worker() -> None:
     from .topics import ensure_topics
 
     settings = _settings()
+    if settings.segments_file is not None:  # a bad file stops the start, with the line
+        from segmenters.custom import SegmentConfigError, parse_segments
+
+        try:
+            parse_segments(settings.segments_file.read_text())
+        except (OSError, SegmentConfigError) as exc:
+            raise click.ClickException(f"{settings.segments_file}: {exc}") from None
     ensure_topics(settings)
     app = create_app(settings)
     faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
@@ -184,6 +191,27 @@ def customer_view(state: Any) -> dict[str, Any]:
             "profile": state.profile,
         },
     }
+
+
+@main.group()
+def segments() -> None:
+    """Custom segments (named rules in a TOML file)."""
+
+
+@segments.command("check")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def segments_check(path: Path) -> None:
+    """Validate a custom-segment file; errors name the line."""
+    from segmenters.custom import FIELDS, SegmentConfigError, parse_segments
+
+    try:
+        parsed = parse_segments(path.read_text())
+    except SegmentConfigError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+    click.echo(f"{path}: version {parsed.version}, {len(parsed.rules)} segment(s) OK")
+    for r in parsed.rules:
+        click.echo(f"  custom:{r.name:<32} {r.rule}")
+    click.echo(f"fields: {', '.join(FIELDS)}")
 
 
 @main.command()

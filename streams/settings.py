@@ -73,13 +73,19 @@ class Settings(BaseSettings):
     )
     clusters: int = Field(6, ge=2, le=50, description="Behavioural clusters learned.")
     cluster_sample_percent: int = Field(
-        5, ge=0, le=100,
+        5,
+        ge=0,
+        le=100,
         description="Share of event updates sent to the trainer (besides every customer the "
         "rescoring sweep visits).",
     )
     cluster_snapshot_s: float = Field(10.0, gt=0, description="How often the trainer publishes.")
     cluster_margin: float = Field(0.1, ge=0, lt=1, description="Hysteresis of cluster changes.")
     cluster_seed: int = 0
+
+    segments_file: Path | None = Field(
+        None, description="TOML file of custom segments, reloaded when it changes."
+    )
 
     web_enabled: bool = True
     web_host: str = "127.0.0.1"

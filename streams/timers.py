@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from segmenters.clustering import ClusterModel
+from segmenters.core import Context
+from segmenters.custom import SegmentConfigError, parse_segments
 from segmenters.rfm import RfmQuantiles
 
 from .pipeline import BatchProcessor, BatchStats
@@ -61,6 +63,7 @@ class TimerService:
         self.fired = 0
         self.rescored = 0
         self._cursors: dict[int, int] = {}
+        self._segments_mtime: float | None = None
         self._pass_started: dict[int, float] = {}
 
     def clocks(self, partitions: Iterable[int]) -> dict[int, float]:
@@ -101,6 +104,32 @@ class TimerService:
         await self.sweep(clocks)
         return stats
 
+    def reload_segments(self, ctx: Context) -> Context:
+        """Load the custom-segment file again if it changed; a bad file keeps the old one."""
+        path = self.settings.segments_file
+        if path is None:
+            return ctx
+        try:
+            mtime = path.stat().st_mtime
+        except OSError as exc:
+            log.error("custom segments file %s: %s (keeping the previous rules)", path, exc)
+            return ctx
+        if mtime == self._segments_mtime:
+            return ctx
+        self._segments_mtime = mtime
+        try:
+            custom = parse_segments(path.read_text())
+        except SegmentConfigError as exc:
+            log.error("custom segments file %s: %s (keeping the previous rules)", path, exc)
+            return ctx
+        log.info(
+            "custom segments %s loaded: version %s, %d rule(s)",
+            path,
+            custom.version,
+            len(custom.rules),
+        )
+        return replace(ctx, custom=custom)
+
     async def sweep(self, clocks: dict[int, float]) -> None:
         """Rescore the next few customers of each partition: a full pass over everyone
         at a bounded rate, so RFM scores and clusters follow the population and the model
@@ -130,6 +159,7 @@ class TimerService:
             counts["recency"], counts["frequency"], counts["monetary"], as_of=as_of
         )
         ctx = replace(self.processor.context, rfm=q if q.buyers else None)
+        ctx = self.reload_segments(ctx)
         doc = await store.load_model()
         if doc is not None and (
             ctx.clusters is None or ctx.clusters.version != doc["model"]["version"]
