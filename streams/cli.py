@@ -214,6 +214,30 @@ def segments_check(path: Path) -> None:
     click.echo(f"fields: {', '.join(FIELDS)}")
 
 
+@segments.command("sizes")
+@click.option("--history", default=0, show_default=True, help="Also show the last N records.")
+def segments_sizes(history: int) -> None:
+    """Current size of every segment (from the segment indexes), and their history."""
+    import redis
+
+    from .keys import index_registry_key, sizes_key
+
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    names = sorted(m.decode() for m in client.smembers(index_registry_key(settings.key_prefix)))
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.scard(name)
+    start = len(settings.key_prefix) + len(":idx:")
+    for name, size in zip(names, pipe.execute(), strict=True):
+        dimension, _, segment = name[start:].partition(":")
+        click.echo(f"{dimension:<34} {segment:<28} {size:>8}")
+    for _entry_id, fields in client.xrevrange(sizes_key(settings.key_prefix), count=history):
+        at = _iso(float(fields.pop(b"at")))
+        top = ", ".join(f"{k.decode()} {v.decode()}" for k, v in list(fields.items())[:6])
+        click.echo(f"{at}  {top} ...")
+
+
 @main.command()
 def clusters() -> None:
     """The latest behaviour-cluster model: id, size, centroid and description."""

@@ -24,6 +24,16 @@ def index_key(prefix: str, dimension: str, segment: str) -> str:
     return f"{prefix}:idx:{dimension}:{segment}"
 
 
+def index_registry_key(prefix: str) -> str:
+    """Set of every segment-index key in use (so sizes need no keyspace scan)."""
+    return f"{prefix}:idx"
+
+
+def sizes_key(prefix: str) -> str:
+    """Stream of segment sizes over time: one entry a minute, field ``dim:segment``."""
+    return f"{prefix}:sizes"
+
+
 def timers_key(prefix: str, partition: int) -> str:
     """Due index of one input partition: sorted set customer -> due event time."""
     return f"{prefix}:timers:{partition}"

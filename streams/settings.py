@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     cluster_margin: float = Field(0.1, ge=0, lt=1, description="Hysteresis of cluster changes.")
     cluster_seed: int = 0
 
+    sizes_every_s: float = Field(60.0, gt=0, description="How often segment sizes are recorded.")
+    sizes_keep: int = Field(10080, ge=10, description="Size records kept (a week at 1/min).")
     segments_file: Path | None = Field(
         None, description="TOML file of custom segments, reloaded when it changes."
     )

@@ -22,10 +22,12 @@ from segmenters.state import CustomerState
 from .keys import (
     clock_key,
     index_key,
+    index_registry_key,
     members_key,
     model_key,
     outbox_key,
     rfm_key,
+    sizes_key,
     state_key,
     timers_key,
 )
@@ -54,7 +56,9 @@ for i, w in ipairs(writes) do
     end
     if w.x then
       for _, op in ipairs(w.x) do
-        if op[1] == 1 then redis.call('SADD', KEYS[op[2]], w.c)
+        if op[1] == 1 then
+          redis.call('SADD', KEYS[op[2]], w.c)
+          redis.call('SADD', KEYS[tonumber(ARGV[3])], KEYS[op[2]])
         else redis.call('SREM', KEYS[op[2]], w.c) end
       end
     end
@@ -205,8 +209,9 @@ class StateStore:
                     item["due"] = repr(w.due)  # a string: Lua numbers would lose digits
             batch.append(item)
         if batch:
+            registry = ref(index_registry_key(self.prefix))
             await self._commit(  # queues onto the pipeline; no round trip here
-                keys=keys, args=[orjson.dumps(batch), OUTBOX_KEEP], client=pipe
+                keys=keys, args=[orjson.dumps(batch), OUTBOX_KEEP, registry], client=pipe
             )
         results = await pipe.execute()
         self.round_trips += 1
@@ -240,6 +245,24 @@ class StateStore:
         )
         self.round_trips += 1
         return int(cursor), [m.decode() for m in members]
+
+    async def record_sizes(self, at: float, keep: int) -> dict[str, int]:
+        """Append every segment's size to the sizes stream (event time ``at``)."""
+        names = sorted(
+            m.decode() for m in await self.client.smembers(index_registry_key(self.prefix))
+        )
+        if not names:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.scard(name)
+        counts = await pipe.execute()
+        start = len(self.prefix) + len(":idx:")
+        sizes = {name[start:]: int(n) for name, n in zip(names, counts, strict=True)}
+        entry = {"at": repr(at), **{k: str(v) for k, v in sizes.items()}}
+        await self.client.xadd(sizes_key(self.prefix), entry, maxlen=keep, approximate=True)
+        self.round_trips += 2
+        return sizes
 
     async def rfm_counts(self) -> dict[str, dict[int, int]]:
         """The three shared RFM histograms, bucket -> buyers."""

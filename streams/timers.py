@@ -64,6 +64,7 @@ class TimerService:
         self.rescored = 0
         self._cursors: dict[int, int] = {}
         self._segments_mtime: float | None = None
+        self._next_sizes = 0.0
         self._pass_started: dict[int, float] = {}
 
     def clocks(self, partitions: Iterable[int]) -> dict[int, float]:
@@ -97,6 +98,9 @@ class TimerService:
             await store.save_clocks(
                 {p: w for p, w in self.processor.watermarks.items() if p in partitions}
             )
+        if 0 in clocks and now >= self._next_sizes:  # one recorder: partition 0's owner
+            self._next_sizes = now + self.settings.sizes_every_s
+            await store.record_sizes(clocks[0], self.settings.sizes_keep)
         if not clocks:
             return None
         stats = await self.processor.fire_timers(clocks, self.settings.timer_batch)
