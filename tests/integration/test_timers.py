@@ -48,8 +48,11 @@ def test_timers_fire_as_the_event_time_clock_passes_their_deadlines(one_partitio
     lapsed = (T0 + timedelta(days=90)).isoformat().replace("+00:00", "Z")
     ends = time.monotonic() + 30
     while time.monotonic() < ends:
-        bob_journey = [c for c in changes_of(d.read_topic("segments.changes", settle=0.5),
-                                             "c-bob") if c[0] == "journey"]
+        bob_journey = [
+            c
+            for c in changes_of(d.read_topic("segments.changes", settle=0.5), "c-bob")
+            if c[0] == "journey"
+        ]
         if len(bob_journey) >= 3:
             break
         time.sleep(0.5)
@@ -76,8 +79,14 @@ def test_live_timers_fire_within_a_second_of_their_deadline(one_partition):
         got = [c for c in changes_of(records, "c-live") if c[2] == "cart_abandoner"]
         if got:
             # time the change reached the topic, against the deadline it fired for
-            arrived = max(r.timestamp for r in records
-                          if orjson.loads(r.value)["current"] == "cart_abandoner") / 1000
+            arrived = (
+                max(
+                    r.timestamp
+                    for r in records
+                    if orjson.loads(r.value)["current"] == "cart_abandoner"
+                )
+                / 1000
+            )
             lateness = arrived - due
             break
         time.sleep(0.1)

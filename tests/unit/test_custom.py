@@ -20,10 +20,16 @@ rule = "journey == 'active_cart' and cart_value > 15"
 def test_membership_enters_and_leaves_with_the_config_version_in_the_reason():
     segs = parse_segments(FILE)
     e = Events()
-    items = [(ev(d), Source("x", 0, i)) for i, d in enumerate([
-        e.purchase("o1", ["A"], 0, price=60.0), e.purchase("o2", ["B"], 1, price=60.0),
-        e.refund("o2", 60.0, 2),
-    ])]
+    items = [
+        (ev(d), Source("x", 0, i))
+        for i, d in enumerate(
+            [
+                e.purchase("o1", ["A"], 0, price=60.0),
+                e.purchase("o2", ["B"], 1, price=60.0),
+                e.refund("o2", 60.0, 2),
+            ]
+        )
+    ]
     r = fold(None, "c-1", items, config=EngineConfig(), ctx=Context(custom=segs))
     big = [(c.previous, c.current, c.reason) for c in r.changes if c.dimension == "custom:big"]
     assert [b[:2] for b in big] == [(None, "member"), ("member", "non_member")]
@@ -38,8 +44,13 @@ def test_a_customer_who_never_matched_emits_nothing():
 def test_rules_see_the_segments_of_the_same_evaluation():
     segs = parse_segments(FILE)
     e = Events()
-    r = fold(None, "c-1", [(ev(e.add("A", 0, price=20.0)), Source("x", 0, 0))],
-             config=EngineConfig(), ctx=Context(custom=segs))
+    r = fold(
+        None,
+        "c-1",
+        [(ev(e.add("A", 0, price=20.0)), Source("x", 0, 0))],
+        config=EngineConfig(),
+        ctx=Context(custom=segs),
+    )
     assert r.state.segment("custom:hot_cart") == "member"
 
 
@@ -52,7 +63,7 @@ def test_missing_values_make_a_rule_false_not_an_error():
     ("text", "message"),
     [
         ('[segments.a]\nrule = "revnue > 1"\n', "line 2: segment 'a': unknown field 'revnue'"),
-        ('[segments.a]\nrule = "__import__(\'os\')"\n', "not allowed in a rule"),
+        ("[segments.a]\nrule = \"__import__('os')\"\n", "not allowed in a rule"),
         ('[segments.a]\nrule = "orders.real > 1"\n', "not allowed in a rule"),
         ('[segments.a]\nrule = "orders >"\n', "rule is not an expression"),
         ('[segments.Bad-Name]\nrule = "orders > 1"\n', "must be lower case"),

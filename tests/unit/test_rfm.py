@@ -19,8 +19,13 @@ from segmenters.rfm import (
 from segmenters.state import CustomerState
 
 DAY = 86400.0
-Q = RfmQuantiles(recency_days=(10, 20, 30, 40), frequency=(1, 2, 3, 5),
-                 monetary=(50, 100, 200, 400), buyers=50, as_of=0.0)
+Q = RfmQuantiles(
+    recency_days=(10, 20, 30, 40),
+    frequency=(1, 2, 3, 5),
+    monetary=(50, 100, 200, 400),
+    buyers=50,
+    as_of=0.0,
+)
 
 
 def buyer(orders=1, revenue=10.0, last=0.0):

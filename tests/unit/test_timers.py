@@ -97,8 +97,13 @@ def test_ticking_at_any_moments_equals_a_replay(acts, ticks):
         t += gap
         minutes = t / 60
         docs.append(
-            e.browse(minutes) if kind == "browse" else e.add("A", minutes) if kind == "add"
-            else e.purchase(f"o{len(docs)}", ["A"], minutes) if kind == "buy" else e.clear(minutes)
+            e.browse(minutes)
+            if kind == "browse"
+            else e.add("A", minutes)
+            if kind == "add"
+            else e.purchase(f"o{len(docs)}", ["A"], minutes)
+            if kind == "buy"
+            else e.clear(minutes)
         )
     all_items = items(docs)
     end = T0S + t + 200 * DAY
