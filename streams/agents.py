@@ -65,11 +65,19 @@ def register_trainer(app: faust.App, settings: Settings, trainer: TrainerService
 
     @app.agent(topic, name=f"{settings.app_id}.trainer", concurrency=1)
     async def train(stream: faust.StreamT) -> None:
-        async for values in stream.take(500, within=1.0):
+        async for events in stream.take_events(500, within=1.0):
             try:
-                await trainer.learn([orjson.loads(v) for v in values])
+                await trainer.learn(
+                    [
+                        (
+                            e.message.key.decode(errors="replace") if e.message.key else None,
+                            orjson.loads(e.message.value),
+                        )
+                        for e in events
+                    ]
+                )
             except Exception:  # the model is a sample's summary: skip a bad batch, go on
-                log.exception("cluster trainer failed on a batch of %d vectors", len(values))
+                log.exception("cluster trainer failed on a batch of %d vectors", len(events))
 
 
 def register_agents(app: faust.App, settings: Settings, processor: BatchProcessor) -> None:

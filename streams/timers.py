@@ -143,8 +143,14 @@ class TimerService:
             self.processor.context.rfm is None and self.processor.context.clusters is None
         ):
             return
+        now = time.monotonic()
         for p, clock in clocks.items():
-            cursor, customers = await self.processor.store.sweep(p, self._cursors.get(p, 0), count)
+            cursor = self._cursors.get(p, 0)
+            if cursor == 0:  # a new pass: not before the last one is rescore_pass_s old
+                if now - self._pass_started.get(p, float("-inf")) < self.settings.rescore_pass_s:
+                    continue
+                self._pass_started[p] = now
+            cursor, customers = await self.processor.store.sweep(p, cursor, count)
             self._cursors[p] = cursor
             if customers:
                 await self.processor.rescore(p, customers, clock)

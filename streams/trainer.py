@@ -7,8 +7,10 @@ picks up the latest one and scores with it (nearest centroid, no River on the ho
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from segmenters.clustering import ClusterModel, DriftMonitor, Trainer
@@ -30,14 +32,22 @@ class TrainerService:
         self.learned = 0
         self.next_snapshot = time.monotonic() + settings.cluster_snapshot_s
 
-    async def learn(self, vectors: list[dict[str, float]]) -> ClusterModel | None:
-        """Learn a batch; publish a snapshot when one is due. Returns it if published."""
+    async def learn(
+        self, vectors: Sequence[tuple[str | None, dict[str, float]]]
+    ) -> ClusterModel | None:
+        """Learn a batch of ``(customer id, vector)``; publish a snapshot when one is due.
+
+        Returns the snapshot if one was published. The trainer keeps the latest vector of
+        each recent customer and refits the centers to them at every snapshot, so the
+        model follows the current population rather than the first customers it saw. The
+        refit runs in a thread, so the worker's other agents go on meanwhile.
+        """
         if not self.loaded:
             doc = await self.store.load_model()
             if doc is not None:
                 self.previous = ClusterModel.from_doc(doc["model"])
             self.loaded = True
-        for x in vectors:
+        for customer_id, x in vectors:
             if self.previous is not None:
                 distance = self.previous.assign(x, None, 0.0).distance
                 if self.drift.update(distance):
@@ -48,19 +58,21 @@ class TrainerService:
                         self.drift.points,
                         self.drift.drifts,
                     )
-            self.trainer.learn_one(x)
+            self.trainer.learn_one(x, customer_id)
             self.learned += 1
         if not self.trainer.started or time.monotonic() < self.next_snapshot:
             return None
         self.next_snapshot = time.monotonic() + self.settings.cluster_snapshot_s
         version = (self.previous.version if self.previous else 0) + 1
-        model = self.trainer.snapshot(self.previous, version)
+        model = await asyncio.to_thread(self.trainer.snapshot, self.previous, version)
         await self.store.save_model(self.document(model))
         self.previous = model
         log.info(
-            "published behaviour model v%d (%d clusters, %d vectors learned)",
+            "published behaviour model v%d (%d clusters, refitted to %d recent customers, "
+            "%d vectors learned)",
             version,
             len(model.clusters),
+            self.trainer.recent,
             self.learned,
         )
         return model

@@ -20,6 +20,7 @@ from segmenters.clustering import (
     ClusterModel,
     DriftMonitor,
     Trainer,
+    _lloyd,
     assign_all,
     describe,
 )
@@ -125,6 +126,76 @@ def test_learns_well_separated_blobs():
     assert ari([true_blob(x) for x in points], assign_all(model, points)) > 0.99
     assert sum(c.size for c in model.clusters) == len(points)
     assert [c.id for c in model.clusters] == [0, 1, 2, 3]
+
+
+# --- following the current population ----------------------------------------------------
+
+
+def early_life(n: int, *, seed: int) -> list[dict[str, float]]:
+    """``n`` points of an unrepresentative start: everyone near one corner, as new
+    customers all look alike (no orders, a few views) before they grow into personas."""
+    rng = np.random.default_rng(seed)
+    return [
+        dict(zip(ABC, p.tolist(), strict=True))
+        for p in rng.normal([-1.0, -1.0, -1.0], [0.6, 0.3, 0.3], size=(n, 3))
+    ]
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clusters_follow_the_recent_window_not_the_warm_up(seed, keyed):
+    """A warm-up on early-life points puts every center where few points end up; the
+    snapshot still matches batch k-means on the recent window (customers' latest vectors,
+    or the last ``window`` vectors without keys)."""
+    ids = [f"c-{i}" for i in range(600)]
+    early = early_life(600, seed=seed)
+    late = blobs(150, seed=seed + 10)  # 600 points, one per customer
+    trainer = Trainer(4, seed=seed, features=ABC, warmup=200, window=600)
+    for i, x in enumerate(early):
+        trainer.learn_one(x, ids[i] if keyed else None)
+    for i, x in enumerate(late):
+        trainer.learn_one(x, ids[i] if keyed else None)
+    assert trainer.recent == 600
+    model = trainer.snapshot(None, 1)
+    online = assign_all(model, late)
+    batch = batch_kmeans(np.array([model.scale(x) for x in late]), 4, seed=seed)
+    assert ari(batch, online) >= 0.9
+    assert ari([true_blob(x) for x in late], online) >= 0.9
+    assert sorted(c.size for c in model.clusters) == sorted(Counter(online).values())
+
+
+def test_the_window_keeps_the_latest_vector_of_each_key_and_is_bounded():
+    trainer = Trainer(2, seed=0, features=("x",), warmup=2, window=3)
+    for key, x in [("a", 0.0), ("b", 1.0), ("a", 2.0), (None, 3.0), ("c", 4.0)]:
+        trainer.learn_one({"x": x}, key)
+    assert trainer.recent == 3  # "b" fell out; "a" is there once, with 2.0
+    model = trainer.snapshot(None, 1)
+    assert model.mean == {"x": 3.0}  # the window's own mean: (2 + 3 + 4) / 3
+    assert sorted(c.size for c in model.clusters) == [1, 2]
+    with pytest.raises(ValueError, match="window"):
+        Trainer(4, window=3)
+
+
+def test_a_stranded_center_is_reassigned():
+    """A center nowhere near any point (as a warm-up on early-life points leaves one) is
+    moved onto the data instead of staying empty."""
+    points = np.array([[0.0], [0.1], [5.0], [5.1], [10.0], [10.1]])
+    stranded = np.array([[0.05], [5.05], [100.0]])
+    inertia, centers, labels = _lloyd(points, stranded, 20)
+    assert np.bincount(labels, minlength=3)[2] == 0 and inertia > 20
+    inertia, centers, labels = _lloyd(points, stranded, 20, np.random.default_rng(0))
+    assert sorted(np.bincount(labels, minlength=3).tolist()) == [2, 2, 2]
+    assert inertia == pytest.approx(3 * 2 * 0.05**2)
+
+
+def test_snapshots_of_a_steady_population_keep_their_ids_and_centers():
+    trainer = trained(blobs(150, seed=13))
+    v1 = trainer.snapshot(None, 1)
+    for x in blobs(150, seed=14):
+        trainer.learn_one(x)
+    v2 = trainer.snapshot(v1, 2)
+    probe = blobs(50, seed=15)
+    assert agreement(assign_all(v1, probe), assign_all(v2, probe)) > 0.99
 
 
 # --- stable ids ---------------------------------------------------------------------------
