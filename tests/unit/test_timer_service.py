@@ -46,3 +46,22 @@ def test_clocks_follow_watermarks_minus_lateness():
     proc = FakeProcessor(FakeStore([]))
     svc = TimerService(Settings(allowed_lateness_s=5), proc, assigned=lambda: [0, 1])  # type: ignore[arg-type]
     assert svc.clocks([0, 1]) == {0: 995.0}
+
+
+def test_custom_segments_hot_reload_and_a_bad_edit_keeps_the_old_rules(tmp_path):
+    import os
+
+    path = tmp_path / "segments.toml"
+    path.write_text('version = "a"\n[segments.big]\nrule = "orders > 3"\n')
+    svc = TimerService(
+        Settings(segments_file=path), FakeProcessor(FakeStore([])), assigned=lambda: []
+    )  # type: ignore[arg-type]
+    ctx = svc.reload_segments(Context())
+    assert ctx.custom is not None and ctx.custom.version == "a"
+    path.write_text('version = "b"\n[segments.big]\nrule = "ordrs > 3"\n')
+    os.utime(path, (1, 1))
+    kept = svc.reload_segments(ctx)
+    assert kept.custom is ctx.custom  # the broken file is refused
+    path.write_text('version = "c"\n[segments.big]\nrule = "orders > 5"\n')
+    os.utime(path, (2, 2))
+    assert svc.reload_segments(kept).custom.version == "c"
