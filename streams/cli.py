@@ -325,7 +325,10 @@ def watch(duration: float | None, from_beginning: bool, quiet: bool) -> None:
         pass
     finally:
         consumer.close()
-    top = ", ".join(f"{k} {v}" for k, v in seen.most_common())
+    by_dimension: Counter[str] = Counter()
+    for key, n in seen.items():
+        by_dimension[key.rsplit(":", 1)[0]] += n
+    top = ", ".join(f"{k} {v}" for k, v in by_dimension.most_common())
     click.echo(f"segment changes seen: {sum(seen.values())} ({top or 'none'})")
     sys.stdout.flush()
 
