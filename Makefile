@@ -39,6 +39,7 @@ demo: services-up
 
 lint: install
 	$(BIN)/ruff check streams segmenters tests
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .segstream

@@ -166,13 +166,17 @@ def segment_changes(
     state: CustomerState, now: float, config: EngineConfig, cause: str, ctx: Context = NO_CONTEXT
 ) -> list[SegmentChange]:
     """Re-evaluate every dimension; record and return the ones that changed."""
-    changes = []
     # built-in dimensions first, then custom rules, which may read this evaluation's segments
-    phases = (
-        lambda: evaluate(state, now, config, ctx),
-        lambda: evaluate_custom(state, now, ctx.custom),
-    )
-    for dimension, (segment, reason) in (item for phase in phases for item in phase().items()):
+    changes = _record(state, evaluate(state, now, config, ctx), now, cause)
+    changes += _record(state, evaluate_custom(state, now, ctx.custom), now, cause)
+    return changes
+
+
+def _record(
+    state: CustomerState, segments: dict[str, tuple[str, str]], now: float, cause: str
+) -> list[SegmentChange]:
+    changes = []
+    for dimension, (segment, reason) in segments.items():
         previous = state.segment(dimension)
         if segment == previous:
             continue

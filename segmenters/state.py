@@ -18,6 +18,7 @@ with a half-life, so "browsing intensity" means recent browsing.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,8 +46,8 @@ def decayed_add(
         return [amount, at]
     value, as_of = counter
     if at >= as_of:
-        return [value * 0.5 ** ((at - as_of) / half_life_s) + amount, at]
-    return [value + amount * 0.5 ** ((as_of - at) / half_life_s), as_of]
+        return [value * math.exp2(-(at - as_of) / half_life_s) + amount, at]
+    return [value + amount * math.exp2(-(as_of - at) / half_life_s), as_of]
 
 
 def decayed_value(counter: list[float] | None, now: float, *, half_life_s: float) -> float:
@@ -54,7 +55,7 @@ def decayed_value(counter: list[float] | None, now: float, *, half_life_s: float
     if counter is None:
         return 0.0
     value, as_of = counter
-    return value * 0.5 ** (max(0.0, now - as_of) / half_life_s)
+    return value * math.exp2(-max(0.0, now - as_of) / half_life_s)
 
 
 @dataclass(slots=True)
@@ -99,7 +100,7 @@ class CustomerState:
 
     @property
     def cart_value(self) -> float:
-        return round(sum(line[0] * (line[1] or 0.0) for line in self.cart.values()), 2)
+        return round(sum(float(line[0]) * float(line[1] or 0.0) for line in self.cart.values()), 2)
 
     def segment(self, dimension: str) -> str | None:
         entry = self.segments.get(dimension)
@@ -141,7 +142,7 @@ class CustomerState:
     def to_doc(self) -> dict[str, Any]:
         """The stored form: every field but the ones at their default (empty, zero, None)."""
         doc: dict[str, Any] = {"customer_id": self.customer_id, "state_version": self.state_version}
-        for name in self.__slots__[2:]:  # type: ignore[attr-defined]
+        for name in self.__slots__[2:]:
             value = getattr(self, name)
             if value:
                 doc[name] = value
