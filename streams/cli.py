@@ -285,6 +285,65 @@ def verify(quiet: bool, truth: Path | None) -> None:
 
 
 @main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(["rees46", "online-retail", "jsonl", "mapped"]),
+    help="Layout of FILE (plain or gzip).",
+)
+@click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML column mapping, for --format mapped (see config/replay-example.toml).",
+)
+@click.option("--rate", type=float, help="Send this many events per second.")
+@click.option("--max", "as_fast", is_flag=True, help="Send as fast as possible (the default).")
+@click.option("--limit", type=click.IntRange(min=0), help="Send only the first N events by time.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def replay(
+    file: Path,
+    fmt: str,
+    mapping: Path | None,
+    rate: float | None,
+    as_fast: bool,
+    limit: int | None,
+    quiet: bool,
+) -> None:
+    """Replay recorded shop data from FILE to the input topics, in event-time order.
+
+    Rows become contract-v1 events with ids derived from the rows, so replaying the same
+    file again sends the same event and order ids; workers skip those still in each
+    customer's de-duplication memory (its most recent ids). Ends with a summary: events
+    by type, rows read, rows skipped by reason, seconds.
+    """
+    from .replay import ReplayError, load_mapping, render
+    from .replay import replay as run
+
+    if rate is not None and as_fast:
+        raise click.UsageError("--rate and --max exclude each other")
+    if mapping is not None and fmt != "mapped":
+        raise click.UsageError("--mapping goes with --format mapped")
+    try:
+        config = load_mapping(mapping) if mapping is not None else None
+        stats = run(
+            _settings(),
+            file,
+            fmt,
+            mapping=config,
+            rate=rate,
+            limit=limit,
+            progress=not quiet,
+        )
+    except ReplayError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(render(stats))
+    if stats.failed:
+        sys.exit(1)
+
+
+@main.command()
 @click.option("--duration", type=float, help="Stop after this many seconds.")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest change.")
 @click.option("--quiet", is_flag=True, help="Only the summary.")
