@@ -866,10 +866,9 @@ def replay(
     sends the same ids again and then the rest). Ctrl-C stops early; what was sent is
     flushed and counted.
     """
-    from kafka import KafkaProducer
     from tqdm import tqdm
 
-    from .topics import TOPIC_OF_TYPE, ensure_topics
+    from .topics import input_producer
 
     if rate is not None and not (rate > 0 and math.isfinite(rate)):
         raise ReplayError("--rate must be a positive number of events per second")
@@ -886,16 +885,7 @@ def replay(
     events = mapped.events if limit is None else mapped.events[: max(0, limit)]
     stats.not_sent = len(mapped.events) - len(events)
 
-    ensure_topics(settings)
-    topics = {t: settings.topic(name) for t, name in TOPIC_OF_TYPE.items()}
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=f"{settings.app_id}-replay",
-        acks=1,
-        linger_ms=5,
-        batch_size=64 * 1024,
-        retries=5,
-    )
+    producer, topics = input_producer(settings, "replay")
     failures: list[BaseException] = []
     by_type: Counter[str] = Counter()
     bar = tqdm(

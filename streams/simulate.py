@@ -36,11 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaProducer
 from tqdm import tqdm
 
 from .settings import Settings
-from .topics import TOPIC_OF_TYPE, ensure_topics
+from .topics import input_producer
 
 log = logging.getLogger(__name__)
 
@@ -679,16 +678,7 @@ def simulate(
         truth_path.parent.mkdir(parents=True, exist_ok=True)
         truth_path.write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
 
-    ensure_topics(settings)
-    topics = {t: settings.topic(name) for t, name in TOPIC_OF_TYPE.items()}
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=f"{settings.app_id}-simulate",
-        acks=1,
-        linger_ms=5,
-        batch_size=64 * 1024,
-        retries=5,
-    )
+    producer, topics = input_producer(settings, "simulate")
     failures: list[BaseException] = []
     by_type: Counter[str] = Counter()
     by_persona: Counter[str] = Counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -73,3 +74,19 @@ def ensure_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:
         return created
     finally:
         admin.close()
+
+
+def input_producer(settings: Settings, role: str) -> tuple[KafkaProducer, dict[str, str]]:
+    """A producer for event producers' tools (simulator, replay): creates missing topics,
+    returns the producer and the topic of each event ``type``. Events are keyed by
+    ``customer_id`` by the caller, so a customer's events share a partition."""
+    ensure_topics(settings)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=f"{settings.app_id}-{role}",
+        acks=1,
+        linger_ms=5,
+        batch_size=64 * 1024,
+        retries=5,
+    )
+    return producer, {t: settings.topic(name) for t, name in TOPIC_OF_TYPE.items()}

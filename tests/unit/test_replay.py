@@ -429,11 +429,10 @@ class FakeProducer:
 
 @pytest.fixture
 def fake_kafka(monkeypatch):
-    import kafka
 
     import streams.topics
 
-    monkeypatch.setattr(kafka, "KafkaProducer", FakeProducer)
+    monkeypatch.setattr(streams.topics, "KafkaProducer", FakeProducer)
     monkeypatch.setattr(streams.topics, "ensure_topics", lambda settings: [])
     return FakeProducer
 

@@ -276,8 +276,10 @@ def fake_kafka(monkeypatch):
         producers.append(FakeProducer(**config))
         return producers[-1]
 
-    monkeypatch.setattr(sim, "KafkaProducer", make)
-    monkeypatch.setattr(sim, "ensure_topics", ensured.append)
+    import streams.topics
+
+    monkeypatch.setattr(streams.topics, "KafkaProducer", make)
+    monkeypatch.setattr(streams.topics, "ensure_topics", ensured.append)
     return producers, ensured
 
 
