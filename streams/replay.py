@@ -168,6 +168,19 @@ def iso(moment: datetime) -> str:
     return text.removesuffix("+00:00") + "Z"
 
 
+def envelope(event_id: str, customer: str, moment: datetime, session: str | None) -> dict[str, Any]:
+    """The contract-v1 fields every replayed event carries."""
+    common: dict[str, Any] = {
+        "schema_version": 1,
+        "event_id": event_id,
+        "customer_id": customer,
+        "occurred_at": iso(moment),
+    }
+    if session:
+        common["session_id"] = session
+    return common
+
+
 def _time_key(event: dict[str, Any]) -> datetime:
     text = str(event["occurred_at"])
     return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
@@ -289,14 +302,7 @@ def map_rees46(rows: Iterable[dict[str, Any]]) -> Mapped:
             continue
         if duplicate:
             out.notes["exact duplicate rows (same event_id, applied once)"] += 1
-        common: dict[str, Any] = {
-            "schema_version": 1,
-            "event_id": identity,
-            "customer_id": user,
-            "occurred_at": iso(moment),
-        }
-        if session:
-            common["session_id"] = session
+        common = envelope(identity, user, moment, session)
         if kind == "view":
             browse: dict[str, Any] = {**common, "type": "browse", "page_type": "product"}
             if sku:
@@ -664,14 +670,7 @@ def map_mapped(rows: Iterable[dict[str, Any]], config: MappingConfig) -> Mapped:
         if identity in seen_rows:
             out.notes["exact duplicate rows (same event_id, applied once)"] += 1
         seen_rows.add(identity)
-        common: dict[str, Any] = {
-            "schema_version": 1,
-            "event_id": identity,
-            "customer_id": customer,
-            "occurred_at": iso(moment),
-        }
-        if session:
-            common["session_id"] = session
+        common = envelope(identity, customer, moment, session)
         if kind == "browse":
             event: dict[str, Any] = {
                 **common,
