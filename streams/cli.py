@@ -278,7 +278,12 @@ def verify(quiet: bool, truth: Path | None) -> None:
     from .verify import verify as run
 
     personas = orjson.loads(truth.read_bytes()) if truth else None
-    report = run(_settings(), progress=not quiet, personas=personas)
+    from .verify import VerifyError
+
+    try:
+        report = run(_settings(), progress=not quiet, personas=personas)
+    except VerifyError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(render(report))
     if not report.ok:
         sys.exit(1)

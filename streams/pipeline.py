@@ -80,6 +80,19 @@ class BatchStats:
     seconds: float = 0.0
 
 
+def parse_record(record: Record, *, topic_prefix: str, max_bytes: int) -> Event:
+    """The event in a consumed message, or :class:`InvalidEvent` saying why not.
+
+    The one definition of a valid input message: the worker and ``segstream verify`` both
+    use it, so they agree on which messages count.
+    """
+    if record.value is None:
+        raise InvalidEvent("empty message (no value)")
+    event = parse_event(record.value, max_bytes=max_bytes)
+    check_routing(event, topic=record.topic.removeprefix(topic_prefix), key=record.key)
+    return event
+
+
 def deadletter_record(record: Record, reason: str, *, at: float) -> bytes:
     """The dead-letter message: why, where from, and the original bytes (base64)."""
     return orjson.dumps(
@@ -127,12 +140,7 @@ class BatchProcessor:
         self.lock = asyncio.Lock()
 
     def _parse(self, record: Record) -> Event:
-        if record.value is None:
-            raise InvalidEvent("empty message (no value)")
-        event = parse_event(record.value, max_bytes=self.max_event_bytes)
-        topic = record.topic.removeprefix(self.topic_prefix)
-        check_routing(event, topic=topic, key=record.key)
-        return event
+        return parse_record(record, topic_prefix=self.topic_prefix, max_bytes=self.max_event_bytes)
 
     async def process(self, records: Sequence[Record]) -> BatchStats:
         """Apply a batch of consumed messages."""

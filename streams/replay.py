@@ -867,7 +867,7 @@ def replay(
     """
     from tqdm import tqdm
 
-    from .topics import input_producer
+    from .topics import finish, input_producer
 
     if rate is not None and not (rate > 0 and math.isfinite(rate)):
         raise ReplayError("--rate must be a positive number of events per second")
@@ -917,10 +917,7 @@ def replay(
         stats.not_sent += len(events) - sent
     finally:
         bar.close()
-        try:
-            producer.flush()
-        finally:
-            producer.close()
+        finish(producer)
     if events:
         stats.first_at = events[0]["occurred_at"]
         stats.last_at = events[max(0, sent - 1)]["occurred_at"]

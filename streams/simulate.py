@@ -39,7 +39,7 @@ import orjson
 from tqdm import tqdm
 
 from .settings import Settings
-from .topics import input_producer
+from .topics import finish, input_producer
 
 log = logging.getLogger(__name__)
 
@@ -715,10 +715,7 @@ def simulate(
         stats.interrupted = True
     finally:
         bar.close()
-        try:
-            producer.flush()
-        finally:
-            producer.close()
+        finish(producer)
     stats.elapsed_s = time.monotonic() - t0
     stats.failed = len(failures)
     stats.events = sum(by_type.values()) - stats.failed

@@ -90,3 +90,11 @@ def input_producer(settings: Settings, role: str) -> tuple[KafkaProducer, dict[s
         retries=5,
     )
     return producer, {t: settings.topic(name) for t, name in TOPIC_OF_TYPE.items()}
+
+
+def finish(producer: KafkaProducer) -> None:
+    """Deliver what is buffered, then close, even if the flush fails."""
+    try:
+        producer.flush()
+    finally:
+        producer.close()

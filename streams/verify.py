@@ -11,14 +11,19 @@ from kafka import KafkaConsumer, TopicPartition
 from tqdm import tqdm
 
 from segmenters.core import Source, recompute
-from segmenters.events import Event, InvalidEvent, check_routing, parse_event
+from segmenters.events import Event, InvalidEvent
 from segmenters.state import CustomerState
 from segmenters.verify import Report, cluster_agreement, compare
 
 from .keys import state_key
+from .pipeline import Record, parse_record
 from .settings import Settings
 from .timers import partition_clock
 from .topics import INPUTS
+
+
+class VerifyError(RuntimeError):
+    """Verification cannot run; the message says why."""
 
 
 def read_inputs(
@@ -36,6 +41,11 @@ def read_inputs(
             topic = settings.topic(name)
             for p in sorted(consumer.partitions_for_topic(topic) or []):
                 parts.append(TopicPartition(topic, p))
+        if not parts:
+            raise VerifyError(
+                f"no input topics {settings.topic('events.*')} on {settings.kafka_bootstrap}: "
+                "nothing to verify (check SEGSTREAM_TOPIC_PREFIX)"
+            )
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
@@ -51,10 +61,12 @@ def read_inputs(
                     if r.offset >= ends[tp]:
                         continue
                     bar.update(1)
+                    record = Record(tp.topic, tp.partition, r.offset, r.key, r.value)
                     try:
-                        event = parse_event(r.value or b"", max_bytes=settings.max_event_bytes)
-                        check_routing(
-                            event, topic=tp.topic.removeprefix(settings.topic_prefix), key=r.key
+                        event = parse_record(
+                            record,
+                            topic_prefix=settings.topic_prefix,
+                            max_bytes=settings.max_event_bytes,
                         )
                     except InvalidEvent:
                         invalid += 1

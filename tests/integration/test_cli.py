@@ -57,3 +57,47 @@ def test_schema_is_valid_json_with_every_type(deployment: Deployment) -> None:
         if "type" in v.get("properties", {})
     }
     assert kinds == {"browse", "cart", "purchase", "refund", "profile"}
+
+
+def test_verify_agrees_after_a_run_and_reports_a_lost_customer(deployment: Deployment) -> None:
+    from datetime import UTC, datetime
+
+    from streams.keys import state_key
+    from streams.simulate import generate
+
+    events = list(
+        generate(40, seed=4, start=datetime(2026, 1, 1, tzinfo=UTC), duration_s=20, rate=50)
+    )
+    deployment.start_worker()
+    deployment.produce(events)
+    per_customer: dict[str, int] = {}
+    for e in events:
+        per_customer[e["customer_id"]] = per_customer.get(e["customer_id"], 0) + 1
+    deployment.wait_applied(per_customer)
+
+    ok = segstream(deployment, "verify", "--quiet")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "verdict: OK" in ok.stdout
+    assert f"{len(events)} valid, 0 invalid" in ok.stdout
+    assert "state fields: all 15 equal" in ok.stdout
+
+    deployment.stop_all()
+    lost = sorted(per_customer)[0]
+    deployment.redis.delete(state_key(deployment.settings.key_prefix, lost))
+    bad = segstream(deployment, "verify", "--quiet")
+    assert bad.returncode == 1
+    assert "1 missing" in bad.stdout and "verdict: MISMATCH" in bad.stdout
+
+
+def test_verify_without_topics_says_so(deployment: Deployment) -> None:
+    env_free = {**deployment.env, "SEGSTREAM_TOPIC_PREFIX": "no-such-deployment."}
+    out = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "verify", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env_free},
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "nothing to verify" in out.stderr and "Traceback" not in out.stderr
