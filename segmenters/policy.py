@@ -1,0 +1,284 @@
+"""Retention policy: which segment changes trigger which actions, from a TOML file.
+
+Actions are defined once per channel (``[actions.email.win_back]``) and referenced by
+rules as ``"email/win_back"``, so two rules that trigger the same action share its
+cooldown and holdout. Errors name the line and the offending action or rule.
+
+>>> p = load_policy('''
+... [actions.email.hello]
+... template = "hello_v1"
+... [[rules]]
+... dimension = "journey"
+... current = "cart_abandoner"
+... actions = ["email/hello"]
+... ''')
+>>> [a.id for a in p.matching("journey", "browser", "cart_abandoner")]
+['email/hello']
+>>> load_policy('[[rules]]\\ndimension = "journey"\\ncurrent = "lapsed"\\nactions = ["ads/x"]\\n')
+Traceback (most recent call last):
+...
+segmenters.policy.PolicyError: line 1: rule 1 (journey -> lapsed): unknown action 'ads/x' ...
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from . import journey, rfm
+
+Channel = Literal["email", "ads", "push", "webhook"]
+#: Channels that reach the customer directly: they need consent and respect quiet hours.
+PERSONAL: frozenset[str] = frozenset({"email", "push"})
+Cap = Annotated[int, Field(ge=0)]
+DAY = 86400.0
+
+#: Segments a rule may name, for the dimensions whose segments are a fixed list.
+KNOWN_SEGMENTS: dict[str, tuple[str, ...]] = {
+    journey.DIMENSION: journey.SEGMENTS,
+    rfm.DIMENSION: rfm.SEGMENTS,
+}
+_CUSTOM = ("member", "non_member")
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the line and the entry."""
+
+
+class ActionSpec(BaseModel):
+    """One action: what to send on which channel, and how often at most."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channel: Channel
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
+    template: str | None = None
+    audience: str | None = None
+    #: Higher goes first when several actions compete for a channel's frequency cap.
+    priority: int = 0
+    delay_s: float = Field(0.0, ge=0)
+    cooldown_s: float = Field(0.0, ge=0)
+    #: Share of customers held out as a control group (recorded, not sent).
+    holdout: float = Field(0.0, ge=0, le=1)
+
+    @property
+    def id(self) -> str:
+        return f"{self.channel}/{self.name}"
+
+    @model_validator(mode="after")
+    def _target(self) -> ActionSpec:
+        if self.channel == "ads" and (self.audience is None or self.template is not None):
+            raise ValueError("an ads action needs an `audience` (and no `template`)")
+        if self.channel in PERSONAL and (self.template is None or self.audience is not None):
+            raise ValueError(f"a {self.channel} action needs a `template` (and no `audience`)")
+        if self.channel == "webhook" and (self.template is None) == (self.audience is None):
+            raise ValueError("a webhook action needs one of `template` or `audience`")
+        return self
+
+
+class Rule(BaseModel):
+    """A transition (``previous`` omitted: from any segment) and the actions it triggers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dimension: str = Field(min_length=1)
+    previous: str | None = None
+    current: str = Field(min_length=1)
+    actions: tuple[str, ...] = Field(min_length=1)
+
+    def matches(self, dimension: str, previous: str | None, current: str) -> bool:
+        return (
+            self.dimension == dimension
+            and self.current == current
+            and (self.previous is None or self.previous == previous)
+        )
+
+
+class QuietHours(BaseModel):
+    """Local hours ``[start_hour, end_hour)`` in which email and push wait; may wrap midnight.
+
+    >>> q = QuietHours(start_hour=21, end_hour=8, timezone="UTC")
+    >>> q.end_after(21 * 3600.0) == 32 * 3600.0, q.end_after(8 * 3600.0)
+    (True, None)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start_hour: int = Field(ge=0, le=23)
+    end_hour: int = Field(ge=0, le=23)
+    timezone: str
+
+    @model_validator(mode="after")
+    def _valid(self) -> QuietHours:
+        if self.start_hour == self.end_hour:
+            raise ValueError("start_hour and end_hour must differ")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {self.timezone!r}") from None
+        return self
+
+    def end_after(self, at: float) -> float | None:
+        """The end of the quiet period ``at`` falls in (epoch seconds), or None if not quiet."""
+        zone = ZoneInfo(self.timezone)
+        local = datetime.fromtimestamp(at, UTC).astimezone(zone)
+        h = local.hour
+        wraps = self.start_hour > self.end_hour
+        quiet = (
+            (h >= self.start_hour or h < self.end_hour)
+            if wraps
+            else (self.start_hour <= h < self.end_hour)
+        )
+        if not quiet:
+            return None
+        day = local.date() + timedelta(days=1 if wraps and h >= self.start_hour else 0)
+        end = datetime(day.year, day.month, day.day, self.end_hour, tzinfo=zone)
+        return end.timestamp()
+
+
+class Policy(BaseModel):
+    """A validated policy: actions by id (``channel/name``) and the rules that use them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str = "1"
+    experiment: str = Field("default", min_length=1)
+    conversion_window_s: float = Field(7 * DAY, gt=0)
+    #: True: a missing ``marketing_consent`` stops email and push like an explicit false.
+    require_consent: bool = False
+    #: Sends per customer per channel in any rolling 24 hours; a channel not listed is uncapped.
+    frequency_cap: dict[Channel, Cap] = Field(default_factory=dict)
+    quiet_hours: QuietHours | None = None
+    actions: dict[str, ActionSpec] = Field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+
+    def matching(self, dimension: str, previous: str | None, current: str) -> list[ActionSpec]:
+        """The actions a transition triggers, each once, highest priority first."""
+        ids = {a for r in self.rules if r.matches(dimension, previous, current) for a in r.actions}
+        return sorted((self.actions[i] for i in ids), key=lambda a: (-a.priority, a.id))
+
+    def send_at(self, channel: str, at: float) -> float:
+        """When a message for ``channel`` due at ``at`` may go out (quiet hours defer it)."""
+        if self.quiet_hours is None or channel not in PERSONAL:
+            return at
+        end = self.quiet_hours.end_after(at)
+        return at if end is None else end
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = "1"
+    experiment: str = Field("default", min_length=1)
+    conversion_window_s: float = Field(7 * DAY, gt=0)
+    require_consent: bool = False
+    frequency_cap: dict[Channel, Cap] = Field(default_factory=dict)
+    quiet_hours: QuietHours | None = None
+    actions: dict[Channel, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    rules: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def _line_of(text: str, header: str, nth: int = 0, key: str | None = None) -> int:
+    """Line of the ``nth`` table whose header starts with ``header`` (or of ``key`` in it).
+
+    An empty ``header`` means the top of the file, before the first table; 1 if not found.
+    """
+    lines = text.splitlines()
+    start = -1
+    if header:
+        starts = [i for i, ln in enumerate(lines) if ln.strip().startswith(header)]
+        if len(starts) <= nth:
+            return 1
+        start = starts[nth]
+    if key is not None:
+        for j in range(start + 1, len(lines)):
+            s = lines[j].strip()
+            if s.startswith("["):
+                break
+            if s.split("=")[0].strip() == key:
+                return j + 1
+    return start + 1 if start >= 0 else 1
+
+
+def _top_line(text: str, loc: list[str]) -> int:
+    """Line of an error in the top-level part of the file (settings, tables, channels)."""
+    if len(loc) == 1:
+        return _line_of(text, "", key=loc[0])
+    if loc[0] == "actions":
+        return _line_of(text, f"[actions.{loc[1]}.")
+    if loc[0] == "rules":
+        return _line_of(text, "[[rules]]", int(loc[1]) if loc[1].isdigit() else 0)
+    return _line_of(text, f"[{loc[0]}]", key=loc[1])
+
+
+def _rule_label(raw: dict[str, Any], i: int) -> str:
+    return f"rule {i + 1} ({raw.get('dimension')} -> {raw.get('current')})"
+
+
+def _check_rule(rule: Rule, actions: dict[str, ActionSpec]) -> None:
+    for a in rule.actions:
+        if a not in actions:
+            raise ValueError(f"unknown action {a!r} (defined: {', '.join(sorted(actions))})")
+    known = KNOWN_SEGMENTS.get(rule.dimension)
+    if rule.dimension.startswith("custom:"):
+        known = _CUSTOM
+    for seg in (rule.previous, rule.current):
+        if known is not None and seg is not None and seg not in known:
+            raise ValueError(f"unknown segment {seg!r} for {rule.dimension} ({', '.join(known)})")
+
+
+def load_policy(text: str) -> Policy:
+    """Parse and validate a policy file; errors name the line and the action or rule."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"not valid TOML: {exc}") from None
+    try:
+        doc = _File.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = [str(p) for p in err["loc"] if p != "[key]"]
+        raise PolicyError(f"line {_top_line(text, loc)}: {'.'.join(loc)}: {err['msg']}") from None
+    actions: dict[str, ActionSpec] = {}
+    for channel, table in doc.actions.items():
+        for name, entry in table.items():
+            header = f"[actions.{channel}.{name}]"
+            try:
+                spec = ActionSpec.model_validate({**entry, "channel": channel, "name": name})
+            except ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                field = ".".join(str(p) for p in err["loc"]) or None
+                line = _line_of(text, header, key=field)
+                msg = err["msg"].removeprefix("Value error, ")
+                msg = f"{field}: {msg}" if field else msg
+                raise PolicyError(f"line {line}: action {channel}/{name}: {msg}") from None
+            actions[spec.id] = spec
+    rules = []
+    for i, entry in enumerate(doc.rules):
+        label = _rule_label(entry, i)
+        try:
+            rule = Rule.model_validate(entry)
+            _check_rule(rule, actions)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in err["loc"])
+            line = _line_of(text, "[[rules]]", i, key=str(err["loc"][0]) if err["loc"] else None)
+            raise PolicyError(f"line {line}: {label}: {field}: {err['msg']}") from None
+        except ValueError as exc:
+            raise PolicyError(f"line {_line_of(text, '[[rules]]', i)}: {label}: {exc}") from None
+        rules.append(rule)
+    try:
+        return Policy(**doc.model_dump(exclude={"actions", "rules"}), actions=actions, rules=rules)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        raise PolicyError(f"line 1: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+
+
+#: The shipped defaults (``segmenters/actions.toml``, the same file as config/actions.toml).
+DEFAULT_POLICY_TEXT = resources.files(__package__).joinpath("actions.toml").read_text("utf-8")
+DEFAULT_POLICY = load_policy(DEFAULT_POLICY_TEXT)
