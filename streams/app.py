@@ -11,12 +11,14 @@ import faust
 import redis.asyncio as aioredis
 
 from .agents import register_agents, register_trainer
+from .erase import register_erasures
 from .pipeline import BatchProcessor
 from .settings import Settings
 from .store import StateStore
 from .timers import TimerService
 from .topics import CHANGES, DEADLETTER, FEATURES, INPUTS
 from .trainer import TrainerService
+from .web import WebContext, kafka_probe_for, register_web, tombstone_sender
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +76,24 @@ def create_app(settings: Settings) -> faust.App:
     )
     register_agents(app, settings, processor)
     register_trainer(app, settings, TrainerService(settings, store))
+    register_erasures(app, settings, store.forget)
     inputs = {settings.topic(name) for name in INPUTS}
 
     def assigned() -> list[int]:
         return [tp.partition for tp in app.consumer.assignment() if tp.topic in inputs]
 
     timer_service = TimerService(settings, processor, assigned)
+    register_web(
+        app,
+        WebContext(
+            settings=settings,
+            store=store,
+            assigned=assigned,
+            kafka_probe=kafka_probe_for(app, settings),
+            send_tombstone=tombstone_sender(app, settings),
+            lock=processor.lock,
+        ),
+    )
 
     @app.timer(interval=settings.timer_interval_s, name=f"{settings.app_id}.timers")
     async def fire_timers() -> None:

@@ -7,14 +7,13 @@ import logging
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 import orjson
 from pydantic import ValidationError
 
+from .lookup import customer_view, iso
 from .settings import Settings
 
 
@@ -23,10 +22,6 @@ def _settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise click.ClickException(f"invalid SEGSTREAM_* settings:\n{exc}") from None
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 @click.group()
@@ -68,6 +63,88 @@ def services_status() -> None:
         state = "answering" if s.answering else "not answering"
         pid = f" (started by segstream, pid {s.pid})" if s.pid else ""
         click.echo(f"{s.name:6} {s.address:28} {state}{pid} {s.detail}".rstrip())
+
+
+@services.command(
+    "kafka-consumer-groups",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def services_consumer_groups(args: tuple[str, ...]) -> None:
+    """Apache Kafka's kafka-consumer-groups (e.g. --describe --group G).
+
+    Arguments go to the tool as they are; --bootstrap-server defaults to
+    SEGSTREAM_KAFKA_BOOTSTRAP. The jars are fetched with Maven on first use.
+    """
+    from . import services as svc
+
+    try:
+        code = svc.run_kafka_tool(
+            _settings(),
+            "kafka-consumer-groups",
+            list(args),
+            echo=lambda m: click.echo(m, err=True),
+        )
+    except svc.ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--group", help="Consumer group (default: SEGSTREAM_APP_ID, the workers' group).")
+@click.option(
+    "--all", "every_topic", is_flag=True, help="Also the group's other topics (the trainer's)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def lag(group: str | None, every_topic: bool, as_json: bool) -> None:
+    """Per input partition: committed offset, log end offset and lag of the workers."""
+    from .lag import consumer_lag, render
+
+    settings = _settings()
+    group = group or settings.app_id
+    rows = consumer_lag(settings, group, every_topic=every_topic)
+    if as_json:
+        out = {
+            "group": group,
+            "total_lag": sum(r.lag for r in rows if r.lag is not None),
+            "partitions": [r.to_json() for r in rows],
+        }
+        click.echo(json.dumps(out, indent=2))
+    else:
+        click.echo(render(rows, group))
+
+
+@main.command()
+@click.argument("customer_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def erase(customer_id: str, as_json: bool) -> None:
+    """Erase a customer: every Redis key and membership, then a tombstone on
+    customers.erased. Later events of the customer start a fresh profile."""
+    import redis
+
+    from .erase import EraseConflict, erase_sync, publish_tombstone
+    from .topics import ERASED, ensure_topics
+
+    settings = _settings()
+    ensure_topics(settings)
+    try:
+        result = erase_sync(redis.Redis.from_url(settings.redis_url), settings, customer_id)
+    except EraseConflict as exc:
+        raise click.ClickException(str(exc)) from None
+    publish_tombstone(settings, customer_id)
+    if as_json:
+        click.echo(json.dumps({**result.to_json(), "tombstone": settings.topic(ERASED)}))
+    elif result.existed:
+        click.echo(
+            f"erased {customer_id}: {result.keys_deleted} key(s), "
+            f"{result.memberships_removed} membership(s); tombstone on {settings.topic(ERASED)}"
+        )
+    else:
+        click.echo(
+            f"no state for {customer_id}; removed {result.memberships_removed} stray "
+            f"membership(s); tombstone on {settings.topic(ERASED)}"
+        )
 
 
 @main.command()
@@ -170,29 +247,6 @@ def customer(customer_id: str, as_json: bool) -> None:
             click.echo(f"  {key:14} {value}")
 
 
-def customer_view(state: Any) -> dict[str, Any]:
-    """The public look-up shape: segments plus the headline state fields."""
-    return {
-        "customer_id": state.customer_id,
-        "segments": {dim: entry[0] for dim, entry in state.segments.items()},
-        "state": {
-            "orders": state.orders,
-            "revenue": state.revenue,
-            "items": state.items,
-            "refunds": state.refunds,
-            "first_seen": _iso(state.first_seen),
-            "last_seen": _iso(state.last_seen),
-            "last_order_at": _iso(state.last_order_at),
-            "cart_items": state.cart_items,
-            "cart_value": state.cart_value,
-            "events": state.events,
-            "devices": state.devices,
-            "geo": state.geo,
-            "profile": state.profile,
-        },
-    }
-
-
 @main.group()
 def segments() -> None:
     """Custom segments (named rules in a TOML file)."""
@@ -221,6 +275,7 @@ def segments_sizes(history: int) -> None:
     import redis
 
     from .keys import index_registry_key, sizes_key
+    from .lookup import split_index_key
 
     settings = _settings()
     client = redis.Redis.from_url(settings.redis_url)
@@ -228,12 +283,11 @@ def segments_sizes(history: int) -> None:
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.scard(name)
-    start = len(settings.key_prefix) + len(":idx:")
     for name, size in zip(names, pipe.execute(), strict=True):
-        dimension, _, segment = name[start:].partition(":")
+        dimension, segment = split_index_key(settings.key_prefix, name)
         click.echo(f"{dimension:<34} {segment:<28} {size:>8}")
     for _entry_id, fields in client.xrevrange(sizes_key(settings.key_prefix), count=history):
-        at = _iso(float(fields.pop(b"at")))
+        at = iso(float(fields.pop(b"at")))
         top = ", ".join(f"{k.decode()} {v.decode()}" for k, v in list(fields.items())[:6])
         click.echo(f"{at}  {top} ...")
 

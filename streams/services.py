@@ -42,6 +42,13 @@ Echo = Callable[[str], None]
 KAFKA_SCRIPTS = Path(__file__).resolve().parents[1] / "scripts" / "kafka"
 KAFKA_POM = KAFKA_SCRIPTS / "pom.xml"
 KAFKA_LOG4J = KAFKA_SCRIPTS / "log4j.properties"
+KAFKA_TOOLS_LOG4J = KAFKA_SCRIPTS / "tools-log4j.properties"
+
+#: Kafka's own command-line tools that ``segstream services <name>`` runs: name -> main
+#: class (from the ``kafka-tools`` artifact in scripts/kafka/pom.xml).
+KAFKA_TOOLS = {
+    "kafka-consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+}
 
 KAFKA_START_TIMEOUT_S = 90.0
 REDIS_START_TIMEOUT_S = 20.0
@@ -105,6 +112,48 @@ def down(settings: Settings, echo: Echo = print) -> None:
 def status(settings: Settings) -> list[ServiceState]:
     """Whether each service answers, and the pid of the process segstream started, if any."""
     return [_state(service) for service in _services(settings)]
+
+
+def kafka_tool_command(
+    settings: Settings, tool: str, args: list[str], echo: Echo = print
+) -> list[str]:
+    """The java command line of one of Kafka's tools (``KAFKA_TOOLS``), jars fetched once.
+
+    ``--bootstrap-server`` defaults to ``SEGSTREAM_KAFKA_BOOTSTRAP``.
+    """
+    if tool not in KAFKA_TOOLS:
+        raise ServiceError(f"unknown Kafka tool {tool!r}; known: {', '.join(KAFKA_TOOLS)}")
+    java = _require_tool("java", "a Java 17+ runtime (Debian: apt-get install default-jre)")
+    libs = _ensure_kafka_jars(settings, echo)
+    if not any(libs.glob("kafka-tools-*.jar")):
+        raise ServiceError(
+            f"{libs} holds no kafka-tools jar; delete {_kafka_libs_marker(settings)} and run "
+            "this again to fetch the jars anew"
+        )
+    bootstrap = (
+        []
+        if any(a.startswith("--bootstrap-server") for a in args)
+        else ["--bootstrap-server", settings.kafka_bootstrap]
+    )
+    return [
+        java,
+        "-Xmx256m",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j.configuration=file:{KAFKA_TOOLS_LOG4J}",
+        "-cp",
+        f"{libs}/*",
+        KAFKA_TOOLS[tool],
+        *bootstrap,
+        *args,
+    ]
+
+
+def run_kafka_tool(settings: Settings, tool: str, args: list[str], echo: Echo = print) -> int:
+    """Run one of Kafka's tools with stdin/stdout/stderr passed through; its exit code."""
+    command = kafka_tool_command(settings, tool, args, echo)
+    return subprocess.run(command, check=False).returncode
 
 
 # --------------------------------------------------------------------------- layout

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from segmenters.config import EngineConfig, JourneyConfig, StateConfig
@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     web_enabled: bool = True
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the worker's HTTP API requires (all but /health and "
+        "/ready); unset: the API is open, and the worker warns at start.",
+    )
     log_level: str = "info"
 
     cache_dir: Path = Field(Path.home() / ".cache" / "segstream")

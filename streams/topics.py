@@ -26,6 +26,11 @@ DEADLETTER = "events.deadletter"
 CHANGES = "segments.changes"
 #: Internal: a sample of feature vectors for the one cluster trainer (one partition).
 FEATURES = "segments.features"
+#: Compacted: a tombstone (key ``customer_id``, no value) per erased customer.
+ERASED = "customers.erased"
+
+#: Topic configs other than the broker's defaults.
+TOPIC_CONFIGS = {ERASED: {"cleanup.policy": "compact"}}
 
 #: Topic name of each event ``type`` (without the deployment prefix).
 TOPIC_OF_TYPE = {
@@ -38,7 +43,7 @@ TOPIC_OF_TYPE = {
 
 
 def all_topics(settings: Settings) -> list[str]:
-    return [settings.topic(t) for t in (*INPUTS, DEADLETTER, CHANGES, FEATURES)]
+    return [settings.topic(t) for t in (*INPUTS, DEADLETTER, CHANGES, FEATURES, ERASED)]
 
 
 def ensure_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:
@@ -51,6 +56,7 @@ def ensure_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:
     try:
         existing = set(admin.list_topics())
         wanted = [t for t in all_topics(settings) if t not in existing]
+        configs = {settings.topic(name): c for name, c in TOPIC_CONFIGS.items()}
         created = []
         for name in wanted:
             try:
@@ -62,6 +68,7 @@ def ensure_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:
                             if name == settings.topic(FEATURES)
                             else settings.topic_partitions,
                             replication_factor=settings.topic_replication,
+                            topic_configs=configs.get(name, {}),
                         )
                     ],
                     timeout_ms=timeout_ms,

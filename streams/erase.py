@@ -1,0 +1,271 @@
+"""Erase a customer: every Redis key and membership, in one atomic step, plus a tombstone.
+
+What goes, in one Lua script:
+
+- every per-customer key (``keys.customer_keys``: state, outbox, and whatever is added
+  there later);
+- the customer in every segment index: the sets named by its stored segments, and, to be
+  safe, every set in the index registry;
+- the customer in every partition's member set and due-timer index;
+- its share of the shared RFM histograms (one buyer less in its recency, frequency and
+  monetary buckets, computed from the stored state as the worker computes them).
+
+The script runs only if the state's revision is still the one read (compare-and-set), so
+a worker writing the customer at the same moment makes the erase read again, never leave
+half a customer. A worker that still holds the customer in memory loses its next write
+(the stored revision is gone) and starts from nothing: later events build a fresh profile.
+
+Then a tombstone (key ``customer_id``, no value) goes to the compacted topic
+``customers.erased``, for downstream services to erase their copies. Workers read that
+topic too (``register_erasures``): it has the input topics' key and partition count, so
+Faust's co-partitioning hands partition *n* to the owner of input partition *n*, which
+drops the customer from its memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from segmenters.rfm import bucket, order_bucket, recency_bucket
+from segmenters.state import CustomerState
+
+from .keys import (
+    customer_keys,
+    index_key,
+    index_registry_key,
+    members_key,
+    rfm_key,
+    state_key,
+    timers_key,
+)
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: KEYS[1] is the state key; ARGV[1] the revision read ('' if none), ARGV[2] the customer
+#: id, ARGV[3] the plan as JSON: lists of 1-based KEYS positions to delete (``del``),
+#: to SREM the customer from (``srem``), to ZREM it from (``zrem``), and histogram
+#: buckets to take one buyer from (``hist``: [position, bucket]).
+#: Returns {1, keys deleted, sets left} or, if the state changed since it was read,
+#: {0, current revision}.
+ERASE_LUA = """
+local rev = redis.call('HGET', KEYS[1], 'rev') or ''
+if rev ~= ARGV[1] then return {0, rev} end
+local plan = cjson.decode(ARGV[3])
+local cid = ARGV[2]
+local deleted, left = 0, 0
+for _, i in ipairs(plan.del) do deleted = deleted + redis.call('DEL', KEYS[i]) end
+for _, i in ipairs(plan.srem) do left = left + redis.call('SREM', KEYS[i], cid) end
+for _, i in ipairs(plan.zrem) do left = left + redis.call('ZREM', KEYS[i], cid) end
+for _, h in ipairs(plan.hist) do
+  local n = tonumber(redis.call('HGET', KEYS[h[1]], h[2]) or '0')
+  if n > 1 then redis.call('HINCRBY', KEYS[h[1]], h[2], -1)
+  elseif n == 1 then redis.call('HDEL', KEYS[h[1]], h[2]) end
+end
+return {1, deleted, left}
+"""
+
+MAX_ATTEMPTS = 10
+
+
+class EraseConflict(RuntimeError):
+    """The customer kept changing while being erased (should not happen in practice)."""
+
+
+@dataclass(frozen=True)
+class EraseResult:
+    customer_id: str
+    #: A stored state existed (False: nothing but stray memberships, if any, was removed).
+    existed: bool
+    #: Per-customer keys deleted.
+    keys_deleted: int
+    #: Index sets, member sets and timer indexes the customer was removed from.
+    memberships_removed: int
+    #: Histogram buckets taken one buyer from: (histogram, bucket).
+    histograms: list[tuple[str, int]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            "existed": self.existed,
+            "keys_deleted": self.keys_deleted,
+            "memberships_removed": self.memberships_removed,
+            "histograms": [list(h) for h in self.histograms],
+        }
+
+
+def rfm_buckets(state: CustomerState | None) -> dict[str, int]:
+    """The RFM histogram buckets this customer counts in (none before a first order).
+
+    The same rule as the worker's histogram moves (``pipeline._histogram_ops``).
+    """
+    if state is None or state.orders == 0 or state.last_order_at is None:
+        return {}
+    return {
+        "recency": recency_bucket(state.last_order_at),
+        "frequency": order_bucket(state.orders),
+        "monetary": bucket(state.revenue),
+    }
+
+
+@dataclass(frozen=True)
+class Plan:
+    keys: list[str]
+    args: list[str | bytes]
+    histograms: list[tuple[str, int]]
+
+
+def plan_erase(
+    prefix: str,
+    customer_id: str,
+    rev: str,
+    doc: bytes | None,
+    registry: list[str],
+    partitions: int,
+) -> Plan:
+    """The keys and arguments of one erase script call (pure: no Redis here)."""
+    keys: list[str] = []
+    slot: dict[str, int] = {}
+
+    def ref(key: str) -> int:
+        if key not in slot:
+            keys.append(key)
+            slot[key] = len(keys)
+        return slot[key]
+
+    ref(state_key(prefix, customer_id))  # KEYS[1]
+    raw: dict[str, Any] = {}
+    state: CustomerState | None = None
+    if doc:
+        try:
+            raw = dict(orjson.loads(doc))
+            state = CustomerState.from_doc(dict(raw))
+        except Exception:  # a corrupt document is still erased, just without histograms
+            log.warning("erase %s: stored state unreadable; erasing the keys anyway", customer_id)
+    delete = [ref(k) for k in customer_keys(prefix, customer_id)]
+    sets = set(registry)
+    for dimension, entry in (raw.get("segments") or {}).items():
+        if isinstance(entry, list) and entry:
+            sets.add(index_key(prefix, dimension, str(entry[0])))
+    parts = set(range(partitions))
+    for source in raw.get("offsets") or {}:  # "<topic>/<partition>"
+        tail = str(source).rpartition("/")[2]
+        if tail.isdigit():
+            parts.add(int(tail))
+    srem = [ref(k) for k in sorted(sets)] + [ref(members_key(prefix, p)) for p in sorted(parts)]
+    zrem = [ref(timers_key(prefix, p)) for p in sorted(parts)]
+    hist = sorted(rfm_buckets(state).items())
+    plan = {
+        "del": delete,
+        "srem": srem,
+        "zrem": zrem,
+        "hist": [[ref(rfm_key(prefix, h)), str(b)] for h, b in hist],
+    }
+    return Plan(keys, [rev, customer_id, orjson.dumps(plan)], hist)
+
+
+def _decode(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _reads(client: Any, prefix: str, customer_id: str) -> Any:
+    pipe = client.pipeline(transaction=False)
+    pipe.hmget(state_key(prefix, customer_id), "rev", "doc")
+    pipe.smembers(index_registry_key(prefix))
+    return pipe
+
+
+def _result(customer_id: str, rev: str, reply: list[Any], plan: Plan) -> EraseResult:
+    return EraseResult(
+        customer_id=customer_id,
+        existed=rev != "",
+        keys_deleted=int(reply[1]),
+        memberships_removed=int(reply[2]),
+        histograms=plan.histograms if rev != "" else [],
+    )
+
+
+def erase_sync(client: Any, settings: Settings, customer_id: str) -> EraseResult:
+    """Erase with a blocking redis-py client (the command line)."""
+    prefix = settings.key_prefix
+    script = client.register_script(ERASE_LUA)
+    for _ in range(MAX_ATTEMPTS):
+        (rev_raw, doc), registry = _reads(client, prefix, customer_id).execute()
+        rev = _decode(rev_raw)
+        plan = plan_erase(
+            prefix,
+            customer_id,
+            rev,
+            doc,
+            sorted(_decode(m) for m in registry),
+            settings.topic_partitions,
+        )
+        reply = script(keys=plan.keys, args=plan.args)
+        if int(reply[0]) == 1:
+            return _result(customer_id, rev, reply, plan)
+    raise EraseConflict(f"customer {customer_id!r} kept changing; erase not done, try again")
+
+
+async def erase_async(client: Any, settings: Settings, customer_id: str) -> EraseResult:
+    """Erase with an asyncio redis-py client (the worker's HTTP API)."""
+    prefix = settings.key_prefix
+    script = client.register_script(ERASE_LUA)
+    for _ in range(MAX_ATTEMPTS):
+        (rev_raw, doc), registry = await _reads(client, prefix, customer_id).execute()
+        rev = _decode(rev_raw)
+        plan = plan_erase(
+            prefix,
+            customer_id,
+            rev,
+            doc,
+            sorted(_decode(m) for m in registry),
+            settings.topic_partitions,
+        )
+        reply = await script(keys=plan.keys, args=plan.args)
+        if int(reply[0]) == 1:
+            return _result(customer_id, rev, reply, plan)
+    raise EraseConflict(f"customer {customer_id!r} kept changing; erase not done, try again")
+
+
+def register_erasures(app: Any, settings: Settings, forget: Any) -> None:
+    """An agent that drops erased customers from this worker's memory (``forget``)."""
+    from .topics import ERASED
+
+    topic = app.topic(
+        settings.topic(ERASED),
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
+
+    @app.agent(topic, name=f"{settings.app_id}.erasures", concurrency=1)
+    async def erasures(stream: Any) -> None:
+        async for event in stream.events():
+            key = event.message.key
+            if key and event.message.value is None:
+                forget([key.decode(errors="replace")])
+
+
+def publish_tombstone(settings: Settings, customer_id: str, timeout_s: float = 30.0) -> None:
+    """Send the tombstone to ``customers.erased`` with a blocking producer (command line)."""
+    from kafka import KafkaProducer
+
+    from .topics import ERASED
+
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=f"{settings.app_id}-erase",
+        acks="all",
+    )
+    try:
+        producer.send(settings.topic(ERASED), key=customer_id.encode(), value=None).get(
+            timeout=timeout_s
+        )
+    finally:
+        producer.close()

@@ -1,0 +1,266 @@
+"""The worker's HTTP API (Faust web, aiohttp underneath).
+
+=======================================================  ==========================
+``GET /health``                                          the process is alive
+``GET /ready``                                           Kafka and Redis answer and
+                                                         input partitions are
+                                                         assigned: 200, else 503
+                                                         with the reasons
+``GET /customers/{id}``                                  the customer look-up (as
+                                                         ``segstream customer --json``)
+``DELETE /customers/{id}``                               erase the customer
+``GET /segments``                                        every segment and its size
+``GET /segments/{dimension}/{segment}/members``          members, paged (``cursor``,
+                                                         ``count``; ``SSCAN``)
+=======================================================  ==========================
+
+Every endpoint but ``/health`` and ``/ready`` requires ``Authorization: Bearer <token>``
+when ``SEGSTREAM_API_TOKEN`` is set, and answers 401 otherwise. Without a token the API
+is open, and the worker logs a warning at start.
+
+Prometheus ``/metrics`` is not served yet; it belongs in ``register_web`` next to
+``/health`` (unauthenticated, like the probes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from .erase import EraseConflict, erase_async
+from .keys import index_key, index_registry_key
+from .lookup import customer_view, split_index_key
+from .settings import Settings
+from .store import StateStore
+from .topics import ERASED
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 2.0
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+
+@dataclass
+class WebContext:
+    """What the views need from the worker, passed in (no globals)."""
+
+    settings: Settings
+    store: StateStore
+    #: Input partitions this worker owns.
+    assigned: Callable[[], Iterable[int]]
+    #: Raises if Kafka does not answer.
+    kafka_probe: Callable[[], Awaitable[None]]
+    #: Sends the erase tombstone and waits for the broker's acknowledgement.
+    send_tombstone: Callable[[str], Awaitable[None]]
+    #: Held while erasing, so no batch of the worker runs in between (may be None).
+    lock: asyncio.Lock | None = None
+
+
+def bearer_ok(header: str | None, token: str | None) -> bool:
+    """True if no token is required, or ``header`` is ``Bearer <token>``.
+
+    >>> bearer_ok(None, None), bearer_ok("Bearer s3cret", "s3cret"), bearer_ok("Bearer x", "s3cret")
+    (True, True, False)
+    >>> bearer_ok(None, "s3cret"), bearer_ok("Basic s3cret", "s3cret")
+    (False, False)
+    """
+    if token is None:
+        return True
+    scheme, _, value = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+def page_params(query: Any) -> tuple[int, int] | str:
+    """(cursor, count) from the query string, or the reason they are invalid.
+
+    >>> page_params({}), page_params({"cursor": "17", "count": "5"})
+    ((0, 100), (17, 5))
+    >>> page_params({"count": "0"})
+    'count must be an integer from 1 to 1000'
+    """
+    try:
+        cursor = int(query.get("cursor") or 0)
+    except ValueError:
+        return "cursor must be a non-negative integer"
+    if cursor < 0:
+        return "cursor must be a non-negative integer"
+    try:
+        count = int(query.get("count") or DEFAULT_PAGE)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_PAGE:
+        return f"count must be an integer from 1 to {MAX_PAGE}"
+    return cursor, count
+
+
+def kafka_probe_for(app: faust.App, settings: Settings) -> Callable[[], Awaitable[None]]:
+    """A Kafka probe: a metadata request on the worker's producer connection.
+
+    Falls back to a TCP connection to the bootstrap address while the producer is not
+    started (or if the client library's layout changes).
+    """
+
+    async def probe() -> None:
+        producer = getattr(getattr(app, "_producer", None), "_producer", None)
+        client = getattr(producer, "client", None)
+        if client is not None and hasattr(client, "fetch_all_metadata"):
+            await client.fetch_all_metadata()
+            return
+        host, port = settings.kafka_host_port
+        _, writer = await asyncio.open_connection(host, port)
+        writer.close()
+        await writer.wait_closed()
+
+    return probe
+
+
+def tombstone_sender(app: faust.App, settings: Settings) -> Callable[[str], Awaitable[None]]:
+    """Send ``key=customer_id, value=None`` to the compacted ``customers.erased`` topic."""
+    topic = settings.topic(ERASED)
+
+    async def send(customer_id: str) -> None:
+        await app.producer.send_and_wait(
+            topic, customer_id.encode(), None, partition=None, timestamp=None, headers=None
+        )
+
+    return send
+
+
+def register_web(app: faust.App, ctx: WebContext) -> None:
+    """Add the API's views to the app's web server."""
+    settings = ctx.settings
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    prefix = settings.key_prefix
+    if settings.web_enabled and not token:
+        log.warning(
+            "SEGSTREAM_API_TOKEN is not set: the HTTP API on %s:%d (customer look-ups, erase) "
+            "is open to anyone who can reach it",
+            settings.web_host,
+            settings.web_port,
+        )
+
+    class Protected(View):
+        """Requires the bearer token (when one is configured)."""
+
+        async def dispatch(self, request: Any) -> Any:
+            if not bearer_ok(request.headers.get("Authorization"), token):
+                return self.error(
+                    401,
+                    "missing or wrong bearer token",
+                    headers={"WWW-Authenticate": 'Bearer realm="segstream"'},
+                )
+            return await super().dispatch(request)
+
+    @app.page("/health", name="segstream.health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok", "host": socket.gethostname()})
+
+    # The integrator's Prometheus view goes here: @app.page("/metrics"), unauthenticated.
+
+    @app.page("/ready", name="segstream.ready")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            ready, body = await readiness(ctx)
+            return self.json(body, status=200 if ready else 503)
+
+    @app.page("/customers/{customer_id}", name="segstream.customer")
+    class Customer(Protected):
+        async def get(self, request: Request, customer_id: str) -> Response:
+            state = await ctx.store.get(customer_id)
+            if state is None:
+                return self.error(404, f"no state for customer {customer_id!r}")
+            return self.json(customer_view(state))
+
+        async def delete(self, request: Request, customer_id: str) -> Response:
+            try:
+                if ctx.lock is not None:
+                    async with ctx.lock:
+                        result = await erase_async(ctx.store.client, settings, customer_id)
+                        ctx.store.forget([customer_id])
+                else:
+                    result = await erase_async(ctx.store.client, settings, customer_id)
+                    ctx.store.forget([customer_id])
+            except EraseConflict as exc:
+                return self.error(409, str(exc))
+            await ctx.send_tombstone(customer_id)
+            log.info("erased customer %s (%d keys)", customer_id, result.keys_deleted)
+            return self.json({**result.to_json(), "tombstone": settings.topic(ERASED)})
+
+    @app.page("/segments", name="segstream.segments")
+    class Segments(Protected):
+        async def get(self, request: Request) -> Response:
+            client = ctx.store.client
+            names = sorted(_text(m) for m in await client.smembers(index_registry_key(prefix)))
+            pipe = client.pipeline(transaction=False)
+            for name in names:
+                pipe.scard(name)
+            sizes = await pipe.execute() if names else []
+            out = []
+            for name, size in zip(names, sizes, strict=True):
+                dimension, segment = split_index_key(prefix, name)
+                out.append({"dimension": dimension, "segment": segment, "size": int(size)})
+            return self.json({"segments": out})
+
+    # A segment may hold slashes (``DE/Bavaria``, ``25-34/female/high``), so it matches
+    # ``.+``; a dimension never does.
+    @app.page("/segments/{dimension}/{segment:.+}/members", name="segstream.members")
+    class Members(Protected):
+        async def get(self, request: Request, dimension: str, segment: str) -> Response:
+            params = page_params(request.query)
+            if isinstance(params, str):
+                return self.error(400, params)
+            cursor, count = params
+            key = index_key(prefix, dimension, segment)
+            client = ctx.store.client
+            if not await client.sismember(index_registry_key(prefix), key):
+                return self.error(404, f"no segment {dimension}/{segment}")
+            nxt, members = await client.sscan(key, cursor=cursor, count=count)
+            return self.json(
+                {
+                    "dimension": dimension,
+                    "segment": segment,
+                    "members": sorted(_text(m) for m in members),
+                    "next_cursor": None if int(nxt) == 0 else str(nxt),
+                }
+            )
+
+
+async def readiness(ctx: WebContext) -> tuple[bool, dict[str, Any]]:
+    """Whether this worker can do its job now, and if not, why."""
+    reasons: list[str] = []
+    try:
+        await asyncio.wait_for(ctx.store.client.ping(), PROBE_TIMEOUT_S)
+    except Exception as exc:  # any failure is a reason, never a crash of the probe
+        reasons.append(f"redis: {type(exc).__name__}: {exc}".rstrip(": "))
+    try:
+        await asyncio.wait_for(ctx.kafka_probe(), PROBE_TIMEOUT_S)
+    except Exception as exc:
+        reasons.append(f"kafka: {type(exc).__name__}: {exc}".rstrip(": "))
+    try:
+        partitions = sorted(set(ctx.assigned()))
+    except Exception as exc:
+        partitions = []
+        reasons.append(f"partitions: {type(exc).__name__}: {exc}".rstrip(": "))
+    else:
+        if not partitions:
+            reasons.append("partitions: no input partition assigned to this worker")
+    body: dict[str, Any] = {"ready": not reasons, "partitions": partitions}
+    if reasons:
+        body["reasons"] = reasons
+    return not reasons, body
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
