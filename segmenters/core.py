@@ -93,6 +93,8 @@ class FoldResult:
     applied: int = 0
     #: Events skipped as already applied: (source or None, reason).
     skipped: list[tuple[Source | None, str]] = field(default_factory=list)
+    #: ``event_id`` of every event applied, in order.
+    applied_ids: list[str] = field(default_factory=list)
 
 
 def evaluate(
@@ -202,15 +204,21 @@ def fold(
     *,
     config: EngineConfig,
     ctx: Context = NO_CONTEXT,
+    owned: bool = False,
 ) -> FoldResult:
-    """Apply one customer's events, in order, to ``state`` (which is not modified).
+    """Apply one customer's events, in order, to ``state`` (which is not modified, unless
+    ``owned``: a caller that owns ``state`` and can drop it lets the fold change it in
+    place, which saves a deep copy per customer per batch).
 
     An event whose source offset or ``event_id`` was already applied is skipped, so
     redelivery changes nothing. Before an event is applied, the customer's timers due by
     its time fire; then the segments are evaluated at the event's time (never earlier
     than the latest evaluation).
     """
-    work = CustomerState(customer_id) if state is None else state.copy()
+    if state is None:
+        work = CustomerState(customer_id)
+    else:
+        work = state if owned else state.copy()
     result = FoldResult(work)
     for event, source in events:
         reason = _duplicate(work, event, source)
@@ -228,6 +236,7 @@ def fold(
         if source is not None:
             work.offsets[source.key] = source.offset
         result.applied += 1
+        result.applied_ids.append(event.event_id)
         now = max(at, work.eval_at if work.eval_at is not None else at)
         changed = segment_changes(work, now, config, f"event:{event.event_id}", ctx)
         work.eval_at = now

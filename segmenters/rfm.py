@@ -179,3 +179,15 @@ def next_deadline(state: CustomerState, after: float, q: RfmQuantiles | None) ->
         if state.last_order_at + days * DAY + TIMER_EPSILON_S > after
     ]
     return min(future) if future else None
+
+
+def histogram_buckets(state: CustomerState | None) -> dict[str, int]:
+    """The buckets of the shared RFM histograms this customer counts in (none before a
+    first order): what the worker moves on each write and what an erase takes back."""
+    if state is None or state.orders == 0 or state.last_order_at is None:
+        return {}
+    return {
+        "recency": recency_bucket(state.last_order_at),
+        "frequency": order_bucket(state.orders),
+        "monetary": bucket(state.revenue),
+    }

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from segmenters.rfm import bucket, order_bucket, recency_bucket
+from segmenters.rfm import histogram_buckets as rfm_buckets
 from segmenters.state import CustomerState
 
 from .keys import (
@@ -96,20 +96,6 @@ class EraseResult:
             "memberships_removed": self.memberships_removed,
             "histograms": [list(h) for h in self.histograms],
         }
-
-
-def rfm_buckets(state: CustomerState | None) -> dict[str, int]:
-    """The RFM histogram buckets this customer counts in (none before a first order).
-
-    The same rule as the worker's histogram moves (``pipeline._histogram_ops``).
-    """
-    if state is None or state.orders == 0 or state.last_order_at is None:
-        return {}
-    return {
-        "recency": recency_bucket(state.last_order_at),
-        "frequency": order_bucket(state.orders),
-        "monetary": bucket(state.revenue),
-    }
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,12 @@ def outbox_key(prefix: str, customer_id: str) -> str:
     return f"{prefix}:{{{customer_id}}}:outbox"
 
 
+def ids_key(prefix: str, customer_id: str) -> str:
+    """Integer set of the digests of every event id applied (``state.id_number``), kept
+    while the customer is active (see ``Settings.dedupe_retention_s``)."""
+    return f"{prefix}:{{{customer_id}}}:ids"
+
+
 def index_key(prefix: str, dimension: str, segment: str) -> str:
     return f"{prefix}:idx:{dimension}:{segment}"
 
@@ -61,4 +67,8 @@ def model_key(prefix: str) -> str:
 
 def customer_keys(prefix: str, customer_id: str) -> list[str]:
     """Every per-customer key (for look-ups and erase)."""
-    return [state_key(prefix, customer_id), outbox_key(prefix, customer_id)]
+    return [
+        state_key(prefix, customer_id),
+        outbox_key(prefix, customer_id),
+        ids_key(prefix, customer_id),
+    ]

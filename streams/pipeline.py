@@ -41,8 +41,8 @@ from segmenters.core import (
 )
 from segmenters.events import Event, InvalidEvent, check_routing, parse_event
 from segmenters.features import feature_vector
-from segmenters.rfm import bucket, order_bucket, recency_bucket
-from segmenters.state import CustomerState
+from segmenters.rfm import histogram_buckets
+from segmenters.state import CustomerState, id_number
 
 from .store import Loaded, StateStore, Write
 
@@ -220,43 +220,49 @@ class BatchProcessor:
     ) -> None:
         """Load, fold (or tick, with ``until``; or rescore), write with CAS, publish."""
         loaded = await self.store.load(groups)
-        changes: list[SegmentChange] = []
-        results_ok: dict[str, FoldResult] = {}
-        pending = dict(loaded)
+        unsent = {cid: b.unsent for cid, b in loaded.items() if b.unsent}
+        changes: list[tuple[SegmentChange, bytes]] = []
+        results_ok: dict[str, Encoded] = {}
+        pending = loaded
         for _attempt in range(MAX_CONFLICT_RETRIES + 1):
             writes, results = self._fold_all(groups, pending, partition_of, until, rescoring)
-            conflicts = await self.store.commit(writes)
+            rejected = await self.store.commit(writes)
             for cid, result in results.items():
-                if cid in conflicts:
+                if cid in rejected:
                     continue
                 results_ok[cid] = result
-                changes.extend(result.changes)
+                changes.extend(result.encoded)
                 stats.applied += result.applied
                 stats.duplicates += len(result.skipped)
-            if not conflicts:
+            if not rejected:
                 break
-            stats.conflicts += len(conflicts)
-            log.info("state of %d customer(s) changed under us; recomputing", len(conflicts))
-            groups = {cid: groups[cid] for cid in conflicts}
-            pending = conflicts
+            conflicts = [c for c, r in rejected.items() if not r.seen]
+            if conflicts:
+                stats.conflicts += len(conflicts)
+                log.info("state of %d customer(s) changed under us; recomputing", len(conflicts))
+            # Events the customer already has (produced again, at new offsets) are left out.
+            groups = {
+                cid: [item for item in groups[cid] if id_number(item[0].event_id) not in r.seen]
+                for cid, r in rejected.items()
+            }
+            stats.duplicates += sum(len(r.seen) for r in rejected.values())
+            pending = {cid: r.loaded for cid, r in rejected.items()}
         else:
             raise RuntimeError(f"state kept changing under us for {sorted(groups)}")
 
         # What a crash left unsent goes first, so each customer's changes keep their order.
-        for cid, before in loaded.items():
-            for entry in before.unsent:
+        for cid, entries in unsent.items():
+            for entry in entries:
                 change = orjson.loads(entry)["change"]
                 acks.append(await self.send_change(cid.encode(), orjson.dumps(change)))
                 stats.resent += 1
-        for change in changes:
-            acks.append(await self.send_change(change.customer_id.encode(), change_json(change)))
+        for change, encoded in changes:
+            acks.append(await self.send_change(change.customer_id.encode(), encoded))
         stats.changes += len(changes)
         await self._sample(results_ok, acks, 100 if rescoring else self.sample_percent)
         if acks:
             await asyncio.gather(*acks)  # delivered: the outboxes can go
-        self.store.delivered(
-            [c for c, b in loaded.items() if b.unsent] + [c.customer_id for c in changes]
-        )
+        self.store.delivered([*unsent, *(c.customer_id for c, _ in changes)])
 
     async def _sample(
         self, results: dict[str, FoldResult], acks: list[Awaitable[Any]], percent: int
@@ -282,50 +288,81 @@ class BatchProcessor:
         partition_of: dict[str, int],
         until: float | None,
         rescoring: bool = False,
-    ) -> tuple[list[Write], dict[str, FoldResult]]:
+    ) -> tuple[list[Write], dict[str, Encoded]]:
         writes = []
-        results = {}
+        results: dict[str, Encoded] = {}
         ctx = self.context
         for cid, items in groups.items():
             before = loaded[cid]
+            marks = _marks(before.state)
             if until is None:
-                result = fold(before.state, cid, items, config=self.config, ctx=ctx)
+                # The state is this worker's (cached, or read for this batch): fold in place.
+                # A write that loses comes back with the stored state, never this one.
+                result = fold(before.state, cid, items, config=self.config, ctx=ctx, owned=True)
                 if result.applied == 0:
-                    results[cid] = result
+                    results[cid] = Encoded.of(result)
                     continue
             elif before.state is None:
                 continue  # erased or never seen: nothing to fire
             elif rescoring:
                 result = rescore(before.state, until, config=self.config, ctx=ctx)
-                results[cid] = result
                 if not result.changes:
+                    results[cid] = Encoded.of(result)
                     continue  # nothing moved: no write
             else:
                 result = tick(before.state, until, config=self.config, ctx=ctx)
-            results[cid] = result
+            encoded = Encoded.of(result)
+            results[cid] = encoded
             write = Write(cid, before.rev, result.state)
-            write.index_ops = _index_ops(before.state, result.state)
+            write.index_ops = _index_ops(marks[0], result.state)
             write.outbox = [
-                orjson.dumps({"source": str(src or "timer"), "change": c.model_dump(mode="json")})
-                for src, c in zip(result.causes, result.changes, strict=True)
+                b'{"source":"%s","change":%s}' % (str(src or "timer").encode(), body)
+                for src, (_c, body) in zip(result.causes, encoded.encoded, strict=True)
             ]
             write.partition = partition_of[cid]
             write.new = before.state is None
             write.due = next_deadline(result.state, self.config, ctx)
-            write.hist_ops = _histogram_ops(before.state, result.state)
+            write.hist_ops = _histogram_ops(marks[1], histogram_buckets(result.state))
+            write.ids = [id_number(e) for e in result.applied_ids]
             writes.append(write)
         return writes, results
+
+
+class Encoded(FoldResult):
+    """A fold's result with each change's JSON, encoded once for the outbox and Kafka."""
+
+    encoded: list[tuple[SegmentChange, bytes]]
+
+    @classmethod
+    def of(cls, result: FoldResult) -> Encoded:
+        out = cls(
+            result.state,
+            result.changes,
+            result.causes,
+            result.applied,
+            result.skipped,
+            result.applied_ids,
+        )
+        out.encoded = [(c, change_json(c)) for c in result.changes]
+        return out
 
 
 def change_json(change: SegmentChange) -> bytes:
     return orjson.dumps(change.model_dump(mode="json"))
 
 
-def _index_ops(before: CustomerState | None, after: CustomerState) -> list[tuple[bool, str, str]]:
+def _marks(state: CustomerState | None) -> tuple[dict[str, str], dict[str, int]]:
+    """What the shared indexes hold of a state before it changes: segments, RFM buckets."""
+    if state is None:
+        return {}, {}
+    return {d: str(v[0]) for d, v in state.segments.items()}, histogram_buckets(state)
+
+
+def _index_ops(before: dict[str, str], after: CustomerState) -> list[tuple[bool, str, str]]:
     """Segment-index updates: remove from the old segment, add to the new one."""
     ops: list[tuple[bool, str, str]] = []
     for dimension, (segment, _since) in after.segments.items():
-        old = before.segment(dimension) if before is not None else None
+        old = before.get(dimension)
         if old != segment:
             if old is not None:
                 ops.append((False, dimension, old))
@@ -333,21 +370,8 @@ def _index_ops(before: CustomerState | None, after: CustomerState) -> list[tuple
     return ops
 
 
-def _histogram_ops(
-    before: CustomerState | None, after: CustomerState
-) -> list[tuple[str, int, int]]:
+def _histogram_ops(old: dict[str, int], new: dict[str, int]) -> list[tuple[str, int, int]]:
     """Moves in the shared RFM histograms: (histogram, bucket, +1/-1)."""
-
-    def keys(s: CustomerState | None) -> dict[str, int]:
-        if s is None or s.orders == 0 or s.last_order_at is None:
-            return {}
-        return {
-            "recency": recency_bucket(s.last_order_at),
-            "frequency": order_bucket(s.orders),
-            "monetary": bucket(s.revenue),
-        }
-
-    old, new = keys(before), keys(after)
     ops = []
     for hist in ("recency", "frequency", "monetary"):
         if old.get(hist) != new.get(hist):

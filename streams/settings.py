@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     )
     max_event_bytes: int = Field(65536, ge=256, description="Larger messages are dead-lettered.")
     state_cache_size: int = Field(50000, ge=0, description="Customers kept in worker memory.")
+    dedupe_retention_s: float = Field(
+        30 * 86400,
+        gt=0,
+        description="How long a customer's applied event ids are kept after its last "
+        "event: within it, an event produced again (a second replay) is not applied twice.",
+    )
 
     clock: Literal["event", "live"] = Field(
         "event",

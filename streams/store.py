@@ -21,6 +21,7 @@ from segmenters.state import CustomerState
 
 from .keys import (
     clock_key,
+    ids_key,
     index_key,
     index_registry_key,
     members_key,
@@ -35,17 +36,34 @@ from .keys import (
 #: Writes a whole batch atomically, customer by customer. Each customer's state is
 #: written only if its stored revision is the one the worker computed from (compare-and-
 #: set); then, and only then, its outbox, segment indexes, RFM histograms and timer are
-#: updated. KEYS holds every key touched; ARGV[1] is the batch as JSON (see ``commit``).
+#: updated. An event id already in the customer's id set (an event produced again, at
+#: new offsets: a second replay) rejects the write too, returning the ids seen, so the
+#: worker folds again without them. KEYS holds every key touched; ARGV[1] is the batch
+#: as JSON (see ``commit``).
 COMMIT_LUA = """
 local writes = cjson.decode(ARGV[1])
 local keep = tonumber(ARGV[2])
+local retention = tonumber(ARGV[4])
 local out = {}
 for i, w in ipairs(writes) do
   local skey = KEYS[w.s]
   local rev = redis.call('HGET', skey, 'rev') or '0'
+  local seen = {}
+  if rev == w.r and w.e then
+    local hits = redis.call('SMISMEMBER', KEYS[w.ek], unpack(w.e))
+    for j, hit in ipairs(hits) do
+      if hit == 1 then seen[#seen + 1] = w.e[j] end
+    end
+  end
   if rev ~= w.r then
     out[i] = {0, rev, redis.call('HGET', skey, 'doc') or ''}
+  elseif #seen > 0 then
+    out[i] = {2, rev, redis.call('HGET', skey, 'doc') or '', seen}
   else
+    if w.e then
+      redis.call('SADD', KEYS[w.ek], unpack(w.e))
+      redis.call('EXPIRE', KEYS[w.ek], retention)
+    end
     local new = tonumber(rev) + 1
     redis.call('HSET', skey, 'doc', w.d, 'rev', new)
     if w.o then
@@ -104,13 +122,31 @@ class Write:
     new: bool = False
     #: Shared RFM histogram moves: (histogram, bucket, delta).
     hist_ops: list[tuple[str, int, int]] = field(default_factory=list)
+    #: Digests (``state.id_number``) of the events applied by this write.
+    ids: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A write that lost: the stored state now, and the ids of events it already has."""
+
+    loaded: Loaded
+    seen: set[int] = field(default_factory=set)
 
 
 class StateStore:
-    def __init__(self, client: aioredis.Redis, *, prefix: str, cache_size: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str,
+        cache_size: int,
+        dedupe_retention_s: float = 30 * 86400,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.cache_size = cache_size
+        self.dedupe_retention_s = max(1, int(dedupe_retention_s))
         self._cache: OrderedDict[str, Loaded] = OrderedDict()
         self._commit = client.register_script(COMMIT_LUA)
         self.round_trips = 0
@@ -160,8 +196,9 @@ class StateStore:
         """These customers' changes reached Kafka: their outboxes go with the next write."""
         self._delivered.update(customer_ids)
 
-    async def commit(self, writes: list[Write]) -> dict[str, Loaded]:
-        """Write in one round trip; return the fresh state of customers whose write lost."""
+    async def commit(self, writes: list[Write]) -> dict[str, Rejected]:
+        """Write in one round trip; return, for customers whose write lost, the stored
+        state and the ids of events it had already applied."""
         if not writes and not self._delivered:
             return {}
         pipe = self.client.pipeline(transaction=False)
@@ -188,6 +225,9 @@ class StateStore:
                 "r": str(w.expected_rev),
                 "d": _encode(w.state).decode(),
             }
+            if w.ids:
+                item["ek"] = ref(ids_key(self.prefix, cid))
+                item["e"] = [str(i) for i in w.ids]  # strings: cjson would round big ints
             if w.outbox:
                 item["ok"] = ref(outbox_key(self.prefix, cid))
                 item["o"] = [entry.decode() for entry in w.outbox]
@@ -211,19 +251,22 @@ class StateStore:
         if batch:
             registry = ref(index_registry_key(self.prefix))
             await self._commit(  # queues onto the pipeline; no round trip here
-                keys=keys, args=[orjson.dumps(batch), OUTBOX_KEEP, registry], client=pipe
+                keys=keys,
+                args=[orjson.dumps(batch), OUTBOX_KEEP, registry, self.dedupe_retention_s],
+                client=pipe,
             )
         results = await pipe.execute()
         self.round_trips += 1
-        conflicts: dict[str, Loaded] = {}
+        conflicts: dict[str, Rejected] = {}
         replies = results[cleared] if batch else []
-        for w, (ok, rev, doc) in zip(writes, replies, strict=True):
+        for w, (ok, rev, doc, *seen) in zip(writes, replies, strict=True):
             if int(ok) == 1:
                 self._remember(w.customer_id, Loaded(int(rev), w.state))
             else:
                 fresh = Loaded(int(rev), _decode(doc))
                 self._remember(w.customer_id, fresh)
-                conflicts[w.customer_id] = fresh
+                ids = {int(i) for i in seen[0]} if seen else set()
+                conflicts[w.customer_id] = Rejected(Loaded(fresh.rev, fresh.state), ids)
         return conflicts
 
     async def due_timers(self, clocks: dict[int, float], limit: int) -> dict[int, list[str]]:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from segmenters.rfm import histogram_buckets
 from segmenters.state import CustomerState
 from streams.erase import plan_erase, rfm_buckets
 from streams.keys import customer_keys, index_key, members_key, rfm_key, timers_key
@@ -34,7 +35,7 @@ DOC = {
 
 def test_erase_buckets_are_the_ones_the_worker_counts() -> None:
     state = CustomerState.from_doc(DOC)
-    added = {(h, b) for h, b, delta in _histogram_ops(None, state) if delta == 1}
+    added = {(h, b) for h, b, delta in _histogram_ops({}, histogram_buckets(state)) if delta == 1}
     assert added == set(rfm_buckets(state).items())
     assert rfm_buckets(CustomerState.from_doc({"customer_id": "c-2", "state_version": 1})) == {}
 
