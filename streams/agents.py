@@ -31,6 +31,7 @@ class Throughput:
         self.total = BatchStats()
         self.last_report = time.monotonic()
         self.last_events = 0
+        self.batches = 0
 
     def add(self, s: BatchStats) -> None:
         t = self.total
@@ -42,17 +43,21 @@ class Throughput:
         t.resent += s.resent
         t.conflicts += s.conflicts
         t.round_trips += s.round_trips
+        self.batches += 1
         now = time.monotonic()
         if now - self.last_report >= REPORT_EVERY_S:
             rate = (t.events - self.last_events) / (now - self.last_report)
             log.info(
-                "events %d (%.0f/s) applied %d duplicates %d dead-lettered %d changes %d",
+                "events %d (%.0f/s) applied %d duplicates %d dead-lettered %d changes %d "
+                "batches %d redis round trips %d",
                 t.events,
                 rate,
                 t.applied,
                 t.duplicates,
                 t.deadletters,
                 t.changes,
+                self.batches,
+                t.round_trips,
             )
             self.last_report, self.last_events = now, t.events
 

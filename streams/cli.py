@@ -235,7 +235,9 @@ def customer(customer_id: str, as_json: bool) -> None:
     )
     if doc is None:
         raise click.ClickException(f"no state for customer {customer_id!r}")
-    state = CustomerState.from_doc(orjson.loads(doc))
+    from .store import load_doc
+
+    state = CustomerState.from_doc(load_doc(doc) or {})
     out = customer_view(state)
     if as_json:
         click.echo(json.dumps(out, indent=2))
@@ -449,6 +451,53 @@ def watch(duration: float | None, from_beginning: bool, quiet: bool) -> None:
     top = ", ".join(f"{k} {v}" for k, v in by_dimension.most_common())
     click.echo(f"segment changes seen: {sum(seen.values())} ({top or 'none'})")
     sys.stdout.flush()
+
+
+@main.command()
+@click.option("--events", default=100_000, show_default=True, help="Pre-filled events.")
+@click.option("--customers", default=10_000, show_default=True, help="Customers in them.")
+@click.option(
+    "--rates", default="1000,5000", show_default=True, help="Offered rates for latency (ev/s)."
+)
+@click.option("--seconds", default=20.0, show_default=True, help="Seconds at each rate.")
+@click.option(
+    "--online-retail",
+    type=click.Path(path_type=Path),
+    default=Path("../shared/data/online_retail_2010-12-01_to_2011-06-30.csv.gz"),
+    show_default=True,
+    help="Online Retail file to time a replay of (skipped if missing).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("docs/benchmarks.md"),
+    show_default=True,
+    help="Where the report goes.",
+)
+def bench(
+    events: int, customers: int, rates: str, seconds: float, online_retail: Path, out: Path
+) -> None:
+    """Measure throughput against a no-op Faust baseline, latency, timers and memory."""
+    from . import bench as b
+
+    settings = _settings()
+    log_dir = settings.cache_dir / "bench" / time.strftime("%Y%m%d-%H%M%S")
+    click.echo(f"logs in {log_dir}")
+    res = b.run(
+        settings,
+        events=events,
+        customers=customers,
+        rates=[int(r) for r in rates.split(",") if r.strip()],
+        seconds=seconds,
+        online_retail=online_retail,
+        log_dir=log_dir,
+        say=click.echo,
+    )
+    report = b.render(res, b.machine())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    click.echo(report)
+    click.echo(f"written to {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

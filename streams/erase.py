@@ -43,6 +43,7 @@ from .keys import (
     timers_key,
 )
 from .settings import Settings
+from .store import load_doc
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def plan_erase(
     state: CustomerState | None = None
     if doc:
         try:
-            raw = dict(orjson.loads(doc))
+            raw = load_doc(doc) or {}
             state = CustomerState.from_doc(dict(raw))
         except Exception:  # a corrupt document is still erased, just without histograms
             log.warning("erase %s: stored state unreadable; erasing the keys anyway", customer_id)

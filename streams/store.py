@@ -9,6 +9,7 @@ recomputes. Misses cost one more round trip, a pipelined read, once per customer
 
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -65,7 +66,7 @@ for i, w in ipairs(writes) do
       redis.call('EXPIRE', KEYS[w.ek], retention)
     end
     local new = tonumber(rev) + 1
-    redis.call('HSET', skey, 'doc', w.d, 'rev', new)
+    redis.call('HSET', skey, 'doc', ARGV[w.d], 'rev', new)
     if w.o then
       local okey = KEYS[w.ok]
       for _, entry in ipairs(w.o) do redis.call('RPUSH', okey, entry) end
@@ -95,6 +96,8 @@ return out
 """
 
 OUTBOX_KEEP = 16
+#: Position in ARGV of the first state document.
+DOCS_ARGV = 5
 
 
 @dataclass(slots=True)
@@ -217,14 +220,16 @@ class StateStore:
             return slot[key]
 
         batch = []
+        docs: list[bytes] = []  # ARGV[5...]: binary-safe, outside the JSON
         for w in writes:
             cid = w.customer_id
             item: dict[str, Any] = {
                 "c": cid,
                 "s": ref(state_key(self.prefix, cid)),
                 "r": str(w.expected_rev),
-                "d": _encode(w.state).decode(),
+                "d": DOCS_ARGV + len(docs),
             }
+            docs.append(_encode(w.state))
             if w.ids:
                 item["ek"] = ref(ids_key(self.prefix, cid))
                 item["e"] = [str(i) for i in w.ids]  # strings: cjson would round big ints
@@ -252,7 +257,7 @@ class StateStore:
             registry = ref(index_registry_key(self.prefix))
             await self._commit(  # queues onto the pipeline; no round trip here
                 keys=keys,
-                args=[orjson.dumps(batch), OUTBOX_KEEP, registry, self.dedupe_retention_s],
+                args=[orjson.dumps(batch), OUTBOX_KEEP, registry, self.dedupe_retention_s, *docs],
                 client=pipe,
             )
         results = await pipe.execute()
@@ -342,10 +347,22 @@ class StateStore:
 
 
 def _encode(state: CustomerState) -> bytes:
-    return orjson.dumps(state.to_doc())
+    """The stored document: JSON, zlib-compressed (level 1), about half the bytes for
+    ~30 us a write; memory per customer is what a Redis-backed state pays for."""
+    return zlib.compress(orjson.dumps(state.to_doc()), 1)
+
+
+def load_doc(raw: bytes | str | None) -> dict[str, Any] | None:
+    """A stored document as a dict: compressed, or plain JSON (older writes)."""
+    if not raw:
+        return None
+    if isinstance(raw, str):
+        raw = raw.encode("latin-1")
+    if raw[:1] != b"{":
+        raw = zlib.decompress(raw)
+    return dict(orjson.loads(raw))
 
 
 def _decode(doc: bytes | str | None) -> CustomerState | None:
-    if not doc:
-        return None
-    return CustomerState.from_doc(orjson.loads(doc))
+    raw = load_doc(doc)
+    return None if raw is None else CustomerState.from_doc(raw)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
-import orjson
 import redis
 from kafka import KafkaConsumer, TopicPartition
 from tqdm import tqdm
@@ -18,6 +17,7 @@ from segmenters.verify import Report, cluster_agreement, compare
 from .keys import state_key
 from .pipeline import Record, parse_record
 from .settings import Settings
+from .store import load_doc
 from .timers import partition_clock
 from .topics import INPUTS
 
@@ -94,7 +94,7 @@ def stored_states(settings: Settings, customers: list[str]) -> dict[str, Custome
             pipe.hget(state_key(settings.key_prefix, cid), "doc")
         for cid, doc in zip(chunk, pipe.execute(), strict=True):
             if doc is not None:
-                out[cid] = CustomerState.from_doc(orjson.loads(doc))
+                out[cid] = CustomerState.from_doc(load_doc(doc) or {})
     return out
 
 

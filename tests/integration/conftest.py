@@ -27,6 +27,7 @@ from segmenters.core import Source
 from segmenters.events import parse_event
 from streams.keys import state_key
 from streams.settings import Settings
+from streams.store import load_doc
 from streams.topics import TOPIC_OF_TYPE, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,7 +176,7 @@ class Deployment:
 
     def state(self, customer_id: str) -> dict[str, Any] | None:
         doc = self.redis.hget(state_key(self.settings.key_prefix, customer_id), "doc")
-        return None if doc is None else orjson.loads(doc)
+        return load_doc(doc)
 
     def wait_applied(self, expected: dict[str, int], timeout: float = 60) -> None:
         """Wait until each customer's state counts ``expected[customer]`` applied events."""
