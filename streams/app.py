@@ -10,6 +10,7 @@ from typing import Any
 import faust
 import redis.asyncio as aioredis
 
+from .actions import register_actions
 from .agents import register_agents, register_trainer
 from .erase import register_erasures
 from .pipeline import BatchProcessor
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> faust.App:
     register_agents(app, settings, processor)
     register_trainer(app, settings, TrainerService(settings, store))
     register_erasures(app, settings, store.forget)
+    register_actions(app, settings, client)
     inputs = {settings.topic(name) for name in INPUTS}
 
     def assigned() -> list[int]:

@@ -180,6 +180,13 @@ def worker() -> None:
             parse_segments(settings.segments_file.read_text())
         except (OSError, SegmentConfigError) as exc:
             raise click.ClickException(f"{settings.segments_file}: {exc}") from None
+    if settings.actions_file is not None:  # likewise the retention policy
+        from segmenters.policy import PolicyError, load_policy
+
+        try:
+            load_policy(settings.actions_file.read_text())
+        except (OSError, PolicyError) as exc:
+            raise click.ClickException(f"{settings.actions_file}: {exc}") from None
     ensure_topics(settings)
     app = create_app(settings)
     faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
@@ -292,6 +299,77 @@ def segments_sizes(history: int) -> None:
         at = iso(float(fields.pop(b"at")))
         top = ", ".join(f"{k.decode()} {v.decode()}" for k, v in list(fields.items())[:6])
         click.echo(f"{at}  {top} ...")
+
+
+@main.group()
+def actions() -> None:
+    """Retention actions: the policy file and the uplift report (docs/actions.md)."""
+
+
+@actions.command("check")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def actions_check(path: Path) -> None:
+    """Validate a retention policy file; errors name the line."""
+    from segmenters.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(path.read_text())
+    except PolicyError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+    click.echo(
+        f"{path}: version {policy.version}, experiment {policy.experiment}, "
+        f"{len(policy.actions)} action(s), {len(policy.rules)} rule(s) OK"
+    )
+    for a in sorted(policy.actions.values(), key=lambda a: (-a.priority, a.id)):
+        target = f"template {a.template}" if a.template else f"audience {a.audience}"
+        click.echo(
+            f"  {a.id:<28} {target:<30} priority {a.priority:<4} holdout {a.holdout:.0%}"
+            f"  cooldown {a.cooldown_s / 3600:g} h  delay {a.delay_s:g} s"
+        )
+    for r in policy.rules:
+        click.echo(
+            f"  {r.dimension}: {r.previous or '*'} -> {r.current}  =>  {', '.join(r.actions)}"
+        )
+
+
+@actions.command("report")
+@click.option("--experiment", help="Experiment id (default: the policy's).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def actions_report(experiment: str | None, as_json: bool) -> None:
+    """Per action: treated vs control customers, conversion and revenue per customer in
+    the policy's conversion window, the differences with 95% CI, suppressions by reason."""
+    import dataclasses
+
+    import redis
+
+    from segmenters.policy import DEFAULT_POLICY, PolicyError, load_policy
+    from segmenters.uplift import render
+
+    from .actions import report_data
+
+    settings = _settings()
+    policy = DEFAULT_POLICY
+    if settings.actions_file is not None:
+        try:
+            policy = load_policy(settings.actions_file.read_text())
+        except (OSError, PolicyError) as exc:
+            raise click.ClickException(f"{settings.actions_file}: {exc}") from None
+    data = report_data(redis.Redis.from_url(settings.redis_url), settings, policy, experiment)
+    results = data.results()
+    if as_json:
+        out = {
+            "experiment": data.experiment,
+            "conversion_window_s": data.window_s,
+            "actions": [dataclasses.asdict(r) for r in results],
+        }
+        click.echo(json.dumps(out, indent=2))
+        return
+    days = data.window_s / 86400
+    click.echo(
+        f"experiment {data.experiment}: {len(data.assignments)} assignment(s), "
+        f"conversion window {days:g} day(s)"
+    )
+    click.echo(render(results) if results else "no decisions recorded yet")
 
 
 @main.command()

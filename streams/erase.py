@@ -34,6 +34,9 @@ from segmenters.rfm import histogram_buckets as rfm_buckets
 from segmenters.state import CustomerState
 
 from .keys import (
+    actions_due_key,
+    actions_key,
+    assigned_key,
     customer_keys,
     index_key,
     index_registry_key,
@@ -62,6 +65,7 @@ local deleted, left = 0, 0
 for _, i in ipairs(plan.del) do deleted = deleted + redis.call('DEL', KEYS[i]) end
 for _, i in ipairs(plan.srem) do left = left + redis.call('SREM', KEYS[i], cid) end
 for _, i in ipairs(plan.zrem) do left = left + redis.call('ZREM', KEYS[i], cid) end
+for _, i in ipairs(plan.hdel or {}) do left = left + redis.call('HDEL', KEYS[i], cid) end
 for _, h in ipairs(plan.hist) do
   local n = tonumber(redis.call('HGET', KEYS[h[1]], h[2]) or '0')
   if n > 1 then redis.call('HINCRBY', KEYS[h[1]], h[2], -1)
@@ -113,6 +117,7 @@ def plan_erase(
     doc: bytes | None,
     registry: list[str],
     partitions: int,
+    actions_doc: bytes | None = None,
 ) -> Plan:
     """The keys and arguments of one erase script call (pure: no Redis here)."""
     keys: list[str] = []
@@ -145,11 +150,20 @@ def plan_erase(
             parts.add(int(tail))
     srem = [ref(k) for k in sorted(sets)] + [ref(members_key(prefix, p)) for p in sorted(parts)]
     zrem = [ref(timers_key(prefix, p)) for p in sorted(parts)]
+    zrem += [ref(actions_due_key(prefix, p)) for p in sorted(parts)]
+    hdel = []  # the customer's first assignments in the uplift records (docs/actions.md)
+    try:
+        first = dict(orjson.loads(actions_doc)).get("first", {}) if actions_doc else {}
+        for experiment, assigned in first.items():
+            hdel += [ref(assigned_key(prefix, experiment, a)) for a in sorted(assigned)]
+    except Exception:  # an unreadable document is still deleted, with its records kept
+        log.warning("erase %s: actions document unreadable; its records stay", customer_id)
     hist = sorted(rfm_buckets(state).items())
     plan = {
         "del": delete,
         "srem": srem,
         "zrem": zrem,
+        "hdel": hdel,
         "hist": [[ref(rfm_key(prefix, h)), str(b)] for h, b in hist],
     }
     return Plan(keys, [rev, customer_id, orjson.dumps(plan)], hist)
@@ -165,6 +179,7 @@ def _reads(client: Any, prefix: str, customer_id: str) -> Any:
     pipe = client.pipeline(transaction=False)
     pipe.hmget(state_key(prefix, customer_id), "rev", "doc")
     pipe.smembers(index_registry_key(prefix))
+    pipe.hget(actions_key(prefix, customer_id), "doc")
     return pipe
 
 
@@ -183,7 +198,7 @@ def erase_sync(client: Any, settings: Settings, customer_id: str) -> EraseResult
     prefix = settings.key_prefix
     script = client.register_script(ERASE_LUA)
     for _ in range(MAX_ATTEMPTS):
-        (rev_raw, doc), registry = _reads(client, prefix, customer_id).execute()
+        (rev_raw, doc), registry, actions = _reads(client, prefix, customer_id).execute()
         rev = _decode(rev_raw)
         plan = plan_erase(
             prefix,
@@ -192,6 +207,7 @@ def erase_sync(client: Any, settings: Settings, customer_id: str) -> EraseResult
             doc,
             sorted(_decode(m) for m in registry),
             settings.topic_partitions,
+            actions,
         )
         reply = script(keys=plan.keys, args=plan.args)
         if int(reply[0]) == 1:
@@ -204,7 +220,7 @@ async def erase_async(client: Any, settings: Settings, customer_id: str) -> Eras
     prefix = settings.key_prefix
     script = client.register_script(ERASE_LUA)
     for _ in range(MAX_ATTEMPTS):
-        (rev_raw, doc), registry = await _reads(client, prefix, customer_id).execute()
+        (rev_raw, doc), registry, actions = await _reads(client, prefix, customer_id).execute()
         rev = _decode(rev_raw)
         plan = plan_erase(
             prefix,
@@ -213,6 +229,7 @@ async def erase_async(client: Any, settings: Settings, customer_id: str) -> Eras
             doc,
             sorted(_decode(m) for m in registry),
             settings.topic_partitions,
+            actions,
         )
         reply = await script(keys=plan.keys, args=plan.args)
         if int(reply[0]) == 1:

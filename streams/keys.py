@@ -65,10 +65,48 @@ def model_key(prefix: str) -> str:
     return f"{prefix}:model:behaviour"
 
 
+def actions_key(prefix: str, customer_id: str) -> str:
+    """Hash of the actions service: ``rev`` and ``doc`` (action state, first assignments,
+    purchases; docs/actions.md)."""
+    return f"{prefix}:{{{customer_id}}}:actions"
+
+
+def actions_outbox_key(prefix: str, customer_id: str) -> str:
+    """Action messages written but not yet confirmed delivered."""
+    return f"{prefix}:{{{customer_id}}}:actions:outbox"
+
+
+def actions_due_key(prefix: str, partition: int) -> str:
+    """Due index of delayed actions of one partition: customer -> due time."""
+    return f"{prefix}:act:due:{partition}"
+
+
+def actions_clock_key(prefix: str) -> str:
+    """Hash partition -> latest ``changed_at`` the actions service has seen."""
+    return f"{prefix}:act:clock"
+
+
+def assigned_key(prefix: str, experiment: str, action: str) -> str:
+    """Hash customer -> ``"<group> <at>"``: first assignment of each customer to an action."""
+    return f"{prefix}:act:{experiment}:assigned:{action}"
+
+
+def suppressed_key(prefix: str, experiment: str) -> str:
+    """Hash ``"<action> <reason>"`` -> count of suppressed decisions."""
+    return f"{prefix}:act:{experiment}:suppressed"
+
+
+def experiment_actions_key(prefix: str, experiment: str) -> str:
+    """Set of the action ids with decision records in an experiment (for the report)."""
+    return f"{prefix}:act:{experiment}:actions"
+
+
 def customer_keys(prefix: str, customer_id: str) -> list[str]:
     """Every per-customer key (for look-ups and erase)."""
     return [
         state_key(prefix, customer_id),
         outbox_key(prefix, customer_id),
         ids_key(prefix, customer_id),
+        actions_key(prefix, customer_id),
+        actions_outbox_key(prefix, customer_id),
     ]

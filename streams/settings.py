@@ -95,6 +95,22 @@ class Settings(BaseSettings):
         None, description="TOML file of custom segments, reloaded when it changes."
     )
 
+    actions_enabled: bool = Field(
+        True, description="Run the retention-actions agent (segment changes -> actions.*)."
+    )
+    actions_file: Path | None = Field(
+        None,
+        description="TOML retention policy (docs/actions.md), reloaded when it changes; "
+        "unset: the packaged defaults (config/actions.toml).",
+    )
+    actions_batch_size: int = Field(500, ge=1, description="Most messages per actions batch.")
+    actions_keep_purchases_s: float = Field(
+        2 * 86400.0,
+        ge=0,
+        description="Purchases outside every conversion window are kept this long, for "
+        "assignments still on their way (segments.changes lags the purchases).",
+    )
+
     web_enabled: bool = True
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)

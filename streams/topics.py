@@ -28,6 +28,8 @@ CHANGES = "segments.changes"
 FEATURES = "segments.features"
 #: Compacted: a tombstone (key ``customer_id``, no value) per erased customer.
 ERASED = "customers.erased"
+#: Retention actions, one topic per channel, keyed by customer (docs/actions.md).
+ACTION_TOPICS = ("actions.email", "actions.ads", "actions.push", "actions.webhook")
 
 #: Topic configs other than the broker's defaults.
 TOPIC_CONFIGS = {ERASED: {"cleanup.policy": "compact"}}
@@ -43,7 +45,9 @@ TOPIC_OF_TYPE = {
 
 
 def all_topics(settings: Settings) -> list[str]:
-    return [settings.topic(t) for t in (*INPUTS, DEADLETTER, CHANGES, FEATURES, ERASED)]
+    return [
+        settings.topic(t) for t in (*INPUTS, DEADLETTER, CHANGES, FEATURES, ERASED, *ACTION_TOPICS)
+    ]
 
 
 def ensure_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:

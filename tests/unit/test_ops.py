@@ -12,7 +12,15 @@ import pytest
 from segmenters.rfm import histogram_buckets
 from segmenters.state import CustomerState
 from streams.erase import plan_erase, rfm_buckets
-from streams.keys import customer_keys, index_key, members_key, rfm_key, timers_key
+from streams.keys import (
+    actions_due_key,
+    assigned_key,
+    customer_keys,
+    index_key,
+    members_key,
+    rfm_key,
+    timers_key,
+)
 from streams.pipeline import _histogram_ops
 from streams.settings import Settings
 from streams.web import WebContext, readiness, register_web
@@ -58,10 +66,25 @@ def test_erase_plan_covers_keys_indexes_partitions_and_histograms() -> None:
         index_key("p", "custom:vip", "member"),
         *(members_key("p", n) for n in (0, 1, 2, 3, 6)),  # 6: from the stored offsets
     }
-    assert named(body["zrem"]) == {timers_key("p", n) for n in (0, 1, 2, 3, 6)}
+    assert named(body["zrem"]) == {
+        *(timers_key("p", n) for n in (0, 1, 2, 3, 6)),
+        *(actions_due_key("p", n) for n in (0, 1, 2, 3, 6)),
+    }
+    assert body["hdel"] == []
     assert {(keys[i - 1], b) for i, b in body["hist"]} == {
         (rfm_key("p", h), str(b)) for h, b in rfm_buckets(CustomerState.from_doc(DOC)).items()
     }
+
+
+def test_erase_plan_removes_the_customers_uplift_records() -> None:
+    actions = orjson.dumps(
+        {"state": {"customer_id": "c-1"}, "first": {"e1": {"email/x": ["control", 1.0]}}}
+    )
+    plan = plan_erase("p", "c-1", "3", orjson.dumps(DOC), [], partitions=1, actions_doc=actions)
+    body = orjson.loads(plan.args[2])
+    assert [plan.keys[i - 1] for i in body["hdel"]] == [assigned_key("p", "e1", "email/x")]
+    bad = plan_erase("p", "c-1", "3", None, [], partitions=1, actions_doc=b"{oops")
+    assert orjson.loads(bad.args[2])["hdel"] == []
 
 
 def test_erase_plan_without_state_or_with_a_corrupt_one() -> None:

@@ -1,0 +1,119 @@
+"""What the actions shell keeps per customer besides its :class:`~actions.ActionState`.
+
+Pure helpers for ``streams/actions.py``: the customer's key features for a message, its
+current segments for the re-check of delayed actions, its first assignment to each action
+(per experiment), and the purchases the uplift report needs.
+
+Purchases are kept so that the report is exact even when a purchase is read before the
+segment change that assigned the customer (the two arrive on different topics, and
+``segments.changes`` lags the input topics): a purchase is kept while it is recent
+(``keep_s``, for assignments still to come) or while it falls in the conversion window of
+one of the customer's first assignments (then it counts in the report and is kept).
+
+>>> doc = ActionDoc.from_doc(None, "c-1")
+>>> doc.add_purchase("o-1", 100.0, 20.0), doc.add_purchase("o-1", 100.0, 20.0)
+(True, False)
+>>> doc.assign("exp", "email/x", "treated", 50.0), doc.assign("exp", "email/x", "control", 60.0)
+(True, False)
+>>> doc.prune(now=10 * 86400.0, window_s=86400.0, keep_s=3600.0)
+>>> doc.buys, doc.first
+([['o-1', 100.0, 20.0]], {'exp': {'email/x': ['treated', 50.0]}})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .actions import ActionState, Feature
+from .state import CustomerState
+
+#: Purchases kept per customer at most (newest win), whatever the windows say.
+MAX_PURCHASES = 200
+
+
+def customer_features(state: CustomerState | None) -> dict[str, Feature]:
+    """The customer's key features, as a message carries them (scalars only).
+
+    >>> s = CustomerState("c-1", orders=2, revenue=59.8, last_order_at=1.0e9,
+    ...                   cart={"A": [2, 10.0, []]})
+    >>> customer_features(s)["cart_value"], customer_features(None)
+    (20.0, {})
+    """
+    if state is None:
+        return {}
+    return {
+        "orders": state.orders,
+        "revenue": round(state.revenue, 2),
+        "refunded": round(state.refunded, 2),
+        "last_order_at": state.last_order_at,
+        "first_seen": state.first_seen,
+        "last_seen": state.last_seen,
+        "cart_items": state.cart_items,
+        "cart_value": state.cart_value,
+        "country": state.geo.get("country"),
+        "language": state.profile.get("language"),
+    }
+
+
+def current_segments(state: CustomerState | None) -> dict[str, str | None]:
+    """Dimension -> the customer's segment now (for :func:`actions.due`'s re-check)."""
+    if state is None:
+        return {}
+    return {dim: state.segment(dim) for dim in state.segments}
+
+
+@dataclass(slots=True)
+class ActionDoc:
+    """The stored per-customer document of the actions service."""
+
+    state: ActionState
+    #: experiment -> action id -> [group, at]: the customer's first assignment to each.
+    first: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    #: Purchases as [order_id, at, amount], oldest first.
+    buys: list[list[Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any] | None, customer_id: str) -> ActionDoc:
+        if not doc:
+            return cls(ActionState(customer_id))
+        return cls(
+            ActionState.from_doc(doc["state"]),
+            {e: {a: list(v) for a, v in m.items()} for e, m in doc.get("first", {}).items()},
+            [list(b) for b in doc.get("buys", [])],
+        )
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"state": self.state.to_doc()}
+        if self.first:
+            doc["first"] = self.first
+        if self.buys:
+            doc["buys"] = self.buys
+        return doc
+
+    def add_purchase(self, order_id: str, at: float, amount: float) -> bool:
+        """Record a purchase once per order id; False if it was known (a redelivery)."""
+        if any(b[0] == order_id for b in self.buys):
+            return False
+        self.buys.append([order_id, at, amount])
+        self.buys.sort(key=lambda b: (b[1], b[0]))
+        return True
+
+    def assign(self, experiment: str, action: str, group: str, at: float) -> bool:
+        """Record the first assignment to ``action``; False if there was one already."""
+        mine = self.first.setdefault(experiment, {})
+        if action in mine:
+            return False
+        mine[action] = [group, at]
+        return True
+
+    def prune(self, *, now: float, window_s: float, keep_s: float) -> None:
+        """Drop purchases no report can need: older than ``now - keep_s`` and in no
+        first assignment's conversion window ``(at, at + window_s]``."""
+        starts = [float(v[1]) for m in self.first.values() for v in m.values()]
+
+        def needed(at: float) -> bool:
+            return at > now - keep_s or any(s < at <= s + window_s for s in starts)
+
+        self.buys = [b for b in self.buys if needed(float(b[1]))][-MAX_PURCHASES:]

@@ -1,0 +1,763 @@
+"""The actions agent: segment changes in, retention actions out (docs/actions.md).
+
+One agent reads ``segments.changes`` and ``events.purchase``. Both have the input topics'
+key and partition count, so Faust's co-partitioning hands partition *n* of both to the
+owner of input partition *n*: a customer's action state has one writer. A batch costs one
+pipelined read (action states not in memory, and the customer states of the customers
+with a change, read-only) and one Lua call, in the order ``pipeline.py`` uses:
+
+1. the new action state, its outbox of messages, the decision records (first assignments,
+   suppression counts) and the due index are written atomically per customer, with a
+   compare-and-set on the state's revision;
+2. the messages are sent to ``actions.<channel>`` and the broker's acks awaited; the
+   outboxes are emptied in the next round trip;
+3. Faust commits the offsets.
+
+A change redelivered after 1 gets ``duplicate`` from :func:`segmenters.actions.plan` (its
+idempotency keys are in the state) and no second message; a worker that loads a customer
+from Redis first re-sends what its outbox still holds, under the same idempotency keys.
+
+Time is event time: a change is decided at its ``changed_at``, delayed actions come due
+by a per-partition clock (the latest ``changed_at`` seen; in ``live`` mode at least the
+wall clock), and purchases count at their ``occurred_at``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+from pydantic import ValidationError
+
+from segmenters.actions import Decision, consent_of, due, next_due, plan
+from segmenters.attribution import ActionDoc, current_segments, customer_features
+from segmenters.changes import SegmentChange
+from segmenters.events import InvalidEvent, parse_event
+from segmenters.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
+from segmenters.state import CustomerState
+from segmenters.uplift import ActionUplift, Assignment, Group, Purchase, uplift
+
+from .keys import (
+    actions_clock_key,
+    actions_due_key,
+    actions_key,
+    actions_outbox_key,
+    assigned_key,
+    experiment_actions_key,
+    state_key,
+    suppressed_key,
+)
+from .pipeline import Record
+from .settings import Settings
+from .topics import ACTION_TOPICS, CHANGES, PURCHASE
+
+log = logging.getLogger(__name__)
+
+#: Sends one message to a topic; returns an awaitable that resolves once the broker has it.
+SendTo = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
+MAX_CONFLICT_RETRIES = 5
+OUTBOX_TTL_S = 7 * 86400
+REPORT_EVERY_S = 10.0
+#: Suppression reasons that are not a guard's verdict and stay out of the report.
+UNCOUNTED = frozenset({"duplicate"})
+
+#: Writes a batch atomically, customer by customer: the action doc only if its stored
+#: revision is the one computed from (compare-and-set), then, only then, its outbox,
+#: decision records and due entry. ARGV[1]: the batch as JSON (see ``ActionStore.commit``).
+COMMIT_LUA = """
+local writes = cjson.decode(ARGV[1])
+local out = {}
+for i, w in ipairs(writes) do
+  local skey = KEYS[w.s]
+  local rev = redis.call('HGET', skey, 'rev') or '0'
+  if rev ~= w.r then
+    out[i] = {0, rev}
+  else
+    local new = tonumber(rev) + 1
+    redis.call('HSET', skey, 'doc', w.d, 'rev', new)
+    if w.o then
+      for _, entry in ipairs(w.o) do redis.call('RPUSH', KEYS[w.ok], entry) end
+      redis.call('EXPIRE', KEYS[w.ok], tonumber(ARGV[2]))
+    end
+    if w.a then
+      for _, a in ipairs(w.a) do
+        redis.call('HSETNX', KEYS[a[1]], w.c, a[2])
+        redis.call('SADD', KEYS[a[3]], a[4])
+      end
+    end
+    if w.x then
+      for _, x in ipairs(w.x) do
+        redis.call('HINCRBY', KEYS[x[1]], x[2], 1)
+        redis.call('SADD', KEYS[x[3]], x[4])
+      end
+    end
+    if w.t then
+      if w.due then redis.call('ZADD', KEYS[w.t], w.due, w.c)
+      else redis.call('ZREM', KEYS[w.t], w.c) end
+    end
+    out[i] = {1, tostring(new)}
+  end
+end
+return out
+"""
+
+
+@dataclass(slots=True)
+class Loaded:
+    rev: int
+    doc: ActionDoc
+    #: Outbox entries not confirmed delivered (only on a load from Redis).
+    unsent: list[bytes] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Write:
+    customer_id: str
+    expected_rev: int
+    doc: ActionDoc
+    partition: int | None
+    decisions: list[Decision]
+    experiment: str
+    due: float | None = None
+    #: Outbox entries: {"topic": "actions.email", "value": <message JSON>}.
+    outbox: list[bytes] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ActionStats:
+    changes: int = 0
+    purchases: int = 0
+    invalid: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    sent: int = 0
+    resent: int = 0
+    conflicts: int = 0
+    due: int = 0
+
+
+class ActionStore:
+    """Action docs in Redis: a worker cache, batched loads and compare-and-set writes."""
+
+    def __init__(self, client: Any, *, prefix: str, cache_size: int) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Loaded] = OrderedDict()
+        self._commit = client.register_script(COMMIT_LUA)
+        self._delivered: set[str] = set()
+        self.round_trips = 0
+
+    def forget(self, customer_ids: Iterable[str] | None = None) -> None:
+        if customer_ids is None:
+            self._cache.clear()
+        else:
+            for cid in customer_ids:
+                self._cache.pop(cid, None)
+
+    def _remember(self, cid: str, loaded: Loaded) -> None:
+        if self.cache_size <= 0:
+            return
+        self._cache[cid] = loaded
+        self._cache.move_to_end(cid)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def delivered(self, customer_ids: Iterable[str]) -> None:
+        """These customers' messages reached Kafka: their outboxes go in the next round trip."""
+        self._delivered.update(customer_ids)
+
+    def _flush_delivered(self, pipe: Any) -> int:
+        n = len(self._delivered)
+        for cid in self._delivered:
+            pipe.delete(actions_outbox_key(self.prefix, cid))
+        self._delivered.clear()
+        return n
+
+    async def load(
+        self, customer_ids: Iterable[str], profiles: Iterable[str] = ()
+    ) -> tuple[dict[str, Loaded], dict[str, CustomerState | None]]:
+        """Action docs (memory first, the rest read) and, read-only, the customer states of
+        ``profiles``: one pipelined round trip, none if everything is in memory."""
+        found: dict[str, Loaded] = {}
+        missing = []
+        for cid in customer_ids:
+            hit = self._cache.get(cid)
+            if hit is None:
+                missing.append(cid)
+            else:
+                found[cid] = hit
+        wanted = list(dict.fromkeys(profiles))
+        if not missing and not wanted:
+            return found, {}
+        pipe = self.client.pipeline(transaction=False)
+        for cid in missing:
+            pipe.hmget(actions_key(self.prefix, cid), "rev", "doc")
+            pipe.lrange(actions_outbox_key(self.prefix, cid), 0, -1)
+        for cid in wanted:
+            pipe.hget(state_key(self.prefix, cid), "doc")
+        rows = await pipe.execute()
+        self.round_trips += 1
+        for i, cid in enumerate(missing):
+            rev, raw = rows[2 * i]
+            doc = ActionDoc.from_doc(orjson.loads(raw) if raw else None, cid)
+            found[cid] = Loaded(int(rev or 0), doc, unsent=list(rows[2 * i + 1]))
+            self._remember(cid, Loaded(int(rev or 0), doc))
+        states = {
+            cid: (CustomerState.from_doc(orjson.loads(raw)) if raw else None)
+            for cid, raw in zip(wanted, rows[2 * len(missing) :], strict=True)
+        }
+        return found, states
+
+    async def commit(self, writes: list[Write]) -> set[str]:
+        """Write in one round trip; return the customers whose write lost (recompute them)."""
+        if not writes and not self._delivered:
+            return set()
+        pipe = self.client.pipeline(transaction=False)
+        cleared = self._flush_delivered(pipe)
+        keys: list[str] = []
+        slot: dict[str, int] = {}
+
+        def ref(key: str) -> int:
+            if key not in slot:
+                keys.append(key)
+                slot[key] = len(keys)
+            return slot[key]
+
+        batch = []
+        for w in writes:
+            cid = w.customer_id
+            item: dict[str, Any] = {
+                "c": cid,
+                "s": ref(actions_key(self.prefix, cid)),
+                "r": str(w.expected_rev),
+                "d": orjson.dumps(w.doc.to_doc()).decode(),
+            }
+            if w.outbox:
+                item["ok"] = ref(actions_outbox_key(self.prefix, cid))
+                item["o"] = [e.decode() for e in w.outbox]
+            assigned, suppressed = [], []
+            for d in w.decisions:
+                a = d.assignment()
+                if a is not None:
+                    assigned.append(
+                        [
+                            ref(assigned_key(self.prefix, d.experiment, d.action)),
+                            f"{a.group} {a.at!r}",
+                            ref(experiment_actions_key(self.prefix, d.experiment)),
+                            d.action,
+                        ]
+                    )
+                elif d.outcome == "suppressed" and d.reason not in UNCOUNTED:
+                    suppressed.append(
+                        [
+                            ref(suppressed_key(self.prefix, d.experiment)),
+                            f"{d.action} {d.reason}",
+                            ref(experiment_actions_key(self.prefix, d.experiment)),
+                            d.action,
+                        ]
+                    )
+            if assigned:
+                item["a"] = assigned
+            if suppressed:
+                item["x"] = suppressed
+            if w.partition is not None:
+                item["t"] = ref(actions_due_key(self.prefix, w.partition))
+                if w.due is not None:
+                    item["due"] = repr(w.due)
+            batch.append(item)
+        if batch:
+            await self._commit(keys=keys, args=[orjson.dumps(batch), OUTBOX_TTL_S], client=pipe)
+        results = await pipe.execute()
+        self.round_trips += 1
+        lost: set[str] = set()
+        for w, (ok, rev) in zip(writes, results[cleared] if batch else [], strict=True):
+            if int(ok) == 1:
+                self._remember(w.customer_id, Loaded(int(rev), w.doc))
+            else:
+                lost.add(w.customer_id)
+                self.forget([w.customer_id])
+        return lost
+
+    async def due_customers(self, clocks: dict[int, float], limit: int) -> dict[int, list[str]]:
+        """Customers with delayed actions due, per partition (and the pending outbox deletes)."""
+        pipe = self.client.pipeline(transaction=False)
+        cleared = self._flush_delivered(pipe)
+        parts = sorted(clocks)
+        for p in parts:
+            pipe.zrangebyscore(
+                actions_due_key(self.prefix, p), "-inf", clocks[p], start=0, num=limit
+            )
+        if not parts and not cleared:
+            return {}
+        rows = (await pipe.execute())[cleared:]
+        self.round_trips += 1
+        return {p: [c.decode() for c in row] for p, row in zip(parts, rows, strict=True)}
+
+
+class PolicySource:
+    """The policy in force: the packaged defaults, or a file reloaded when it changes."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.policy: Policy = DEFAULT_POLICY
+        self._mtime: float | None = None
+        if path is not None:
+            self.policy = load_policy(path.read_text())  # a bad file stops the start
+            self._mtime = path.stat().st_mtime
+            log.info("retention policy %s loaded: version %s", path, self.policy.version)
+
+    def reload(self) -> Policy:
+        """Load the file again if its mtime changed; a bad file keeps the previous policy."""
+        if self.path is None:
+            return self.policy
+        try:
+            mtime = self.path.stat().st_mtime
+            if mtime == self._mtime:
+                return self.policy
+            self._mtime = mtime
+            policy = load_policy(self.path.read_text())
+        except (OSError, PolicyError) as exc:
+            log.error(
+                "retention policy %s: %s (keeping version %s)", self.path, exc, self.policy.version
+            )
+            return self.policy
+        self.policy = policy
+        log.info(
+            "retention policy %s reloaded: version %s, %d action(s), %d rule(s)",
+            self.path,
+            policy.version,
+            len(policy.actions),
+            len(policy.rules),
+        )
+        return policy
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One input of a customer, in event-time order: a change, or a purchase."""
+
+    at: float
+    order: int
+    change: SegmentChange | None = None
+    purchase: tuple[str, float] | None = None  # (order_id, amount)
+
+
+class ActionsService:
+    """Decides and publishes actions; shared by the agent, the timer and the tests."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: ActionStore,
+        policy: PolicySource,
+        send: SendTo,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.policies = policy
+        self.send = send
+        self.wall = clock
+        self.changes_topic = settings.topic(CHANGES)
+        self.purchase_topic = settings.topic(PURCHASE)
+        #: Per partition of segments.changes, the latest ``changed_at`` seen.
+        self.watermarks: dict[int, float] = {}
+        self._clocks_loaded = False
+        self.lock = asyncio.Lock()
+        self.total = ActionStats()
+        self._last_report = time.monotonic()
+
+    @property
+    def policy(self) -> Policy:
+        return self.policies.policy
+
+    # --- the agent ---------------------------------------------------------------------
+    async def process(self, records: Sequence[Record]) -> ActionStats:
+        async with self.lock:
+            stats = ActionStats()
+            items: dict[str, list[_Item]] = {}
+            partition_of: dict[str, int] = {}
+            for n, r in enumerate(records):
+                item, cid = self._parse(r, n, stats)
+                if item is None or cid is None:
+                    continue
+                items.setdefault(cid, []).append(item)
+                if item.change is not None:
+                    partition_of[cid] = r.partition
+                    if item.at > self.watermarks.get(r.partition, float("-inf")):
+                        self.watermarks[r.partition] = item.at
+            for lst in items.values():
+                lst.sort(key=lambda i: (i.at, i.order))
+            await self._run(items, partition_of, None, stats)
+            self._add(stats)
+            return stats
+
+    def _parse(self, r: Record, n: int, stats: ActionStats) -> tuple[_Item | None, str | None]:
+        if r.value is None:
+            return None, None
+        if r.topic == self.purchase_topic:
+            try:
+                event = parse_event(r.value, max_bytes=self.settings.max_event_bytes)
+            except InvalidEvent:
+                return None, None  # the ingest agent dead-letters it
+            if event.type != "purchase":
+                return None, None
+            stats.purchases += 1
+            at = event.occurred_at.timestamp()
+            return _Item(at, n, purchase=(event.order_id, event.total)), event.customer_id
+        try:
+            change = SegmentChange.model_validate_json(r.value)
+        except ValidationError as exc:
+            stats.invalid += 1
+            log.error(
+                "skipping an unreadable segment change at %s/%d@%d: %s",
+                r.topic,
+                r.partition,
+                r.offset,
+                exc.errors(include_url=False)[:1],
+            )
+            return None, None
+        stats.changes += 1
+        return _Item(change.changed_at.timestamp(), n, change=change), change.customer_id
+
+    # --- delayed actions ----------------------------------------------------------------
+    async def fire_due(self, partitions: Iterable[int], limit: int = 1000) -> ActionStats:
+        """Decide the delayed actions due by each owned partition's clock."""
+        async with self.lock:
+            stats = ActionStats()
+            if not self._clocks_loaded:
+                raw = await self.store.client.hgetall(actions_clock_key(self.store.prefix))
+                for p, w in raw.items():
+                    self.watermarks.setdefault(int(p), float(w))
+                self._clocks_loaded = True
+            clocks = {}
+            for p in partitions:
+                wm = self.watermarks.get(p)
+                if self.settings.clock == "live":
+                    clocks[p] = self.wall() if wm is None else max(wm, self.wall())
+                elif wm is not None:
+                    clocks[p] = wm
+            found = await self.store.due_customers(clocks, limit)
+            for p, customers in found.items():
+                if customers:
+                    stats.due += len(customers)
+                    groups = {c: [_Item(clocks[p], 0)] for c in customers}
+                    await self._run(groups, dict.fromkeys(customers, p), clocks[p], stats)
+            self._add(stats)
+            return stats
+
+    async def save_clocks(self, partitions: Iterable[int]) -> None:
+        mine = {str(p): repr(w) for p, w in self.watermarks.items() if p in set(partitions)}
+        if mine:
+            await self.store.client.hset(actions_clock_key(self.store.prefix), mapping=mine)
+
+    # --- one round: load, decide, write, send ------------------------------------------
+    async def _run(
+        self,
+        items: dict[str, list[_Item]],
+        partition_of: dict[str, int],
+        due_at: float | None,
+        stats: ActionStats,
+    ) -> None:
+        policy = self.policy
+        profiles = [
+            c for c, lst in items.items() if due_at is not None or any(i.change for i in lst)
+        ]
+        loaded, states = await self.store.load(items, profiles)
+        unsent = {c: list(b.unsent) for c, b in loaded.items() if b.unsent}
+        todo = dict(items)
+        messages: list[tuple[str, bytes, bytes]] = []
+        for _attempt in range(MAX_CONFLICT_RETRIES + 1):
+            writes = [
+                self._decide(policy, cid, lst, loaded[cid], states.get(cid), partition_of, due_at)
+                for cid, lst in todo.items()
+            ]
+            writes = [w for w in writes if w is not None]
+            lost = await self.store.commit(writes)
+            for w in writes:
+                if w.customer_id in lost:
+                    continue
+                stats.outcomes.update(
+                    d.outcome if d.outcome != "suppressed" else d.reason for d in w.decisions
+                )
+                for entry in w.outbox:
+                    msg = orjson.loads(entry)
+                    messages.append((msg["topic"], w.customer_id.encode(), entry))
+            if not lost:
+                break
+            stats.conflicts += len(lost)
+            log.info("action state of %d customer(s) changed under us; recomputing", len(lost))
+            todo = {c: todo[c] for c in lost}
+            reloaded, _ = await self.store.load(lost)
+            loaded.update(reloaded)
+            for c, fresh in reloaded.items():
+                if fresh.unsent:
+                    unsent[c] = list(dict.fromkeys([*unsent.get(c, []), *fresh.unsent]))
+        else:
+            raise RuntimeError(f"action state kept changing under us for {sorted(todo)}")
+
+        acks = []
+        # What a crash left unsent goes first, under the idempotency keys it had.
+        for cid, entries in unsent.items():
+            for entry in entries:
+                msg = orjson.loads(entry)
+                acks.append(await self.send(msg["topic"], cid.encode(), _value(msg)))
+                stats.resent += 1
+        for topic, key, entry in messages:
+            acks.append(await self.send(topic, key, _value(orjson.loads(entry))))
+            stats.sent += 1
+        if acks:
+            await asyncio.gather(*acks)
+        self.store.delivered([*unsent, *(key.decode() for _, key, _ in messages)])
+
+    def _decide(
+        self,
+        policy: Policy,
+        cid: str,
+        items: list[_Item],
+        before: Loaded,
+        customer: CustomerState | None,
+        partition_of: dict[str, int],
+        due_at: float | None,
+    ) -> Write | None:
+        doc = ActionDoc(before.doc.state, dict(before.doc.first), list(before.doc.buys))
+        doc.first = {e: dict(m) for e, m in doc.first.items()}
+        state = doc.state
+        decisions: list[Decision] = []
+        consent = _consent(customer)
+        features = customer_features(customer)
+        latest = float("-inf")
+        changed = False
+        for item in items:
+            latest = max(latest, item.at)
+            if item.purchase is not None:
+                changed |= doc.add_purchase(item.purchase[0], item.at, item.purchase[1])
+                continue
+            if item.change is not None:
+                state, ds = plan(
+                    policy, item.change, state, now=item.at, consent=consent, features=features
+                )
+            else:  # a due-index visit: always written, so the index entry moves on
+                changed = True
+                state, ds = due(
+                    policy,
+                    state,
+                    now=item.at,
+                    current_segments=current_segments(customer),
+                    consent=consent,
+                    features=features,
+                )
+            decisions.extend(ds)
+            changed |= bool(ds)
+        for d in decisions:
+            a = d.assignment()
+            if a is not None:
+                doc.assign(d.experiment, d.action, a.group, a.at)
+        doc.state = state
+        doc.prune(
+            now=latest,
+            window_s=policy.conversion_window_s,
+            keep_s=self.settings.actions_keep_purchases_s,
+        )
+        if not changed:
+            return None
+        outbox = [
+            orjson.dumps(
+                {
+                    "topic": self.settings.topic(d.message.topic),
+                    "value": d.message.model_dump(mode="json"),
+                }
+            )
+            for d in decisions
+            if d.message is not None
+        ]
+        partition = partition_of.get(cid) if (decisions or due_at is not None) else None
+        return Write(
+            customer_id=cid,
+            expected_rev=before.rev,
+            doc=doc,
+            partition=partition,
+            decisions=decisions,
+            experiment=policy.experiment,
+            due=next_due(state),
+            outbox=outbox,
+        )
+
+    def _add(self, s: ActionStats) -> None:
+        t = self.total
+        t.changes += s.changes
+        t.purchases += s.purchases
+        t.invalid += s.invalid
+        t.outcomes.update(s.outcomes)
+        t.sent += s.sent
+        t.resent += s.resent
+        t.conflicts += s.conflicts
+        t.due += s.due
+        now = time.monotonic()
+        if now - self._last_report >= REPORT_EVERY_S and (s.changes or s.due or s.purchases):
+            self._last_report = now
+            top = ", ".join(f"{k} {v}" for k, v in sorted(t.outcomes.items()))
+            log.info(
+                "actions: changes %d purchases %d sent %d (%s)",
+                t.changes,
+                t.purchases,
+                t.sent,
+                top or "no decisions",
+            )
+
+
+def _value(msg: dict[str, Any]) -> bytes:
+    return orjson.dumps(msg["value"])
+
+
+def _consent(state: CustomerState | None) -> bool | None:
+    return None if state is None else consent_of(state.profile)
+
+
+# --- Faust wiring ------------------------------------------------------------------------
+def register_actions(app: Any, settings: Settings, client: Any) -> ActionsService | None:
+    """The actions agent (segments.changes + events.purchase) and its due-action timer."""
+    if not settings.actions_enabled:
+        return None
+    outputs = {
+        t: app.topic(settings.topic(t), key_serializer="raw", value_serializer="raw")
+        for t in ACTION_TOPICS
+    }
+    by_name = {settings.topic(t): topic for t, topic in outputs.items()}
+
+    async def send(topic: str, key: bytes, value: bytes) -> Awaitable[Any]:
+        return await by_name[topic].send(key=key, value=value)
+
+    service = ActionsService(
+        settings=settings,
+        store=ActionStore(client, prefix=settings.key_prefix, cache_size=settings.state_cache_size),
+        policy=PolicySource(settings.actions_file),
+        send=send,
+    )
+    source = app.topic(
+        settings.topic(CHANGES),
+        settings.topic(PURCHASE),
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
+    changes = settings.topic(CHANGES)
+
+    @app.agent(source, name=f"{settings.app_id}.actions", concurrency=1)
+    async def actions(stream: Any) -> None:
+        async for events in stream.take_events(
+            settings.actions_batch_size, within=settings.batch_window_s
+        ):
+            records = [
+                Record(
+                    e.message.topic,
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.key,
+                    e.message.value,
+                )
+                for e in events
+            ]
+            await _until_done(service, records)
+
+    def owned() -> list[int]:
+        return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == changes)
+
+    state = {"next_save": 0.0}
+
+    @app.timer(interval=settings.timer_interval_s, name=f"{settings.app_id}.actions_due")
+    async def fire_due_actions() -> None:
+        try:
+            service.policies.reload()
+            partitions = owned()
+            await service.fire_due(partitions, settings.timer_batch)
+            if time.monotonic() >= state["next_save"]:
+                state["next_save"] = time.monotonic() + 1.0
+                await service.save_clocks(partitions)
+        except Exception:  # retried at the next tick; never stop the worker
+            log.exception("due-action scan failed")
+
+    return service
+
+
+async def _until_done(service: ActionsService, records: list[Record]) -> ActionStats:
+    """Retry a failed batch with backoff (Faust acks a taken batch even when we raise)."""
+    delay = 0.2
+    while True:
+        try:
+            return await service.process(records)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("actions batch of %d failed; retrying in %.1f s", len(records), delay)
+            service.store.forget()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+# --- the report --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ReportData:
+    experiment: str
+    window_s: float
+    assignments: list[Assignment]
+    purchases: list[Purchase]
+    suppressions: list[tuple[str, str]]
+
+    def results(self) -> list[ActionUplift]:
+        return uplift(
+            self.assignments,
+            self.purchases,
+            window_s=self.window_s,
+            suppressions=self.suppressions,
+        )
+
+
+def report_data(
+    client: Any,
+    settings: Settings,
+    policy: Policy,
+    experiment: str | None = None,
+    chunk: int = 2000,
+) -> ReportData:
+    """The decision records and purchases of an experiment, read from Redis (sync client).
+
+    Cost: one read per action and per ``chunk`` assigned customers.
+    """
+    exp = experiment or policy.experiment
+    prefix = settings.key_prefix
+    actions = sorted(m.decode() for m in client.smembers(experiment_actions_key(prefix, exp)))
+    pipe = client.pipeline(transaction=False)
+    for a in actions:
+        pipe.hgetall(assigned_key(prefix, exp, a))
+    pipe.hgetall(suppressed_key(prefix, exp))
+    *rows, supp = pipe.execute()
+    assignments = []
+    for a, row in zip(actions, rows, strict=True):
+        for cid, value in row.items():
+            group, at = value.decode().split(" ")
+            assignments.append(Assignment(cid.decode(), a, cast(Group, group), float(at)))
+    suppressions = []
+    for k, n in supp.items():
+        action, reason = k.decode().rsplit(" ", 1)
+        suppressions.extend([(action, reason)] * int(n))
+    customers = sorted({a.customer_id for a in assignments})
+    purchases = []
+    for i in range(0, len(customers), chunk):
+        part = customers[i : i + chunk]
+        pipe = client.pipeline(transaction=False)
+        for cid in part:
+            pipe.hget(actions_key(prefix, cid), "doc")
+        for cid, raw in zip(part, pipe.execute(), strict=True):
+            if raw:
+                for _order, at, amount in orjson.loads(raw).get("buys", []):
+                    purchases.append(Purchase(cid, float(at), float(amount)))
+    return ReportData(exp, policy.conversion_window_s, assignments, purchases, suppressions)

@@ -1,0 +1,245 @@
+"""Retention actions on the real broker and Redis: exactly one action per change, and an
+uplift report that measures a known effect."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from segmenters.actions import holdout_draw
+from segmenters.changes import SegmentChange
+from segmenters.policy import load_policy
+from streams.actions import ActionsService, ActionStore, PolicySource, report_data
+from streams.keys import actions_key
+from streams.pipeline import Record
+from tests.integration.conftest import Deployment
+from tests.unit.factories import T0, Events
+
+DAY = 86400.0
+POLICY = """
+version = "test"
+experiment = "exp-{uid}"
+conversion_window_s = 604800
+
+[actions.email.abandoned_cart]
+template = "abandoned_cart_v1"
+cooldown_s = 3600
+holdout = 0.5
+
+[actions.ads.abandoned_cart]
+audience = "cart"
+holdout = 0.2
+
+[[rules]]
+dimension = "journey"
+current = "cart_abandoner"
+actions = ["email/abandoned_cart", "ads/abandoned_cart"]
+"""
+
+
+@pytest.fixture
+def shop(services, tmp_path):
+    policy = tmp_path / "actions.toml"
+    policy.write_text(POLICY.replace("{uid}", tmp_path.name[-12:]))
+    d = Deployment(
+        services, tmp_path, SEGSTREAM_TOPIC_PARTITIONS=1, SEGSTREAM_ACTIONS_FILE=str(policy)
+    )
+    d.policy_path = policy  # type: ignore[attr-defined]
+    yield d
+    d.close()
+
+
+def keys_on(d: Deployment, channel: str, **kw: Any) -> list[str]:
+    return [
+        orjson.loads(r.value)["idempotency_key"] for r in d.read_topic(f"actions.{channel}", **kw)
+    ]
+
+
+def test_replaying_the_same_events_twice_gives_each_action_once(shop):
+    d = shop
+    d.start_worker()
+    people = [Events(f"c-{i}") for i in range(12)]
+    clock = Events("c-clock")
+    events = [p.add("A", 0, price=25.0) for p in people] + [clock.browse(1), clock.browse(40)]
+    d.produce(events)  # 30 min later every cart is abandoned (the timers fire)
+    d.wait_applied({p.customer_id: 1 for p in people})
+    policy = load_policy(d.policy_path.read_text())
+    treated = sum(
+        holdout_draw(p.customer_id, "email/abandoned_cart", policy.experiment) >= 0.5
+        for p in people
+    )
+    email = keys_on(d, "email", expect=treated, timeout=40)
+    assert len(email) == treated and len(set(email)) == treated
+    ads = keys_on(d, "ads", settle=0.5)
+    assert len(set(ads)) == len(ads) > 0
+
+    # The same events again, and every segment change redelivered to the actions agent.
+    d.produce(events)
+    for r in d.read_topic("segments.changes", settle=0.5):
+        d.produce_raw("segments.changes", r.key, r.value)
+    d.wait_caught_up(d.settings.app_id)
+    time.sleep(2.0)
+    again = keys_on(d, "email", settle=1.0)
+    assert sorted(again) == sorted(email)
+    assert sorted(keys_on(d, "ads", settle=0.5)) == sorted(ads)
+
+    message = orjson.loads(d.read_topic("actions.email", settle=0.2)[0].value)
+    assert message["change"]["current"] == "cart_abandoner"
+    assert message["features"]["cart_value"] == 25.0 and message["features"]["orders"] == 0
+    data = report_data(d.redis, d.settings, policy)
+    email_rows = [a for a in data.assignments if a.action == "email/abandoned_cart"]
+    assert len(email_rows) == len(people)
+    assert sum(a.group == "treated" for a in email_rows) == treated
+    assert data.suppressions == []  # redeliveries are not suppressions
+
+
+def test_a_simulated_shop_where_the_email_works_shows_its_uplift(shop):
+    d = shop
+    d.start_worker()
+    policy = load_policy(d.policy_path.read_text())
+    rng = random.Random(5)
+    customers = [f"s-{i}" for i in range(500)]
+    refusing = customers[:40]
+    # Consent is read from the customer's state: let the profiles land first.
+    d.produce([Events(c).profile(0, marketing_consent=False) for c in refusing])
+    d.wait_applied(dict.fromkeys(refusing, 1))
+
+    truth: dict[str, tuple[str, bool]] = {}
+    changes, purchases = [], []
+    for c in customers:
+        change = SegmentChange.make(
+            customer_id=c,
+            dimension="journey",
+            previous="active_cart",
+            current="cart_abandoner",
+            at=T0.timestamp() + 3600,
+            reason="cart idle",
+            cause=f"test:{c}",
+        )
+        changes.append(change)
+        control = holdout_draw(c, "email/abandoned_cart", policy.experiment) < 0.5
+        group = "suppressed" if c in refusing else ("control" if control else "treated")
+        bought = rng.random() < (0.6 if group == "treated" else 0.3)
+        truth[c] = (group, bought)
+        if bought:
+            e = Events(c, start=T0 + timedelta(days=2))
+            purchases.append(e.purchase(f"o-{c}", ["A"], 0, price=50.0))
+        # A purchase before the email does not count for it.
+        purchases.append(Events(c, start=T0).purchase(f"early-{c}", ["B"], 0, price=9.0))
+    # Purchases first: the report must still count them once the assignments arrive.
+    d.produce(purchases)
+    for ch in changes:
+        d.produce_raw(
+            "segments.changes", ch.customer_id.encode(), orjson.dumps(ch.model_dump(mode="json"))
+        )
+    d.wait_caught_up(d.settings.app_id)
+    ends = time.monotonic() + 30
+    while time.monotonic() < ends:
+        data = report_data(d.redis, d.settings, policy)
+        email = [a for a in data.assignments if a.action == "email/abandoned_cart"]
+        if len(email) == len(customers) - len(refusing):
+            break
+        time.sleep(0.5)
+    results = {r.action: r for r in data.results()}
+    r = results["email/abandoned_cart"]
+    n = {g: sum(1 for gg, _ in truth.values() if gg == g) for g in ("treated", "control")}
+    bought = {g: sum(1 for gg, b in truth.values() if gg == g and b) for g in n}
+    assert (r.treated.customers, r.control.customers) == (n["treated"], n["control"])
+    assert (r.treated.converted, r.control.converted) == (bought["treated"], bought["control"])
+    expected = bought["treated"] / n["treated"] - bought["control"] / n["control"]
+    assert r.conversion is not None and r.conversion.estimate == pytest.approx(expected)
+    assert 0 < r.conversion.low < 0.3 < r.conversion.high  # right sign, covers the truth
+    assert r.revenue is not None and 0 < r.revenue.low < 15.0 < r.revenue.high
+    assert r.treated.revenue_mean == pytest.approx(50.0 * bought["treated"] / n["treated"])
+    assert r.suppressed == {"no_consent": len(refusing)}
+    # Ads need no consent: everyone is assigned.
+    assert results["ads/abandoned_cart"].treated.customers + results[
+        "ads/abandoned_cart"
+    ].control.customers == len(customers)
+    sent = d.read_topic("actions.email", expect=n["treated"], timeout=30, settle=0.5)
+    assert len(sent) == n["treated"]
+
+
+class FlakySend:
+    """Sends to Kafka-like lists; fails the first ``failures`` sends (a broker outage)."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.sent: list[tuple[str, bytes, bytes]] = []
+
+    async def __call__(self, topic: str, key: bytes, value: bytes) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("broker away")
+        self.sent.append((topic, key, value))
+
+        async def ack() -> None:
+            return None
+
+        return ack()
+
+
+async def test_a_write_whose_send_failed_is_resent_from_the_outbox_never_decided_again(
+    services, tmp_path
+):
+    d = Deployment(services, tmp_path)
+    client = aioredis.Redis.from_url(d.settings.redis_url)
+    try:
+        policy = tmp_path / "p.toml"
+        policy.write_text(POLICY.replace("{uid}", "x").replace("holdout = 0.5", "holdout = 0"))
+        send = FlakySend(failures=1)
+
+        def service() -> ActionsService:
+            return ActionsService(
+                settings=d.settings,
+                store=ActionStore(client, prefix=d.settings.key_prefix, cache_size=100),
+                policy=PolicySource(policy),
+                send=send,
+            )
+
+        change = SegmentChange.make(
+            customer_id="c-9",
+            dimension="journey",
+            previous=None,
+            current="cart_abandoner",
+            at=T0.timestamp(),
+            reason="r",
+            cause="x",
+        )
+        record = Record(
+            d.settings.topic("segments.changes"),
+            0,
+            0,
+            b"c-9",
+            orjson.dumps(change.model_dump(mode="json")),
+        )
+        first = service()
+        with pytest.raises(ConnectionError):
+            await first.process([record])  # state and outbox written, the send failed
+        # The batch is retried (as the agent does), by a worker with a cold cache.
+        second = service()
+        stats = await second.process([record])
+        assert stats.outcomes["duplicate"] == 2 and stats.sent == 0 and stats.resent >= 1
+        keys = [orjson.loads(v)["idempotency_key"] for _, _, v in send.sent]
+        assert len(set(keys)) == len(keys) == stats.resent
+        # Delivered: the outbox goes with the next round trip (the timer's scan at the
+        # latest); a third try decides nothing again and sends nothing.
+        await second.store.due_customers({}, 10)
+        stats = await service().process([record])
+        assert stats.sent == 0 and stats.resent == 0 and len(send.sent) == len(keys)
+        doc = orjson.loads(
+            redis.Redis.from_url(d.settings.redis_url).hget(
+                actions_key(d.settings.key_prefix, "c-9"), "doc"
+            )
+        )
+        assert doc["first"]["exp-x"]["email/abandoned_cart"][0] == "treated"
+    finally:
+        await client.aclose()
+        d.close()
