@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install services-up services-down services-status test unit demo lint clean
+.PHONY: install services-up services-down services-status browser test unit demo lint clean
 
 install: $(STAMP)
 
@@ -25,8 +25,12 @@ services-down: install
 services-status: install
 	$(BIN)/segstream services status
 
+## make browser: Debian's chromium for the dashboard's browser test (apt-get if missing).
+browser:
+	bash scripts/install-chromium.sh
+
 ## make test: install, start Kafka and Redis, run every test (unit and integration).
-test: services-up
+test: services-up browser
 	$(BIN)/python -m pytest
 
 ## make unit: the pure tests only; no servers needed.

@@ -56,6 +56,7 @@ from .keys import (
 )
 from .pipeline import Record
 from .settings import Settings
+from .store import load_doc
 from .topics import ACTION_TOPICS, CHANGES, PURCHASE
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ class ActionStore:
             found[cid] = Loaded(int(rev or 0), doc, unsent=list(rows[2 * i + 1]))
             self._remember(cid, Loaded(int(rev or 0), doc))
         states = {
-            cid: (CustomerState.from_doc(orjson.loads(raw)) if raw else None)
+            cid: (CustomerState.from_doc(load_doc(raw) or {}) if raw else None)
             for cid, raw in zip(wanted, rows[2 * len(missing) :], strict=True)
         }
         return found, states

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import faust
 import orjson
@@ -22,6 +24,16 @@ from .trainer import TrainerService
 
 log = logging.getLogger(__name__)
 REPORT_EVERY_S = 10.0
+
+
+class BatchObserver(Protocol):
+    """What the agent reports to (``streams.metrics.Metrics``)."""
+
+    def batch_done(
+        self, records: Sequence[Record], timestamps: Sequence[float | None], stats: BatchStats
+    ) -> None: ...
+
+    def batch_failed(self, exc: BaseException) -> None: ...
 
 
 class Throughput:
@@ -85,7 +97,12 @@ def register_trainer(app: faust.App, settings: Settings, trainer: TrainerService
                 log.exception("cluster trainer failed on a batch of %d vectors", len(events))
 
 
-def register_agents(app: faust.App, settings: Settings, processor: BatchProcessor) -> None:
+def register_agents(
+    app: faust.App,
+    settings: Settings,
+    processor: BatchProcessor,
+    observer: BatchObserver | None = None,
+) -> None:
     source = app.topic(
         *(settings.topic(name) for name in INPUTS),
         key_serializer="raw",
@@ -107,10 +124,22 @@ def register_agents(app: faust.App, settings: Settings, processor: BatchProcesso
                 )
                 for e in events
             ]
-            throughput.add(await process_until_done(processor, records))
+            stats = await process_until_done(
+                processor, records, None if observer is None else observer.batch_failed
+            )
+            throughput.add(stats)
+            if observer is not None:
+                try:
+                    observer.batch_done(records, [e.message.timestamp for e in events], stats)
+                except Exception:  # metrics never stop the stream
+                    log.exception("recording metrics of a batch failed")
 
 
-async def process_until_done(processor: BatchProcessor, records: list[Record]) -> BatchStats:
+async def process_until_done(
+    processor: BatchProcessor,
+    records: list[Record],
+    on_error: Callable[[BaseException], None] | None = None,
+) -> BatchStats:
     """Process a batch, retrying with backoff until it succeeds.
 
     Faust acks a taken batch even when the agent raises, so raising would drop the
@@ -124,8 +153,10 @@ async def process_until_done(processor: BatchProcessor, records: list[Record]) -
             return await processor.process(records)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("batch of %d events failed; retrying in %.1f s", len(records), delay)
+            if on_error is not None:
+                on_error(exc)
             processor.store.forget()  # reload: what the failed try left unsent is re-sent
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 import redis.asyncio as aioredis
+from faust.types import TP
+from redis.exceptions import RedisError
 
 from .actions import register_actions
 from .agents import register_agents, register_trainer
 from .erase import register_erasures
+from .metrics import Metrics
 from .pipeline import BatchProcessor
 from .settings import Settings
 from .store import StateStore
@@ -51,10 +54,15 @@ def create_app(settings: Settings) -> faust.App:
     )
     changes, deadletter, features = (settings.topic(n) for n in (CHANGES, DEADLETTER, FEATURES))
 
+    metrics: Metrics | None = None  # set below; the processor needs send_change first
+
     # Straight to the producer: a topic's send wraps each message in Faust's channel
     # machinery, a tenth of a worker's time at one change per two events (bench profile).
     async def send_change(key: bytes, value: bytes) -> Awaitable[Any]:
-        return await app.producer.send(changes, key, value, None, None, None)
+        sent = await app.producer.send(changes, key, value, None, None, None)
+        if metrics is not None:
+            metrics.change_sent(value)
+        return sent
 
     async def send_deadletter(key: bytes, value: bytes) -> Awaitable[Any]:
         return await app.producer.send(deadletter, key, value, None, None, None)
@@ -80,16 +88,26 @@ def create_app(settings: Settings) -> faust.App:
         sample_percent=settings.cluster_sample_percent,
         clock=time.time,
     )
-    register_agents(app, settings, processor)
-    register_trainer(app, settings, TrainerService(settings, store))
-    register_erasures(app, settings, store.forget)
-    register_actions(app, settings, client)
     inputs = {settings.topic(name) for name in INPUTS}
 
     def assigned() -> list[int]:
         return [tp.partition for tp in app.consumer.assignment() if tp.topic in inputs]
 
     timer_service = TimerService(settings, processor, assigned)
+    metrics = Metrics(
+        processor,
+        prefix=settings.key_prefix,
+        stall_after_s=settings.stall_after_s,
+        assignment=input_assignment(app, inputs),
+        highwater=consumer_offset(app, "highwater"),
+        committed=consumer_offset(app, "committed"),
+        clocks=timer_service.clocks,
+    )
+    timer_service.metrics = metrics
+    register_agents(app, settings, processor, metrics)
+    register_trainer(app, settings, TrainerService(settings, store))
+    register_erasures(app, settings, store.forget)
+    register_actions(app, settings, client)
     register_web(
         app,
         WebContext(
@@ -99,6 +117,7 @@ def create_app(settings: Settings) -> faust.App:
             kafka_probe=kafka_probe_for(app, settings),
             send_tombstone=tombstone_sender(app, settings),
             lock=processor.lock,
+            metrics=metrics,
         ),
     )
 
@@ -106,7 +125,50 @@ def create_app(settings: Settings) -> faust.App:
     async def fire_timers() -> None:
         try:
             await timer_service.run_once()
-        except Exception:  # a failed scan is retried at the next tick; never stop the worker
+        except Exception as exc:  # a failed scan is retried at the next tick; never stop
             log.exception("timer scan failed")
+            if isinstance(exc, RedisError | OSError):
+                metrics.redis_error("timers")
+
+    @app.timer(interval=FLOWS_FLUSH_S, name=f"{settings.app_id}.flows")
+    async def flush_flows() -> None:
+        try:
+            await metrics.flush_flows(client)
+        except Exception:  # kept in memory and added at the next flush
+            log.exception("recording segment flows failed")
 
     return app
+
+
+FLOWS_FLUSH_S = 5.0
+
+
+def input_assignment(app: faust.App, inputs: set[str]) -> Callable[[], list[tuple[str, int]]]:
+    """The input partitions the worker's consumer owns now, as (topic, partition)."""
+
+    def owned() -> list[tuple[str, int]]:
+        try:
+            tps = app.consumer.assignment()
+        except Exception:  # not started yet, or between rebalances
+            return []
+        return [(tp.topic, tp.partition) for tp in tps if tp.topic in inputs]
+
+    return owned
+
+
+def consumer_offset(app: faust.App, which: str) -> Callable[[str, int], int | None]:
+    """``highwater``: the log end offset from the consumer's last fetch; ``committed``: the
+    offset Faust last committed (the next one to read). None while unknown."""
+
+    def offset(topic: str, partition: int) -> int | None:
+        tp = TP(topic, partition)
+        try:
+            if which == "highwater":
+                value = app.consumer.highwater(tp)
+            else:
+                value = app.consumer._committed_offset.get(tp)  # Kafka's: the next to read
+        except Exception:  # consumer not started, partition not fetched yet
+            return None
+        return None if value is None else int(value)
+
+    return offset

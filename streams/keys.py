@@ -40,6 +40,16 @@ def sizes_key(prefix: str) -> str:
     return f"{prefix}:sizes"
 
 
+def flows_key(prefix: str, resolution: str, bucket: int) -> str:
+    """Hash of segment flows in one time bucket: field ``dim\\x1fprevious\\x1fcurrent`` ->
+    changes published. ``resolution`` is ``m`` (bucket = unix minute) or ``h`` (hour).
+
+    >>> flows_key("seg", "m", 28000000)
+    'seg:flows:m:28000000'
+    """
+    return f"{prefix}:flows:{resolution}:{bucket}"
+
+
 def timers_key(prefix: str, partition: int) -> str:
     """Due index of one input partition: sorted set customer -> due event time."""
     return f"{prefix}:timers:{partition}"

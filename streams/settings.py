@@ -91,6 +91,12 @@ class Settings(BaseSettings):
 
     sizes_every_s: float = Field(60.0, gt=0, description="How often segment sizes are recorded.")
     sizes_keep: int = Field(10080, ge=10, description="Size records kept (a week at 1/min).")
+    stall_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="A partition with lag and no offset applied for this long is reported "
+        "stalled (/metrics, dashboard).",
+    )
     segments_file: Path | None = Field(
         None, description="TOML file of custom segments, reloaded when it changes."
     )

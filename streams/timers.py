@@ -13,12 +13,14 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import Any
 
 from segmenters.clustering import ClusterModel
 from segmenters.core import Context
 from segmenters.custom import SegmentConfigError, parse_segments
 from segmenters.rfm import RfmQuantiles
 
+from .keys import timers_key
 from .pipeline import BatchProcessor, BatchStats
 from .settings import Settings
 
@@ -66,6 +68,8 @@ class TimerService:
         self._segments_mtime: float | None = None
         self._next_sizes = 0.0
         self._pass_started: dict[int, float] = {}
+        #: Told of timers fired and their lateness (``streams.metrics.Metrics``), if set.
+        self.metrics: Any = None
 
     def clocks(self, partitions: Iterable[int]) -> dict[int, float]:
         wm = self.processor.watermarks
@@ -103,10 +107,26 @@ class TimerService:
             await store.record_sizes(clocks[0], self.settings.sizes_keep)
         if not clocks:
             return None
+        lateness = await self.oldest_due_lateness(clocks) if self.metrics is not None else []
         stats = await self.processor.fire_timers(clocks, self.settings.timer_batch)
         self.fired += stats.timers
+        if self.metrics is not None:
+            self.metrics.timers_fired(stats.timers, lateness)
         await self.sweep(clocks)
         return stats
+
+    async def oldest_due_lateness(self, clocks: dict[int, float]) -> list[float]:
+        """Per partition with a due timer: its clock minus the oldest due time (one
+        pipelined ``ZRANGE 0 0 WITHSCORES``, for the metrics)."""
+        pipe = self.processor.store.client.pipeline(transaction=False)
+        parts = sorted(clocks)
+        for p in parts:
+            pipe.zrange(timers_key(self.settings.key_prefix, p), 0, 0, withscores=True)
+        out = []
+        for p, row in zip(parts, await pipe.execute(), strict=True):
+            if row and row[0][1] <= clocks[p]:
+                out.append(clocks[p] - row[0][1])
+        return out
 
     def reload_segments(self, ctx: Context) -> Context:
         """Load the custom-segment file again if it changed; a bad file keeps the old one."""

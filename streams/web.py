@@ -12,14 +12,21 @@
 ``GET /segments``                                        every segment and its size
 ``GET /segments/{dimension}/{segment}/members``          members, paged (``cursor``,
                                                          ``count``; ``SSCAN``)
+``GET /metrics``                                         Prometheus text format
+``GET /dashboard``, ``GET /static/{file}``               the dashboard page and its
+                                                         files (no data in them)
+``GET /api/status``                                      counters, per-partition lag,
+                                                         freshness, clocks, stalls
+``GET /api/sizes?count=``                                segment sizes over time
+``GET /api/flows?window=``                               segment flows in a window
+``GET /api/actions``                                     retention-action uplift rows
 =======================================================  ==========================
 
-Every endpoint but ``/health`` and ``/ready`` requires ``Authorization: Bearer <token>``
-when ``SEGSTREAM_API_TOKEN`` is set, and answers 401 otherwise. Without a token the API
-is open, and the worker logs a warning at start.
-
-Prometheus ``/metrics`` is not served yet; it belongs in ``register_web`` next to
-``/health`` (unauthenticated, like the probes).
+Every endpoint but ``/health``, ``/ready``, ``/dashboard`` and ``/static/*`` requires
+``Authorization: Bearer <token>`` when ``SEGSTREAM_API_TOKEN`` is set, and answers 401
+otherwise. Without a token the API is open, and the worker logs a warning at start. The
+dashboard page takes the token from ``?token=`` (or asks for it) and sends it as the
+bearer token to ``/api/*``.
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ import asyncio
 import hmac
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -38,6 +47,7 @@ from faust.web import Request, Response, View
 from .erase import EraseConflict, erase_async
 from .keys import index_key, index_registry_key
 from .lookup import customer_view, split_index_key
+from .metrics import CONTENT_TYPE_LATEST, Metrics, read_flows, read_sizes
 from .settings import Settings
 from .store import StateStore
 from .topics import ERASED
@@ -47,6 +57,24 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 2.0
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+STATIC = Path(__file__).resolve().parent / "static"
+#: The files ``/static/{name}`` serves, and their content types (nothing else is served).
+STATIC_FILES = {
+    "dashboard.js": "application/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+    "chart.umd.min.js": "application/javascript; charset=utf-8",
+}
+#: The page may load and call only its own origin: no request leaves the worker's host.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+DEFAULT_SIZES = 1440
+MAX_SIZES = 10080
 
 
 @dataclass
@@ -63,6 +91,10 @@ class WebContext:
     send_tombstone: Callable[[str], Awaitable[None]]
     #: Held while erasing, so no batch of the worker runs in between (may be None).
     lock: asyncio.Lock | None = None
+    #: The worker's metrics (``/metrics``, ``/api/status``); None: those answer 503.
+    metrics: Metrics | None = None
+    #: Rows of the action uplift table; None: no actions yet (``/api/actions`` gives []).
+    actions: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
 
 
 def bearer_ok(header: str | None, token: str | None) -> bool:
@@ -167,7 +199,66 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
         async def get(self, request: Request) -> Response:
             return self.json({"status": "ok", "host": socket.gethostname()})
 
-    # The integrator's Prometheus view goes here: @app.page("/metrics"), unauthenticated.
+    @app.page("/metrics", name="segstream.metrics")
+    class PrometheusMetrics(Protected):
+        async def get(self, request: Request) -> Response:
+            if ctx.metrics is None:
+                return self.error(503, "metrics are not collected by this process")
+            return self.bytes(
+                ctx.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
+    @app.page("/dashboard", name="segstream.dashboard")
+    class Dashboard(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(
+                (STATIC / "dashboard.html").read_bytes(),
+                headers={"Content-Type": "text/html; charset=utf-8", **PAGE_HEADERS},
+            )
+
+    @app.page("/static/{name}", name="segstream.static")
+    class Static(View):
+        async def get(self, request: Request, name: str) -> Response:
+            if name not in STATIC_FILES:
+                return self.error(404, f"no file {name!r}")
+            return self.bytes(
+                (STATIC / name).read_bytes(),
+                headers={"Content-Type": STATIC_FILES[name], **PAGE_HEADERS},
+            )
+
+    @app.page("/api/status", name="segstream.api.status")
+    class Status(Protected):
+        async def get(self, request: Request) -> Response:
+            if ctx.metrics is None:
+                return self.error(503, "metrics are not collected by this process")
+            return self.json(ctx.metrics.refresh())
+
+    @app.page("/api/sizes", name="segstream.api.sizes")
+    class Sizes(Protected):
+        async def get(self, request: Request) -> Response:
+            try:
+                count = int(request.query.get("count") or DEFAULT_SIZES)
+            except ValueError:
+                count = 0
+            if not 1 <= count <= MAX_SIZES:
+                return self.error(400, f"count must be an integer from 1 to {MAX_SIZES}")
+            return self.json(await read_sizes(ctx.store.client, prefix, count))
+
+    @app.page("/api/flows", name="segstream.api.flows")
+    class Flows(Protected):
+        async def get(self, request: Request) -> Response:
+            window = parse_window(request.query.get("window") or "1h")
+            if window is None:
+                return self.error(
+                    400, "window must be seconds or a number with s, m, h or d, up to 7d"
+                )
+            return self.json(await read_flows(ctx.store.client, prefix, window, time.time()))
+
+    @app.page("/api/actions", name="segstream.api.actions")
+    class Actions(Protected):
+        async def get(self, request: Request) -> Response:
+            rows = [] if ctx.actions is None else await ctx.actions()
+            return self.json({"rows": rows})
 
     @app.page("/ready", name="segstream.ready")
     class Ready(View):
@@ -235,6 +326,25 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
                     "next_cursor": None if int(nxt) == 0 else str(nxt),
                 }
             )
+
+
+def parse_window(text: str) -> float | None:
+    """Seconds in ``300``, ``5m``, ``1h`` or ``7d``; None if invalid or not 1 min to 7 days.
+
+    >>> parse_window("5m"), parse_window("1h"), parse_window("90"), parse_window("8d")
+    (300.0, 3600.0, 90.0, None)
+    """
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    scale = units.get(text[-1:], None)
+    number = text[:-1] if scale is not None else text
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        return None
+    if not 60 <= value <= 7 * 86400:
+        return None
+    return value
 
 
 async def readiness(ctx: WebContext) -> tuple[bool, dict[str, Any]]:

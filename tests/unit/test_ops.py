@@ -151,6 +151,13 @@ def test_views_and_the_warning_without_a_token(caplog: pytest.LogCaptureFixture)
         "/customers/{customer_id}",
         "/segments",
         "/segments/{dimension}/{segment:.+}/members",
+        "/metrics",
+        "/dashboard",
+        "/static/{name}",
+        "/api/status",
+        "/api/sizes",
+        "/api/flows",
+        "/api/actions",
     }
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="streams.web"):
