@@ -762,3 +762,37 @@ def report_data(
                 for _order, at, amount in orjson.loads(raw).get("buys", []):
                     purchases.append(Purchase(cid, float(at), float(amount)))
     return ReportData(exp, policy.conversion_window_s, assignments, purchases, suppressions)
+
+
+def uplift_rows(
+    settings: Settings, policy: Callable[[], Policy]
+) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
+    """The dashboard's uplift table: ``actions report`` as rows, read off the event loop."""
+    import redis as sync_redis
+
+    client = sync_redis.Redis.from_url(settings.redis_url)
+
+    def ci(i: Any, scale: float, unit: str) -> str:
+        if i is None:
+            return "-"
+        return f"{i.estimate * scale:+.2f}{unit} [{i.low * scale:+.2f}, {i.high * scale:+.2f}]"
+
+    def compute() -> list[dict[str, Any]]:
+        return [
+            {
+                "action": r.action,
+                "treated": r.treated.customers,
+                "control": r.control.customers,
+                "conv treated": f"{r.treated.conversion_rate:.2%}",
+                "conv control": f"{r.control.conversion_rate:.2%}",
+                "Δ conv (95% CI)": ci(r.conversion, 100, " pp"),
+                "Δ revenue/customer (95% CI)": ci(r.revenue, 1, ""),
+                "suppressed": " ".join(f"{k}={v}" for k, v in sorted(r.suppressed.items())),
+            }
+            for r in report_data(client, settings, policy()).results()
+        ]
+
+    async def rows() -> list[dict[str, Any]]:
+        return await asyncio.to_thread(compute)
+
+    return rows

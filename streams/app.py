@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from faust.types import TP
 from redis.exceptions import RedisError
 
-from .actions import register_actions
+from .actions import register_actions, uplift_rows
 from .agents import register_agents, register_trainer
 from .erase import register_erasures
 from .metrics import Metrics
@@ -107,7 +107,7 @@ def create_app(settings: Settings) -> faust.App:
     register_agents(app, settings, processor, metrics)
     register_trainer(app, settings, TrainerService(settings, store))
     register_erasures(app, settings, store.forget)
-    register_actions(app, settings, client)
+    actions = register_actions(app, settings, client)
     register_web(
         app,
         WebContext(
@@ -118,6 +118,9 @@ def create_app(settings: Settings) -> faust.App:
             send_tombstone=tombstone_sender(app, settings),
             lock=processor.lock,
             metrics=metrics,
+            actions=None
+            if actions is None
+            else uplift_rows(settings, lambda: actions.policy.policy),
         ),
     )
 
