@@ -444,9 +444,9 @@ def timer_lateness(base: Settings, log_dir: Path, customers: int = 200) -> dict[
                     "customer_id": cid,
                     "occurred_at": at.isoformat().replace("+00:00", "Z"),
                     "action": "add",
-                    "product_id": "p-1",
+                    "sku": "p-1",
                     "quantity": 1,
-                    "price": 10.0,
+                    "unit_price": 10.0,
                 }
             )
         prefill(d.settings, iter(events))
