@@ -10,6 +10,7 @@ engine, so the two rates are comparable.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import platform
@@ -611,6 +612,11 @@ def render(res: Results, info: dict[str, str]) -> str:
             f"{r['produce_s']:.1f} s / {r['engine_s']:.1f} s ({r['engine_rate']:,.0f} "
             f"events/s), verify {'OK' if r['verify'] is True else r['verify']} | |"
         )
+    lines += [
+        "",
+        "Why the figures are what they are, from profiles of the worker and the baseline: "
+        "docs/performance.md.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -627,6 +633,7 @@ def run(
 ) -> Results:
     """Every part, in order; each prints a line as it ends."""
     log_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     res = Results()
     started = time.monotonic()
     say(f"throughput: {events:,} events of {customers:,} customers (baseline, then engine)")
