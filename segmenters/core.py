@@ -30,7 +30,7 @@ from .custom import CustomSegments, evaluate_custom
 from .events import Event
 from .features import feature_vector
 from .rfm import RfmQuantiles
-from .state import CustomerState, short_hash
+from .state import CustomerState
 from .update import apply_event
 
 
@@ -154,12 +154,14 @@ def advance(
         state.eval_at = due
 
 
-def _duplicate(state: CustomerState, event: Event, source: Source | None) -> str | None:
+def _duplicate(
+    event: Event, source: Source | None, state: CustomerState, seen: set[str]
+) -> str | None:
     if source is not None:
         last = state.offsets.get(source.key)
         if last is not None and source.offset <= last:
             return "offset already applied"
-    if short_hash(event.event_id) in state.event_ids:
+    if event.event_id in seen:
         return "event_id already applied"
     return None
 
@@ -210,18 +212,21 @@ def fold(
     ``owned``: a caller that owns ``state`` and can drop it lets the fold change it in
     place, which saves a deep copy per customer per batch).
 
-    An event whose source offset or ``event_id`` was already applied is skipped, so
-    redelivery changes nothing. Before an event is applied, the customer's timers due by
-    its time fire; then the segments are evaluated at the event's time (never earlier
-    than the latest evaluation).
+    An event whose source offset was already applied, or whose ``event_id`` came earlier
+    in ``events``, is skipped, so redelivery changes nothing. (Ids applied in earlier
+    folds are the store's to check: it keeps every applied id, see ``applied_ids``.)
+    Before an event is applied, the customer's timers due by its time fire; then the
+    segments are evaluated at the event's time (never earlier than the latest
+    evaluation).
     """
     if state is None:
         work = CustomerState(customer_id)
     else:
         work = state if owned else state.copy()
     result = FoldResult(work)
+    seen: set[str] = set()
     for event, source in events:
-        reason = _duplicate(work, event, source)
+        reason = _duplicate(event, source, work, seen)
         if reason is not None:
             result.skipped.append((source, reason))
             continue
@@ -230,9 +235,7 @@ def fold(
         result.changes.extend(fired)
         result.causes.extend([None] * len(fired))
         apply_event(work, event, config.state)
-        work.event_ids.append(short_hash(event.event_id))
-        if len(work.event_ids) > config.state.recent_event_ids:
-            del work.event_ids[0]
+        seen.add(event.event_id)
         if source is not None:
             work.offsets[source.key] = source.offset
         result.applied += 1

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 def short_hash(value: str) -> str:
@@ -101,7 +101,6 @@ class CustomerState:
     #: Event time the segments were last evaluated at (by an event or a timer).
     eval_at: float | None = None
     offsets: dict[str, int] = field(default_factory=dict)
-    event_ids: list[str] = field(default_factory=list)
     order_ids: list[str] = field(default_factory=list)
 
     @property
@@ -145,7 +144,6 @@ class CustomerState:
             segments={k: list(v) for k, v in self.segments.items()},
             eval_at=self.eval_at,
             offsets=dict(self.offsets),
-            event_ids=list(self.event_ids),
             order_ids=list(self.order_ids),
         )
 
@@ -164,15 +162,23 @@ class CustomerState:
         return cls(**doc)
 
 
+def _drop_recent_event_ids(doc: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: the recent event-id list left the state; the store's id set holds every
+    applied id (docs/state_format.md)."""
+    doc = {k: v for k, v in doc.items() if k != "event_ids"}
+    doc["state_version"] = 2
+    return doc
+
+
 #: Migrations from each older ``state_version`` to the next one, pure functions on docs.
-MIGRATIONS: dict[int, Any] = {}
+MIGRATIONS: dict[int, Any] = {1: _drop_recent_event_ids}
 
 
 def migrate(doc: dict[str, Any]) -> dict[str, Any]:
     """Bring a stored document to the current ``state_version``.
 
-    >>> migrate({"customer_id": "c-1", "state_version": 1})["state_version"]
-    1
+    >>> migrate({"customer_id": "c-1", "state_version": 1, "event_ids": ["8eb3e1bcef"]})
+    {'customer_id': 'c-1', 'state_version': 2}
     """
     version = int(doc.get("state_version", 1))
     if version > STATE_VERSION:
