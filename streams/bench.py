@@ -57,9 +57,11 @@ class Deployment:
         env = {
             "SEGSTREAM_KAFKA_BOOTSTRAP": base.kafka_bootstrap,
             "SEGSTREAM_REDIS_URL": base.redis_url,
-            "SEGSTREAM_TOPIC_PREFIX": f"bench-{name}-{uid}.",
+            # short prefixes: topic names are stored in each state's offsets and key
+            # names count in Redis memory; a bench should not pay for its own labels
+            "SEGSTREAM_TOPIC_PREFIX": f"b{uid}.",
             "SEGSTREAM_APP_ID": f"segstream-bench-{name}-{uid}",
-            "SEGSTREAM_KEY_PREFIX": f"bench-{name}-{uid}",
+            "SEGSTREAM_KEY_PREFIX": f"b{uid}",
             "SEGSTREAM_WEB_ENABLED": "false",
             "SEGSTREAM_COMMIT_INTERVAL_S": "0.5",
             "SEGSTREAM_CACHE_DIR": str(log_dir / "cache"),
