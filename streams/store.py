@@ -346,19 +346,54 @@ class StateStore:
         return _decode(doc)
 
 
+def _zdict() -> bytes:
+    """Deflate's preset dictionary for state documents: only schema words (field names,
+    dimensions, built-in segments, contract enums, topic names), never data. Small
+    documents share little within themselves; with it they shrink to a third.
+
+    It is part of the stored format (tag ``\\x01``): never change it; add a new tag.
+    """
+    from segmenters import journey, rfm
+
+    words = [
+        '{"customer_id":"","state_version":2,"first_seen":1767261600.0,"last_seen":',
+        '"events":,"orders":,"revenue":,"items":,"first_order_at":,"last_order_at":',
+        '"refunds":,"refunded":,"views":[,"cart_adds":[,"cart":{,"cart_at":,"bought":{',
+        '"categories":{,"devices":{"mobile":,"desktop":,"tablet":,"other":}',
+        '"channels":{"web":,"app":,"store":,"other":},"geo":{"country":"","region":"",',
+        '"city":""},"geo_at":,"profile":{"birth_year":,"gender":"female","male",',
+        '"income_band":,"language":,"marketing_consent":true,false},"segments":{',
+        '"journey":["","rfm":["","behaviour":["cluster_","demographic":["',
+        '"geographic":["',
+        *(f'"{seg}",' for seg in (*journey.SEGMENTS, *rfm.SEGMENTS)),
+        '"eval_at":,"offsets":{"events.browse/","events.cart/","events.purchase/",',
+        '"events.profile/"},"order_ids":["',
+    ]
+    return "".join(reversed(words)).encode()  # deflate prefers what comes last
+
+
+ZDICT_V1 = _zdict()
+DOC_ZDICT_V1 = b"\x01"
+
+
 def _encode(state: CustomerState) -> bytes:
-    """The stored document: JSON, zlib-compressed (level 1), about half the bytes for
-    ~30 us a write; memory per customer is what a Redis-backed state pays for."""
-    return zlib.compress(orjson.dumps(state.to_doc()), 1)
+    """The stored document: JSON, raw deflate (level 1) with a preset dictionary of the
+    schema's words: about a third of the bytes for ~35 us a write. Memory per customer
+    is what a Redis-backed state pays for (docs/performance.md)."""
+    c = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, ZDICT_V1)
+    return DOC_ZDICT_V1 + c.compress(orjson.dumps(state.to_doc())) + c.flush()
 
 
 def load_doc(raw: bytes | str | None) -> dict[str, Any] | None:
-    """A stored document as a dict: compressed, or plain JSON (older writes)."""
+    """A stored document as a dict: tagged compressed, or plain JSON (older writes)."""
     if not raw:
         return None
     if isinstance(raw, str):
         raw = raw.encode("latin-1")
-    if raw[:1] != b"{":
+    if raw[:1] == DOC_ZDICT_V1:
+        d = zlib.decompressobj(-15, ZDICT_V1)
+        raw = d.decompress(raw[1:]) + d.flush()
+    elif raw[:1] != b"{":
         raw = zlib.decompress(raw)
     return dict(orjson.loads(raw))
 
