@@ -768,9 +768,9 @@ def uplift_rows(
     settings: Settings, policy: Callable[[], Policy]
 ) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
     """The dashboard's uplift table: ``actions report`` as rows, read off the event loop."""
-    import redis as sync_redis
+    from .security import redis_client
 
-    client = sync_redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
 
     def ci(i: Any, scale: float, unit: str) -> str:
         if i is None:

@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 from faust.types import TP
 from redis.exceptions import RedisError
 
@@ -17,6 +16,7 @@ from .agents import register_agents, register_trainer
 from .erase import register_erasures
 from .metrics import Metrics
 from .pipeline import BatchProcessor
+from .security import async_redis_client, faust_credentials
 from .settings import Settings
 from .store import StateStore
 from .timers import TimerService
@@ -33,6 +33,7 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.topic_partitions,
@@ -70,7 +71,7 @@ def create_app(settings: Settings) -> faust.App:
     async def send_features(key: bytes, value: bytes) -> Awaitable[Any]:
         return await app.producer.send(features, key, value, 0, None, None)
 
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = async_redis_client(settings)
     store = StateStore(
         client,
         prefix=settings.key_prefix,

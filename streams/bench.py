@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from .kafka_admin import committed_offsets
+from .security import aiokafka_kwargs, faust_credentials, kafka_admin, kafka_consumer, redis_client
 from .settings import Settings
 from .simulate import generate
 from .topics import CHANGES, INPUTS, finish, input_producer
@@ -102,7 +102,7 @@ class Deployment:
 
 
 def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = kafka_consumer(settings)
     try:
         parts = [
             TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
@@ -138,7 +138,7 @@ def wait_consumed(
     consumption of ``sum(ends)`` events minus those committed at the first sight.
     """
     total = sum(ends.values())
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka_admin(settings)
     try:
         deadline = time.monotonic() + timeout
         first: tuple[float, int] | None = None
@@ -213,7 +213,7 @@ def kafka_read_rate(settings: Settings, topics: list[str], total: int) -> float:
     async def read() -> float:
         consumer = AIOKafkaConsumer(
             *topics,
-            bootstrap_servers=settings.kafka_bootstrap,
+            **aiokafka_kwargs(settings),
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -277,7 +277,7 @@ def throughput(base: Settings, log_dir: Path, res: Results, events: int, custome
 
 def redis_memory(settings: Settings, *, sample: int) -> dict[str, float]:
     """``MEMORY USAGE`` of a sample of customers' keys, and of the shared keys per customer."""
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     prefix = settings.key_prefix
     own: list[int] = []
     shared = 0
@@ -387,7 +387,7 @@ def wait_ready(d: Deployment, proc: subprocess.Popen[bytes], timeout: float = 60
         "page_type": "home",
     }
     prefill(d.settings, iter([probe]))
-    client = redis.Redis.from_url(d.settings.redis_url)
+    client = redis_client(d.settings)
     key = f"{d.settings.key_prefix}:{{warmup}}:state"
     while time.monotonic() < ends:
         if proc.poll() is not None:
@@ -401,7 +401,7 @@ def wait_ready(d: Deployment, proc: subprocess.Popen[bytes], timeout: float = 60
 def first_changes(settings: Settings, customers: set[str], *, timeout: float) -> dict[str, float]:
     """Broker timestamp (s) of the first segment change of each of ``customers``."""
     topic = settings.topic(CHANGES)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = kafka_consumer(settings, enable_auto_commit=False)
     parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
@@ -465,7 +465,7 @@ def timer_lateness(base: Settings, log_dir: Path, customers: int = 200) -> dict[
 
 def abandon_times(settings: Settings, customers: set[str], *, timeout: float) -> dict[str, float]:
     topic = settings.topic(CHANGES)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = kafka_consumer(settings, enable_auto_commit=False)
     parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
@@ -531,7 +531,7 @@ def machine() -> dict[str, str]:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     try:
-        redis_version = redis.Redis.from_url(Settings().redis_url).info()["redis_version"]
+        redis_version = redis_client(Settings()).info()["redis_version"]
     except Exception:  # noqa: BLE001 - only for the report
         redis_version = "?"
     return {
@@ -673,6 +673,7 @@ def baseline_main() -> None:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.topic_partitions,

@@ -121,15 +121,14 @@ def lag(group: str | None, every_topic: bool, as_json: bool) -> None:
 def erase(customer_id: str, as_json: bool) -> None:
     """Erase a customer: every Redis key and membership, then a tombstone on
     customers.erased. Later events of the customer start a fresh profile."""
-    import redis
-
     from .erase import EraseConflict, erase_sync, publish_tombstone
+    from .security import redis_client
     from .topics import ERASED, ensure_topics
 
     settings = _settings()
     ensure_topics(settings)
     try:
-        result = erase_sync(redis.Redis.from_url(settings.redis_url), settings, customer_id)
+        result = erase_sync(redis_client(settings), settings, customer_id)
     except EraseConflict as exc:
         raise click.ClickException(str(exc)) from None
     publish_tombstone(settings, customer_id)
@@ -170,6 +169,7 @@ def worker() -> None:
     import faust
 
     from .app import create_app
+    from .security import ConnectionCheckError, check_connections
     from .topics import ensure_topics
 
     settings = _settings()
@@ -187,6 +187,10 @@ def worker() -> None:
             load_policy(settings.actions_file.read_text())
         except (OSError, PolicyError) as exc:
             raise click.ClickException(f"{settings.actions_file}: {exc}") from None
+    try:  # wrong credentials: a clear message now, not a client retrying forever
+        check_connections(settings)
+    except ConnectionCheckError as exc:
+        raise click.ClickException(str(exc)) from None
     ensure_topics(settings)
     app = create_app(settings)
     faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
@@ -230,16 +234,13 @@ def simulate(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def customer(customer_id: str, as_json: bool) -> None:
     """Show one customer's segments and state."""
-    import redis
-
     from segmenters.state import CustomerState
 
     from .keys import state_key
+    from .security import redis_client
 
     settings = _settings()
-    doc = redis.Redis.from_url(settings.redis_url).hget(
-        state_key(settings.key_prefix, customer_id), "doc"
-    )
+    doc = redis_client(settings).hget(state_key(settings.key_prefix, customer_id), "doc")
     if doc is None:
         raise click.ClickException(f"no state for customer {customer_id!r}")
     from .store import load_doc
@@ -281,13 +282,12 @@ def segments_check(path: Path) -> None:
 @click.option("--history", default=0, show_default=True, help="Also show the last N records.")
 def segments_sizes(history: int) -> None:
     """Current size of every segment (from the segment indexes), and their history."""
-    import redis
-
     from .keys import index_registry_key, sizes_key
     from .lookup import split_index_key
+    from .security import redis_client
 
     settings = _settings()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     names = sorted(m.decode() for m in client.smembers(index_registry_key(settings.key_prefix)))
     pipe = client.pipeline(transaction=False)
     for name in names:
@@ -340,12 +340,11 @@ def actions_report(experiment: str | None, as_json: bool) -> None:
     the policy's conversion window, the differences with 95% CI, suppressions by reason."""
     import dataclasses
 
-    import redis
-
     from segmenters.policy import DEFAULT_POLICY, PolicyError, load_policy
     from segmenters.uplift import render
 
     from .actions import report_data
+    from .security import redis_client
 
     settings = _settings()
     policy = DEFAULT_POLICY
@@ -354,7 +353,7 @@ def actions_report(experiment: str | None, as_json: bool) -> None:
             policy = load_policy(settings.actions_file.read_text())
         except (OSError, PolicyError) as exc:
             raise click.ClickException(f"{settings.actions_file}: {exc}") from None
-    data = report_data(redis.Redis.from_url(settings.redis_url), settings, policy, experiment)
+    data = report_data(redis_client(settings), settings, policy, experiment)
     results = data.results()
     if as_json:
         out = {
@@ -375,14 +374,13 @@ def actions_report(experiment: str | None, as_json: bool) -> None:
 @main.command()
 def clusters() -> None:
     """The latest behaviour-cluster model: id, size, centroid and description."""
-    import redis
-
     from segmenters.clustering import ClusterModel
 
     from .keys import model_key
+    from .security import redis_client
 
     settings = _settings()
-    raw = redis.Redis.from_url(settings.redis_url).get(model_key(settings.key_prefix))
+    raw = redis_client(settings).get(model_key(settings.key_prefix))
     if raw is None:
         raise click.ClickException("no behaviour model yet (the trainer publishes after warm-up)")
     doc = orjson.loads(raw)
@@ -488,14 +486,15 @@ def replay(
 @click.option("--quiet", is_flag=True, help="Only the summary.")
 def watch(duration: float | None, from_beginning: bool, quiet: bool) -> None:
     """Print segment changes as they happen, then a summary line."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
+    from .security import kafka_consumer
     from .topics import CHANGES, ensure_topics
 
     settings = _settings()
     ensure_topics(settings)
     topic = settings.topic(CHANGES)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = kafka_consumer(settings, enable_auto_commit=False)
     parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     consumer.assign(parts)
     if from_beginning:

@@ -258,12 +258,11 @@ def register_erasures(app: Any, settings: Settings, forget: Any) -> None:
 
 def publish_tombstone(settings: Settings, customer_id: str, timeout_s: float = 30.0) -> None:
     """Send the tombstone to ``customers.erased`` with a blocking producer (command line)."""
-    from kafka import KafkaProducer
-
+    from .security import kafka_producer
     from .topics import ERASED
 
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    producer = kafka_producer(
+        settings,
         client_id=f"{settings.app_id}-erase",
         acks="all",
     )

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from .kafka_admin import committed_offsets
+from .security import kafka_admin, kafka_consumer
 from .settings import Settings
 from .topics import INPUTS
 
@@ -58,11 +59,9 @@ def consumer_lag(
     partition; with ``every_topic``, also on every other partition the group committed
     (the cluster trainer's ``segments.features``)."""
     group = group or settings.app_id
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, client_id=f"{settings.app_id}-lag"
-    )
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    admin = kafka_admin(settings, client_id=f"{settings.app_id}-lag")
+    consumer = kafka_consumer(
+        settings,
         client_id=f"{settings.app_id}-lag",
         enable_auto_commit=False,
     )

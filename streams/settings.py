@@ -11,10 +11,51 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from segmenters.config import EngineConfig, JourneyConfig, StateConfig
+
+
+class KafkaSecurity(BaseModel):
+    """How clients authenticate to Kafka and encrypt the traffic: ``SEGSTREAM_KAFKA_SECURITY__*``.
+
+    ``protocol`` is Kafka's ``security.protocol``; SASL protocols need ``username`` and
+    ``password``; TLS protocols verify the broker against ``ca_file`` (else the system's
+    CAs) and present ``cert_file``/``key_file`` if the broker wants client certificates.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password: SecretStr | None = None
+    check_hostname: bool = True
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaSecurity:
+        if self.sasl and (not self.username or self.password is None):
+            raise ValueError(f"protocol {self.protocol} needs a username and a password")
+        if not self.tls and (self.ca_file or self.cert_file or self.key_file):
+            raise ValueError(
+                f"ca_file/cert_file/key_file need protocol SSL or SASL_SSL, not {self.protocol}"
+            )
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+        return self
 
 
 class Settings(BaseSettings):
@@ -26,7 +67,16 @@ class Settings(BaseSettings):
     )
 
     kafka_bootstrap: str = "127.0.0.1:9092"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="redis:// or rediss:// (TLS); may carry user:password@ as well.",
+    )
+    kafka_security: KafkaSecurity = KafkaSecurity()
+    redis_username: str | None = Field(None, description="Redis ACL user (else the URL's).")
+    redis_password: SecretStr | None = Field(None, description="Its password (else the URL's).")
+    redis_ca_file: Path | None = Field(None, description="CA bundle for a rediss:// server.")
+    redis_cert_file: Path | None = Field(None, description="Client certificate (rediss://).")
+    redis_key_file: Path | None = Field(None, description="Its private key (rediss://).")
 
     app_id: str = Field("segstream", description="Faust app id, also the consumer group.")
     topic_prefix: str = Field("", description="Prepended to every topic name.")
@@ -133,6 +183,13 @@ class Settings(BaseSettings):
 
     journey: JourneyConfig = JourneyConfig()
     state: StateConfig = StateConfig()
+
+    @model_validator(mode="after")
+    def _redis_tls(self) -> Settings:
+        tls_files = self.redis_ca_file or self.redis_cert_file or self.redis_key_file
+        if tls_files and urlparse(self.redis_url).scheme != "rediss":
+            raise ValueError("redis_ca_file/redis_cert_file/redis_key_file need a rediss:// URL")
+        return self
 
     @cached_property
     def engine(self) -> EngineConfig:

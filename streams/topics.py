@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from .security import kafka_admin, kafka_python_kwargs
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,8 @@ def all_topics(settings: Settings) -> list[str]:
 
 def ensure_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:
     """Create every segstream topic that does not exist yet; return the ones created."""
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=f"{settings.app_id}-admin",
-        request_timeout_ms=timeout_ms,
+    admin = kafka_admin(
+        settings, client_id=f"{settings.app_id}-admin", request_timeout_ms=timeout_ms
     )
     try:
         existing = set(admin.list_topics())
@@ -93,7 +92,7 @@ def input_producer(settings: Settings, role: str) -> tuple[KafkaProducer, dict[s
     ``customer_id`` by the caller, so a customer's events share a partition."""
     ensure_topics(settings)
     producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_python_kwargs(settings),
         client_id=f"{settings.app_id}-{role}",
         acks=1,
         linger_ms=5,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
-import redis
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from tqdm import tqdm
 
 from segmenters.core import Source, recompute
@@ -16,6 +15,7 @@ from segmenters.verify import Report, cluster_agreement, compare
 
 from .keys import state_key
 from .pipeline import Record, parse_record
+from .security import kafka_consumer, redis_client
 from .settings import Settings
 from .store import load_doc
 from .timers import partition_clock
@@ -30,8 +30,8 @@ def read_inputs(
     settings: Settings, *, progress: bool = True
 ) -> tuple[list[tuple[Event, Source]], int]:
     """Every valid event of the input topics, from the beginning to the current end."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    consumer = kafka_consumer(
+        settings,
         enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
@@ -80,7 +80,7 @@ def read_inputs(
 
 
 def stored_states(settings: Settings, customers: list[str]) -> dict[str, CustomerState]:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     out: dict[str, CustomerState] = {}
     found = set(customers)
     for key in client.scan_iter(match=f"{settings.key_prefix}:{{*}}:state", count=1000):

@@ -1,0 +1,306 @@
+"""Secured connections: every Kafka and Redis client is built here, from the settings.
+
+Kafka (``SEGSTREAM_KAFKA_SECURITY__*``): PLAINTEXT, SASL_PLAINTEXT, SSL or SASL_SSL, with
+SASL PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. The same settings become the Faust app's
+``broker_credentials``, kafka-python keyword arguments (admin, producers, consumers of
+the command-line tools) and aiokafka keyword arguments (bench).
+
+Redis: ``SEGSTREAM_REDIS_URL`` (``rediss://`` for TLS, optionally ``user:password@``),
+``SEGSTREAM_REDIS_USERNAME``/``_PASSWORD`` (they win over the URL's), and the TLS files.
+
+:func:`check_connections` is the worker's start check: one authenticated metadata request
+to Kafka and a PING to Redis, each bounded in time, failing with a message that says
+what was refused, instead of a client library retrying forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+import redis
+import redis.asyncio as aioredis
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
+
+CHECK_TIMEOUT_S = 10.0
+
+
+class ConnectionCheckError(RuntimeError):
+    """Kafka or Redis refused the configured credentials, or did not answer in time."""
+
+
+# --------------------------------------------------------------------------- Kafka
+
+
+def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of a SSL/SASL_SSL protocol (None for the plaintext ones)."""
+    sec = settings.kafka_security
+    if not sec.tls:
+        return None
+    context = ssl.create_default_context(
+        cafile=str(sec.ca_file) if sec.ca_file else None,
+    )
+    if sec.cert_file:
+        context.load_cert_chain(
+            str(sec.cert_file),
+            str(sec.key_file) if sec.key_file else None,
+            sec.key_password.get_secret_value() if sec.key_password else None,
+        )
+    if not sec.check_hostname:
+        context.check_hostname = False
+    return context
+
+
+def _sasl_kwargs(settings: Settings) -> dict[str, Any]:
+    sec = settings.kafka_security
+    if not sec.sasl:
+        return {}
+    assert sec.password is not None  # the settings' validator ensures it
+    return {
+        "sasl_mechanism": sec.mechanism,
+        "sasl_plain_username": sec.username,
+        "sasl_plain_password": sec.password.get_secret_value(),
+    }
+
+
+def kafka_python_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of kafka-python's clients: bootstrap servers and security."""
+    sec = settings.kafka_security
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": sec.protocol,
+        **_sasl_kwargs(settings),
+    }
+    if sec.tls:
+        kwargs["ssl_check_hostname"] = sec.check_hostname
+        if sec.ca_file:
+            kwargs["ssl_cafile"] = str(sec.ca_file)
+        if sec.cert_file:
+            kwargs["ssl_certfile"] = str(sec.cert_file)
+        if sec.key_file:
+            kwargs["ssl_keyfile"] = str(sec.key_file)
+        if sec.key_password:
+            kwargs["ssl_password"] = sec.key_password.get_secret_value()
+    return kwargs
+
+
+def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of aiokafka's clients: bootstrap servers and security."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security.protocol,
+        **_sasl_kwargs(settings),
+    }
+    context = kafka_ssl_context(settings)
+    if context is not None:
+        kwargs["ssl_context"] = context
+    return kwargs
+
+
+def faust_credentials(settings: Settings) -> CredentialsT | None:
+    """``broker_credentials`` of the Faust app (None: plaintext, no authentication).
+
+    faust-streaming hands SASLCredentials' mechanism to aiokafka as ``sasl_mechanism``,
+    so SCRAM-SHA-256/512 work as well as PLAIN.
+    """
+    import faust
+
+    sec = settings.kafka_security
+    context = kafka_ssl_context(settings)
+    if sec.sasl:
+        assert sec.password is not None
+        return faust.SASLCredentials(
+            username=sec.username,
+            password=sec.password.get_secret_value(),
+            mechanism=sec.mechanism,
+            ssl_context=context,  # SASL_SSL with a context, SASL_PLAINTEXT without
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def kafka_admin(settings: Settings, **kwargs: Any) -> KafkaAdminClient:
+    return KafkaAdminClient(**kafka_python_kwargs(settings), **kwargs)
+
+
+def kafka_consumer(settings: Settings, *topics: str, **kwargs: Any) -> KafkaConsumer:
+    return KafkaConsumer(*topics, **kafka_python_kwargs(settings), **kwargs)
+
+
+def kafka_producer(settings: Settings, **kwargs: Any) -> KafkaProducer:
+    return KafkaProducer(**kafka_python_kwargs(settings), **kwargs)
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+def redis_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for redis-py's ``from_url`` besides the URL itself."""
+    kwargs: dict[str, Any] = {}
+    if settings.redis_username:
+        kwargs["username"] = settings.redis_username
+    if settings.redis_password is not None:
+        kwargs["password"] = settings.redis_password.get_secret_value()
+    if settings.redis_ca_file:
+        kwargs["ssl_ca_certs"] = str(settings.redis_ca_file)
+    if settings.redis_cert_file:
+        kwargs["ssl_certfile"] = str(settings.redis_cert_file)
+    if settings.redis_key_file:
+        kwargs["ssl_keyfile"] = str(settings.redis_key_file)
+    return kwargs
+
+
+def redis_client(settings: Settings, **kwargs: Any) -> redis.Redis:
+    """A blocking redis-py client with the configured credentials and TLS."""
+    return redis.Redis.from_url(settings.redis_url, **redis_kwargs(settings), **kwargs)
+
+
+def async_redis_client(settings: Settings, **kwargs: Any) -> aioredis.Redis:
+    """An asyncio redis-py client with the configured credentials and TLS."""
+    return aioredis.Redis.from_url(settings.redis_url, **redis_kwargs(settings), **kwargs)
+
+
+def redis_user(settings: Settings) -> str:
+    """The ACL user the clients log in as (``default`` unless one is configured)."""
+    if settings.redis_username:
+        return settings.redis_username
+    return unquote(urlparse(settings.redis_url).username or "") or "default"
+
+
+# --------------------------------------------------------------------------- start check
+
+
+def check_connections(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    """Raise :class:`ConnectionCheckError` unless Kafka and Redis accept the credentials."""
+    check_kafka(settings, timeout_s)
+    check_redis(settings, timeout_s)
+
+
+def check_kafka(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    """One metadata request, authenticated as configured, within ``timeout_s``."""
+    from kafka.errors import KafkaError
+
+    sec = settings.kafka_security
+    where = f"Kafka at {settings.kafka_bootstrap}"
+    who = (
+        f"the SASL credentials for user {sec.username} ({sec.mechanism})"
+        if sec.sasl
+        else f"a {sec.protocol} connection"
+    )
+    timeout_ms = int(timeout_s * 1000)
+    wanted = {  # kafka-python 2.x and 3.x name the bootstrap timeout differently
+        "request_timeout_ms": timeout_ms,
+        "api_version_auto_timeout_ms": timeout_ms,
+        "bootstrap_timeout_ms": timeout_ms,
+    }
+    config = {k: v for k, v in wanted.items() if k in KafkaAdminClient.DEFAULT_CONFIG}
+    outcome: list[BaseException | None] = []
+    done = threading.Event()
+
+    def attempt() -> None:
+        try:
+            admin = kafka_admin(settings, client_id=f"{settings.app_id}-check", **config)
+            try:
+                admin.list_topics()
+            finally:
+                admin.close()
+        except (KafkaError, OSError, ValueError) as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+        finally:
+            done.set()
+
+    # kafka-python retries a refused authentication until its timeout: the attempt runs
+    # in a daemon thread, and the first authentication or TLS failure it logs ends the wait.
+    failures: list[str] = []
+    with _captured("kafka", failures):
+        threading.Thread(target=attempt, name="segstream-kafka-check", daemon=True).start()
+        deadline = time.monotonic() + timeout_s + 5.0
+        while not done.wait(0.1):
+            if _auth_failures(failures) or time.monotonic() > deadline:
+                break
+    if done.is_set() and outcome and outcome[0] is None:
+        return
+    error = outcome[0] if outcome else None
+    raise ConnectionCheckError(_kafka_refusal(where, who, error, failures, timeout_s))
+
+
+def _auth_failures(logged: list[str]) -> list[str]:
+    keys = ("AuthenticationFailed", "Authentication failed", "SSLError", "CERTIFICATE_VERIFY")
+    return [m for m in logged if any(k in m for k in keys)]
+
+
+def _kafka_refusal(
+    where: str, who: str, exc: BaseException | None, logged: list[str], timeout_s: float
+) -> str:
+    """The clearest reason: an authentication or TLS failure the client logged, if any."""
+    auth = _auth_failures(logged)
+    if auth:
+        reason = auth[0]
+        if "[Error " in reason:  # kafka-python: "<transport>: Abort ([Error 58] X: X: why)"
+            reason = reason[reason.index("[Error ") :]
+            reason = re.sub(r"\)?( \(backoff [\d.]+ secs\))?$", "", reason)
+            reason = re.sub(r"(\w+): \1: ", r"\1: ", reason)
+        return f"{where} refused {who}: {reason}"
+    if exc is None:
+        return f"{where} did not answer a metadata request within {timeout_s:.0f} s ({who})"
+    return f"{where} did not accept {who}: {type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def _captured(logger_name: str, into: list[str]) -> Iterator[None]:
+    """Collect a client library's warnings and errors (and keep them off the console)."""
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            into.append(record.getMessage())
+
+    logger = logging.getLogger(logger_name)
+    handler = Collect(logging.WARNING)
+    previous = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = previous
+
+
+def check_redis(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    """PING, then read one of segstream's keys: the user must exist and reach the keys."""
+    host, port = settings.redis_host_port
+    where = f"Redis at {host}:{port}"
+    user = redis_user(settings)
+    client = redis_client(settings, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        client.ping()
+        client.exists(f"{settings.key_prefix}:clock")
+    except redis.AuthenticationError as exc:
+        raise ConnectionCheckError(f"{where} refused user {user}: {exc}") from None
+    except redis.exceptions.NoPermissionError as exc:
+        raise ConnectionCheckError(
+            f"{where}: user {user} may not use segstream's keys ({settings.key_prefix}:*): {exc}"
+        ) from None
+    except redis.ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            raise ConnectionCheckError(f"{where} refused user {user}: {exc}") from None
+        raise ConnectionCheckError(f"{where} failed the start check: {exc}") from None
+    except (redis.RedisError, OSError) as exc:
+        raise ConnectionCheckError(f"{where}: no connection: {type(exc).__name__}: {exc}") from None
+    finally:
+        client.close()

@@ -1,0 +1,355 @@
+"""Secured connections end to end: Kafka with SASL/SCRAM, Redis with an ACL user.
+
+A spare broker (PLAINTEXT listener for the services probe, plus a SASL_PLAINTEXT
+listener with SCRAM-SHA-256 users written at format time) and a spare redis-server
+with an ACL user that may touch only ``<key_prefix>:*`` run on free ports; the worker is
+a real subprocess that talks only to the SASL listener and logs in as the ACL user.
+Everything started here is stopped and removed afterwards; the shared services on the
+default ports are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from streams.keys import state_key
+from streams.security import kafka_consumer, redis_client
+from streams.services import ScramListener, down, up
+from streams.settings import KafkaSecurity, Settings
+from streams.store import load_doc
+from streams.topics import CHANGES, finish, input_producer
+from tests.unit.factories import Events
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+USER = "segstream"
+KAFKA_PASSWORD = "kafka-" + uuid.uuid4().hex[:12]
+REDIS_PASSWORD = "redis-" + uuid.uuid4().hex[:12]
+PREFIX = "sec" + uuid.uuid4().hex[:6]
+
+#: What the worker may do in Redis: data commands, scripts, MEMORY USAGE; nothing
+#: dangerous (CONFIG, FLUSHALL, KEYS, ...), no pub/sub channels, only its own keys.
+ACL_RULES = [
+    "reset",
+    "on",
+    f">{REDIS_PASSWORD}",
+    f"~{PREFIX}:*",
+    "resetchannels",
+    "-@all",
+    "+@connection",
+    "+@transaction",
+    "+@read",
+    "+@write",
+    "+@keyspace",
+    "+@scripting",
+    "-@dangerous",
+    "+memory|usage",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _free_port_pair() -> int:
+    """A port p with p + 1 also free: the broker's listener and its controller."""
+    for _ in range(50):
+        port = _free_port()
+        if port < 65535:
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no two adjacent free ports found")
+
+
+@dataclass(frozen=True)
+class Secured:
+    base: Settings  # the spare services, as `services up` sees them (plaintext)
+    sasl_port: int
+
+    def env(
+        self,
+        *,
+        kafka_password: str = KAFKA_PASSWORD,
+        redis_password: str = REDIS_PASSWORD,
+        uid: str = "",
+    ) -> dict[str, str]:
+        uid = uid or uuid.uuid4().hex[:8]
+        return {
+            "SEGSTREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{self.sasl_port}",
+            "SEGSTREAM_KAFKA_SECURITY__PROTOCOL": "SASL_PLAINTEXT",
+            "SEGSTREAM_KAFKA_SECURITY__MECHANISM": "SCRAM-SHA-256",
+            "SEGSTREAM_KAFKA_SECURITY__USERNAME": USER,
+            "SEGSTREAM_KAFKA_SECURITY__PASSWORD": kafka_password,
+            "SEGSTREAM_REDIS_URL": self.base.redis_url,
+            "SEGSTREAM_REDIS_USERNAME": USER,
+            "SEGSTREAM_REDIS_PASSWORD": redis_password,
+            "SEGSTREAM_KEY_PREFIX": PREFIX,
+            "SEGSTREAM_TOPIC_PREFIX": f"t{uid}.",
+            "SEGSTREAM_APP_ID": f"segstream-t{uid}",
+            "SEGSTREAM_TOPIC_PARTITIONS": "2",
+            "SEGSTREAM_BATCH_WINDOW_S": "0.02",
+            "SEGSTREAM_SESSION_TIMEOUT_S": "6",
+            "SEGSTREAM_WEB_ENABLED": "false",
+            "SEGSTREAM_LOG_LEVEL": "info",
+        }
+
+    def settings(self, env: dict[str, str]) -> Settings:
+        """The worker's settings, built in this process from its environment."""
+        plain: dict[str, Any] = {k.removeprefix("SEGSTREAM_").lower(): v for k, v in env.items()}
+        security = {
+            k.removeprefix("kafka_security__"): plain.pop(k)
+            for k in list(plain)
+            if k.startswith("kafka_security__")
+        }
+        return Settings(**plain, kafka_security=KafkaSecurity(**security))
+
+
+def _port_files(settings: Settings) -> list[Path]:
+    cache = settings.cache_dir
+    kafka, redis_port = settings.kafka_host_port[1], settings.redis_host_port[1]
+    return [
+        cache / f"kafka-data-{kafka}",
+        cache / f"redis-data-{redis_port}",
+        cache / "run" / f"server-{kafka}.properties",
+        cache / "run" / f"kafka-{kafka}.lock",
+        cache / "run" / f"redis-{redis_port}.lock",
+        cache / "logs" / f"kafka-{kafka}.log",
+        cache / "logs" / f"redis-{redis_port}.log",
+    ]
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[Secured]:
+    base = Settings(
+        kafka_bootstrap=f"127.0.0.1:{_free_port_pair()}",
+        redis_url=f"redis://127.0.0.1:{_free_port()}/0",
+        cache_dir=Settings().cache_dir,  # the cached Kafka jars are reused
+        kafka_heap="256m",
+        topic_partitions=2,
+    )
+    sasl_port = _free_port()
+    lines: list[str] = []
+    try:
+        up(base, echo=lines.append, scram=ScramListener(sasl_port, {USER: KAFKA_PASSWORD}))
+        admin = redis.Redis.from_url(base.redis_url)  # the default user, on our own server
+        try:
+            admin.execute_command("ACL", "SETUSER", USER, *ACL_RULES)  # type: ignore[no-untyped-call]
+        finally:
+            admin.close()
+        yield Secured(base, sasl_port)
+    finally:
+        down(base, echo=lines.append)
+        for path in _port_files(base):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            cwd=ROOT,
+            env={**os.environ, **env, "PYTHONPATH": path},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _wait_for(log: Path, proc: subprocess.Popen[bytes], needle: str, timeout: float) -> None:
+    ends = time.monotonic() + timeout
+    while time.monotonic() < ends:
+        if needle in log.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"no {needle!r} in {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def test_worker_runs_with_scram_and_an_acl_user(secured: Secured, tmp_path: Path) -> None:
+    env = secured.env()
+    env["SEGSTREAM_CACHE_DIR"] = str(tmp_path / "cache")
+    settings = secured.settings(env)
+    log = tmp_path / "worker.log"
+    proc = _start_worker(env, log)
+    try:
+        _wait_for(log, proc, "[^Worker]: Ready", 120)
+        a = Events("c-sec")
+        events = [a.browse(0), a.add("A", 1), a.purchase("o-1", ["A"], 2)]
+        producer, topics = input_producer(settings, "test")  # SASL as well
+        try:
+            for e in events:
+                producer.send(
+                    topics[e["type"]], key=e["customer_id"].encode(), value=orjson.dumps(e)
+                ).get(timeout=30)
+        finally:
+            finish(producer)
+
+        client = redis_client(settings)  # the ACL user
+        try:
+            ends = time.monotonic() + 60
+            state = None
+            while time.monotonic() < ends:
+                state = load_doc(client.hget(state_key(PREFIX, "c-sec"), "doc"))
+                if state and state.get("events", 0) >= len(events):
+                    break
+                time.sleep(0.25)
+            assert state and state["events"] == len(events), log.read_text()[-3000:]
+            assert state["segments"]["journey"][0] == "first_time_buyer"
+            with pytest.raises(redis.exceptions.NoPermissionError):  # confined to its keys
+                client.set("elsewhere:x", b"1")
+        finally:
+            client.close()
+
+        journey = _changes(settings, "c-sec", expect=3)
+        assert journey[-3:] == [
+            (None, "browser"),
+            ("browser", "active_cart"),
+            ("active_cart", "first_time_buyer"),
+        ], journey
+        text = log.read_text(errors="replace")
+        assert "NOPERM" not in text and "no permissions" not in text, text[-3000:]
+        assert "AuthenticationFailed" not in text
+    finally:
+        _stop(proc)
+
+
+def _changes(settings: Settings, customer: str, *, expect: int) -> list[tuple[str | None, str]]:
+    """The journey changes of ``customer`` on segments.changes, read as the SASL user."""
+    from kafka import TopicPartition
+
+    topic = settings.topic(CHANGES)
+    consumer = kafka_consumer(settings, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        found: list[tuple[str | None, str]] = []
+        ends = time.monotonic() + 30
+        while time.monotonic() < ends and len(found) < expect:
+            for batch in consumer.poll(timeout_ms=300).values():
+                for r in batch:
+                    ch = orjson.loads(r.value)
+                    if ch["customer_id"] == customer and ch["dimension"] == "journey":
+                        found.append((ch["previous"], ch["current"]))
+        return found
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize(
+    ("which", "message"),
+    [
+        ("kafka", "refused the SASL credentials for user segstream (SCRAM-SHA-256)"),
+        ("redis", "refused user segstream"),
+    ],
+)
+def test_wrong_password_stops_the_worker_at_start(
+    secured: Secured, tmp_path: Path, which: str, message: str
+) -> None:
+    wrong = {f"{which}_password": "not-the-password"}
+    env = {**secured.env(**wrong), "SEGSTREAM_CACHE_DIR": str(tmp_path / "cache")}
+    log = tmp_path / "worker.log"
+    started = time.monotonic()
+    proc = _start_worker(env, log)
+    try:
+        code = proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        raise AssertionError(f"worker still runs after 20 s:\n{log.read_text()[-3000:]}") from None
+    text = log.read_text(errors="replace")
+    assert code != 0, text[-3000:]
+    assert message in text, text[-3000:]
+    where = (
+        f"Kafka at 127.0.0.1:{secured.sasl_port}"
+        if which == "kafka"
+        else f"Redis at 127.0.0.1:{secured.base.redis_host_port[1]}"
+    )
+    assert where in text, text[-3000:]
+    assert "not-the-password" not in text  # a password is never echoed
+    assert time.monotonic() - started < 20
+
+
+def test_redis_over_tls(tmp_path: Path) -> None:
+    """rediss:// with the server's CA passes the start check; without the CA it fails."""
+    from streams.security import ConnectionCheckError, check_redis
+
+    crt, key = tmp_path / "server.pem", tmp_path / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+        + ["-keyout", str(key), "-out", str(crt)],
+        check=True,
+        capture_output=True,
+    )
+    port = _free_port()
+    server = subprocess.Popen(
+        [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", "0"]
+        + ["--tls-port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        + ["--tls-cert-file", str(crt), "--tls-key-file", str(key)]
+        + ["--tls-ca-cert-file", str(crt), "--tls-auth-clients", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"rediss://127.0.0.1:{port}/0"
+        trusted = Settings(redis_url=url, redis_ca_file=crt, key_prefix=PREFIX)
+        ends = time.monotonic() + 20
+        while True:
+            try:
+                check_redis(trusted, timeout_s=2)
+                break
+            except ConnectionCheckError:
+                if time.monotonic() > ends or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        client = redis_client(trusted)
+        try:
+            client.set(f"{PREFIX}:tls", b"1")
+            assert client.get(f"{PREFIX}:tls") == b"1"
+        finally:
+            client.close()
+        with pytest.raises(ConnectionCheckError, match="certificate verify failed"):
+            check_redis(Settings(redis_url=url, key_prefix=PREFIX), timeout_s=2)
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
