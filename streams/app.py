@@ -27,10 +27,12 @@ from .web import WebContext, kafka_probe_for, register_web, tombstone_sender
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> faust.App:
-    datadir = settings.cache_dir / "faust"
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+def faust_app(settings: Settings, *, datadir: str = "faust", web: bool = True) -> faust.App:
+    """The Faust app with segstream's consumer and producer settings, no agents yet
+    (the benchmark's no-op baseline is built on the same one)."""
+    path = settings.cache_dir / datadir
+    path.mkdir(parents=True, exist_ok=True)
+    return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=faust_credentials(settings),
@@ -47,12 +49,16 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_commit_interval=settings.commit_interval_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        datadir=str(datadir),
-        web_enabled=settings.web_enabled,
+        datadir=str(path),
+        web_enabled=web and settings.web_enabled,
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
     )
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust_app(settings)
     changes, deadletter, features = (settings.topic(n) for n in (CHANGES, DEADLETTER, FEATURES))
 
     metrics: Metrics | None = None  # set below; the processor needs send_change first

@@ -30,7 +30,7 @@ import orjson
 from kafka import TopicPartition
 
 from .kafka_admin import committed_offsets
-from .security import aiokafka_kwargs, faust_credentials, kafka_admin, kafka_consumer, redis_client
+from .security import aiokafka_kwargs, kafka_admin, kafka_consumer, redis_client
 from .settings import Settings
 from .simulate import generate
 from .topics import CHANGES, INPUTS, finish, input_producer
@@ -359,7 +359,7 @@ def latency(base: Settings, log_dir: Path, rate: int, seconds: float) -> dict[st
         finally:
             finish(producer)
         offered = len(body) / (time.perf_counter() - started)
-        arrived = first_changes(d.settings, set(sent), timeout=max(60.0, 3 * seconds))
+        arrived = change_times(d.settings, set(sent), timeout=max(60.0, 3 * seconds))
         lat = [(arrived[c] - sent[c]) * 1000 for c in sent if c in arrived]
         out = percentiles(lat)
         out["offered"] = offered
@@ -398,8 +398,11 @@ def wait_ready(d: Deployment, proc: subprocess.Popen[bytes], timeout: float = 60
     raise TimeoutError("the worker did not start in time")
 
 
-def first_changes(settings: Settings, customers: set[str], *, timeout: float) -> dict[str, float]:
-    """Broker timestamp (s) of the first segment change of each of ``customers``."""
+def change_times(
+    settings: Settings, customers: set[str], *, timeout: float, current: str | None = None
+) -> dict[str, float]:
+    """Broker timestamp (s) of the first segment change of each of ``customers`` (to
+    segment ``current``, if given), reading ``segments.changes`` from the start."""
     topic = settings.topic(CHANGES)
     consumer = kafka_consumer(settings, enable_auto_commit=False)
     parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
@@ -412,7 +415,9 @@ def first_changes(settings: Settings, customers: set[str], *, timeout: float) ->
             for batch in consumer.poll(timeout_ms=500).values():
                 for record in batch:
                     cid = record.key.decode() if record.key else ""
-                    if cid in customers and cid not in found:
+                    if cid not in customers or cid in found:
+                        continue
+                    if current is None or orjson.loads(record.value)["current"] == current:
                         found[cid] = record.timestamp / 1000
     finally:
         consumer.close()
@@ -453,7 +458,7 @@ def timer_lateness(base: Settings, log_dir: Path, customers: int = 200) -> dict[
                 }
             )
         prefill(d.settings, iter(events))
-        fired = abandon_times(d.settings, set(due), timeout=30)
+        fired = change_times(d.settings, set(due), timeout=30, current="cart_abandoner")
         late = [(fired[c] - due[c]) * 1000 for c in due if c in fired]
         out = percentiles(late)
         out["max"] = max(late) if late else float("nan")
@@ -461,26 +466,6 @@ def timer_lateness(base: Settings, log_dir: Path, customers: int = 200) -> dict[
         return out
     finally:
         d.stop()
-
-
-def abandon_times(settings: Settings, customers: set[str], *, timeout: float) -> dict[str, float]:
-    topic = settings.topic(CHANGES)
-    consumer = kafka_consumer(settings, enable_auto_commit=False)
-    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    found: dict[str, float] = {}
-    ends = time.monotonic() + timeout
-    try:
-        while time.monotonic() < ends and len(found) < len(customers):
-            for batch in consumer.poll(timeout_ms=500).values():
-                for record in batch:
-                    change = orjson.loads(record.value)
-                    if change["current"] == "cart_abandoner" and change["customer_id"] in customers:
-                        found.setdefault(change["customer_id"], record.timestamp / 1000)
-    finally:
-        consumer.close()
-    return found
 
 
 def replay_time(base: Settings, log_dir: Path, path: Path) -> dict[str, Any]:
@@ -667,24 +652,10 @@ def baseline_main() -> None:
     """A Faust worker whose agent takes the same batches as segstream's and does nothing."""
     import faust
 
+    from .app import faust_app
+
     settings = Settings()
-    datadir = settings.cache_dir / "faust-baseline"
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        broker_credentials=faust_credentials(settings),
-        key_serializer="raw",
-        value_serializer="raw",
-        topic_partitions=settings.topic_partitions,
-        topic_disable_leader=True,
-        consumer_auto_offset_reset="earliest",
-        stream_wait_empty=False,
-        consumer_max_fetch_size=settings.fetch_partition_bytes,
-        broker_commit_interval=settings.commit_interval_s,
-        datadir=str(datadir),
-        web_enabled=False,
-    )
+    app = faust_app(settings, datadir="faust-baseline", web=False)
     source = app.topic(
         *(settings.topic(name) for name in INPUTS),
         key_serializer="raw",
