@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from segmenters.config import EngineConfig, JourneyConfig, StateConfig
 
+from .collector_config import CollectorSettings
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -133,6 +135,8 @@ class Settings(BaseSettings):
 
     journey: JourneyConfig = JourneyConfig()
     state: StateConfig = StateConfig()
+    #: The HTTP collector for websites (``segstream collector``, streams/collector.py).
+    collector: CollectorSettings = CollectorSettings()
 
     @cached_property
     def engine(self) -> EngineConfig:
