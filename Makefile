@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install services-up services-down services-status browser test unit demo lint clean
+.PHONY: install services-up services-down services-status browser test unit demo lint clean collector-load
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ unit: install
 ## make demo: a worker and about a minute of simulated shop traffic (DEMO_SECONDS).
 demo: services-up
 	bash scripts/demo.sh
+
+## make collector-load: wrk against the HTTP collector; writes docs/collector_benchmarks.md.
+collector-load: services-up
+	PYTHON=$(BIN)/python bash scripts/collector_load.sh
 
 lint: install
 	$(BIN)/ruff check streams segmenters tests

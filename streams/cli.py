@@ -197,6 +197,23 @@ def worker() -> None:
 
 
 @main.command()
+@click.option("--host", help="Listen address (default: SEGSTREAM_COLLECTOR__HOST).")
+@click.option("--port", type=int, help="Listen port (default: SEGSTREAM_COLLECTOR__PORT).")
+def collector(host: str | None, port: int | None) -> None:
+    """Run the HTTP collector: websites POST events (or load a pixel), it puts them on
+    Kafka (see "Sending events from a website" in README.md)."""
+    from .collector import run
+
+    settings = _settings()
+    changes = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    if changes:
+        settings = settings.model_copy(
+            update={"collector": settings.collector.model_copy(update=changes)}
+        )
+    run(settings)
+
+
+@main.command()
 @click.option("--customers", default=200, show_default=True, help="Simulated customers.")
 @click.option("--rate", default=100.0, show_default=True, help="Events per second (0: max).")
 @click.option("--duration", default=60.0, show_default=True, help="Seconds of traffic.")

@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from segmenters.config import EngineConfig, JourneyConfig, StateConfig
 
+from .collector_config import CollectorSettings
+
 
 class KafkaSecurity(BaseModel):
     """How clients authenticate to Kafka and encrypt the traffic: ``SEGSTREAM_KAFKA_SECURITY__*``.
@@ -183,6 +185,8 @@ class Settings(BaseSettings):
 
     journey: JourneyConfig = JourneyConfig()
     state: StateConfig = StateConfig()
+    #: The HTTP collector for websites (``segstream collector``, streams/collector.py).
+    collector: CollectorSettings = CollectorSettings()
 
     @model_validator(mode="after")
     def _redis_tls(self) -> Settings:
