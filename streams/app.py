@@ -127,7 +127,7 @@ def create_app(settings: Settings) -> faust.App:
             metrics=metrics,
             actions=None
             if actions is None
-            else uplift_rows(settings, lambda: actions.policy.policy),
+            else uplift_rows(settings, lambda: actions.policy),
         ),
     )
 
