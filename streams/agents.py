@@ -18,7 +18,9 @@ import faust
 import orjson
 
 from .pipeline import BatchProcessor, BatchStats, Record
+from .progress import ProgressGuard
 from .settings import Settings
+from .store import ProgressLost
 from .topics import FEATURES, INPUTS
 from .trainer import TrainerService
 
@@ -102,6 +104,7 @@ def register_agents(
     settings: Settings,
     processor: BatchProcessor,
     observer: BatchObserver | None = None,
+    guard: ProgressGuard | None = None,
 ) -> None:
     source = app.topic(
         *(settings.topic(name) for name in INPUTS),
@@ -125,7 +128,7 @@ def register_agents(
                 for e in events
             ]
             stats = await process_until_done(
-                processor, records, None if observer is None else observer.batch_failed
+                processor, records, None if observer is None else observer.batch_failed, guard
             )
             throughput.add(stats)
             if observer is not None:
@@ -139,6 +142,7 @@ async def process_until_done(
     processor: BatchProcessor,
     records: list[Record],
     on_error: Callable[[BaseException], None] | None = None,
+    guard: ProgressGuard | None = None,
 ) -> BatchStats:
     """Process a batch, retrying with backoff until it succeeds.
 
@@ -146,6 +150,7 @@ async def process_until_done(
     batch. Retrying instead keeps the batch: an outage (Redis down, say) shows as
     growing lag, never as lost events. Applying a batch twice is safe (offsets are
     stored with the state), so a retry after a partial write double-counts nothing.
+    If Redis lost writes (``ProgressLost``), ``guard`` first replays the lost offsets.
     """
     delay = 0.2
     while True:
@@ -154,9 +159,18 @@ async def process_until_done(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("batch of %d events failed; retrying in %.1f s", len(records), delay)
             if on_error is not None:
                 on_error(exc)
             processor.store.forget()  # reload: what the failed try left unsent is re-sent
+            if isinstance(exc, ProgressLost) and guard is not None:
+                try:
+                    await guard.recover()
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("replaying what Redis lost failed; retrying")
+            else:
+                log.exception("batch of %d events failed; retrying in %.1f s", len(records), delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)

@@ -16,9 +16,10 @@ from .agents import register_agents, register_trainer
 from .erase import register_erasures
 from .metrics import Metrics
 from .pipeline import BatchProcessor
+from .progress import ProgressGuard
 from .security import async_redis_client, faust_credentials
 from .settings import Settings
-from .store import StateStore
+from .store import ProgressLost, StateStore
 from .timers import TimerService
 from .topics import CHANGES, DEADLETTER, FEATURES, INPUTS
 from .trainer import TrainerService
@@ -96,6 +97,14 @@ def create_app(settings: Settings) -> faust.App:
         clock=time.time,
     )
     inputs = {settings.topic(name) for name in INPUTS}
+    guard = ProgressGuard(
+        store=store,
+        processor=processor,
+        inputs=inputs,
+        bootstrap=settings.kafka_bootstrap,
+        batch_size=settings.batch_size,
+    )
+    guard.install(app)
 
     def assigned() -> list[int]:
         return [tp.partition for tp in app.consumer.assignment() if tp.topic in inputs]
@@ -111,7 +120,7 @@ def create_app(settings: Settings) -> faust.App:
         clocks=timer_service.clocks,
     )
     timer_service.metrics = metrics
-    register_agents(app, settings, processor, metrics)
+    register_agents(app, settings, processor, metrics, guard)
     register_trainer(app, settings, TrainerService(settings, store))
     register_erasures(app, settings, store.forget)
     actions = register_actions(app, settings, client)
@@ -135,6 +144,12 @@ def create_app(settings: Settings) -> faust.App:
     async def fire_timers() -> None:
         try:
             await timer_service.run_once()
+        except ProgressLost:  # Redis lost writes: replay them (the ingest may be idle)
+            log.warning("timer scan found Redis lost writes; replaying")
+            try:
+                await guard.recover()
+            except Exception:
+                log.exception("replaying what Redis lost failed; retried at the next tick")
         except Exception as exc:  # a failed scan is retried at the next tick; never stop
             log.exception("timer scan failed")
             if isinstance(exc, RedisError | OSError):

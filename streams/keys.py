@@ -65,6 +65,11 @@ def clock_key(prefix: str) -> str:
     return f"{prefix}:clock"
 
 
+def applied_key(prefix: str) -> str:
+    """Hash ``<topic>:<partition>`` -> last input offset applied (written with the state)."""
+    return f"{prefix}:applied"
+
+
 def members_key(prefix: str, partition: int) -> str:
     """Every customer of one input partition (the rescoring sweep walks it)."""
     return f"{prefix}:customers:{partition}"

@@ -154,7 +154,9 @@ class BatchProcessor:
         by_customer: dict[str, list[tuple[Event, Source]]] = {}
         partition_of: dict[str, int] = {}
         acks: list[Awaitable[Any]] = []  # broker acknowledgements to wait for
+        applied: dict[str, int] = {}  # partition progress, written with the states
         for record in records:
+            applied[f"{record.topic}:{record.partition}"] = record.offset
             try:
                 event = self._parse(record)
             except InvalidEvent as exc:
@@ -174,7 +176,7 @@ class BatchProcessor:
                 self.watermarks[record.partition] = at
         stats.customers = len(by_customer)
         groups = {cid: merge_by_time(items) for cid, items in by_customer.items()}
-        await self._apply(groups, partition_of, None, stats, acks)
+        await self._apply(groups, partition_of, None, stats, acks, applied=applied)
         stats.round_trips = self.store.round_trips - trips_before
         stats.seconds = time.perf_counter() - started
         return stats
@@ -217,8 +219,10 @@ class BatchProcessor:
         stats: BatchStats,
         acks: list[Awaitable[Any]],
         rescoring: bool = False,
+        applied: dict[str, int] | None = None,
     ) -> None:
-        """Load, fold (or tick, with ``until``; or rescore), write with CAS, publish."""
+        """Load, fold (or tick, with ``until``; or rescore), write with CAS, publish.
+        ``applied``: the batch's input offsets, recorded with its states."""
         loaded = await self.store.load(groups)
         unsent = {cid: b.unsent for cid, b in loaded.items() if b.unsent}
         changes: list[tuple[SegmentChange, bytes]] = []
@@ -226,7 +230,7 @@ class BatchProcessor:
         pending = loaded
         for _attempt in range(MAX_CONFLICT_RETRIES + 1):
             writes, results = self._fold_all(groups, pending, partition_of, until, rescoring)
-            rejected = await self.store.commit(writes)
+            rejected = await self.store.commit(writes, applied)
             for cid, result in results.items():
                 if cid in rejected:
                     continue

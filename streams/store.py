@@ -17,10 +17,12 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from segmenters.state import CustomerState
 
 from .keys import (
+    applied_key,
     clock_key,
     ids_key,
     index_key,
@@ -41,10 +43,26 @@ from .keys import (
 #: new offsets: a second replay) rejects the write too, returning the ids seen, so the
 #: worker folds again without them. KEYS holds every key touched; ARGV[1] is the batch
 #: as JSON (see ``commit``).
+#:
+#: Partition progress (the last ARGV, JSON): ``a`` the input offsets this batch applied
+#: ("<topic>:<partition>" -> offset), recorded in ``<p>:applied`` only when every write
+#: won, so the record never runs ahead of the states; ``x`` the offsets this worker last
+#: recorded. A stored record below ``x`` means Redis lost writes (a restart from an AOF
+#: that missed its last second): the script then writes nothing and fails with
+#: SEGSTREAM_PROGRESS_LOST, and the worker replays from what Redis has.
 COMMIT_LUA = """
 local writes = cjson.decode(ARGV[1])
 local keep = tonumber(ARGV[2])
 local retention = tonumber(ARGV[4])
+local progress = cjson.decode(ARGV[#ARGV])
+if progress.k then
+  for field, pos in pairs(progress.x) do
+    if tonumber(redis.call('HGET', KEYS[progress.k], field) or '-1') < tonumber(pos) then
+      return redis.error_reply('SEGSTREAM_PROGRESS_LOST ' .. field)
+    end
+  end
+end
+local all_ok = true
 local out = {}
 for i, w in ipairs(writes) do
   local skey = KEYS[w.s]
@@ -57,8 +75,10 @@ for i, w in ipairs(writes) do
     end
   end
   if rev ~= w.r then
+    all_ok = false
     out[i] = {0, rev, redis.call('HGET', skey, 'doc') or ''}
   elseif #seen > 0 then
+    all_ok = false
     out[i] = {2, rev, redis.call('HGET', skey, 'doc') or '', seen}
   else
     if w.e then
@@ -92,12 +112,23 @@ for i, w in ipairs(writes) do
     out[i] = {1, tostring(new), ''}
   end
 end
+if progress.k and all_ok then
+  for field, pos in pairs(progress.a) do
+    if tonumber(redis.call('HGET', KEYS[progress.k], field) or '-1') < tonumber(pos) then
+      redis.call('HSET', KEYS[progress.k], field, pos)
+    end
+  end
+end
 return out
 """
 
 OUTBOX_KEEP = 16
 #: Position in ARGV of the first state document.
 DOCS_ARGV = 5
+
+
+class ProgressLost(RuntimeError):
+    """Redis holds less partition progress than this worker recorded: it lost writes."""
 
 
 @dataclass(slots=True)
@@ -155,6 +186,9 @@ class StateStore:
         self.round_trips = 0
         #: Customers whose outbox was delivered; emptied in the next write round trip.
         self._delivered: set[str] = set()
+        #: "<topic>:<partition>" -> the offset this worker last recorded in ``<p>:applied``
+        #: (or read there on assignment); every write checks Redis still has it.
+        self.progress: dict[str, int] = {}
 
     def _remember(self, customer_id: str, loaded: Loaded) -> None:
         if self.cache_size <= 0:
@@ -199,10 +233,14 @@ class StateStore:
         """These customers' changes reached Kafka: their outboxes go with the next write."""
         self._delivered.update(customer_ids)
 
-    async def commit(self, writes: list[Write]) -> dict[str, Rejected]:
+    async def commit(
+        self, writes: list[Write], applied: dict[str, int] | None = None
+    ) -> dict[str, Rejected]:
         """Write in one round trip; return, for customers whose write lost, the stored
-        state and the ids of events it had already applied."""
-        if not writes and not self._delivered:
+        state and the ids of events it had already applied. ``applied``: the input
+        offsets the batch applied, recorded atomically with it (raises ProgressLost if
+        Redis has less progress than this worker recorded before)."""
+        if not writes and not self._delivered and not applied:
             return {}
         pipe = self.client.pipeline(transaction=False)
         cleared = len(self._delivered)
@@ -253,17 +291,39 @@ class StateStore:
                 if w.due is not None:
                     item["due"] = repr(w.due)  # a string: Lua numbers would lose digits
             batch.append(item)
-        if batch:
+        progress: dict[str, Any] = {}
+        if applied or self.progress:
+            progress = {
+                "k": ref(applied_key(self.prefix)),
+                "x": {f: str(o) for f, o in self.progress.items()},
+                "a": {f: str(o) for f, o in (applied or {}).items()},
+            }
+        if batch or progress:
             registry = ref(index_registry_key(self.prefix))
             await self._commit(  # queues onto the pipeline; no round trip here
                 keys=keys,
-                args=[orjson.dumps(batch), OUTBOX_KEEP, registry, self.dedupe_retention_s, *docs],
+                args=[
+                    orjson.dumps(batch),
+                    OUTBOX_KEEP,
+                    registry,
+                    self.dedupe_retention_s,
+                    *docs,
+                    orjson.dumps(progress),
+                ],
                 client=pipe,
             )
-        results = await pipe.execute()
+        try:
+            results = await pipe.execute()
+        except ResponseError as exc:
+            if "SEGSTREAM_PROGRESS_LOST" in str(exc):
+                raise ProgressLost(str(exc)) from exc
+            raise
         self.round_trips += 1
         conflicts: dict[str, Rejected] = {}
         replies = results[cleared] if batch else []
+        if applied and all(int(r[0]) == 1 for r in replies):
+            for f, o in applied.items():
+                self.progress[f] = max(o, self.progress.get(f, -1))
         for w, (ok, rev, doc, *seen) in zip(writes, replies, strict=True):
             if int(ok) == 1:
                 self._remember(w.customer_id, Loaded(int(rev), w.state))
@@ -273,6 +333,12 @@ class StateStore:
                 ids = {int(i) for i in seen[0]} if seen else set()
                 conflicts[w.customer_id] = Rejected(Loaded(fresh.rev, fresh.state), ids)
         return conflicts
+
+    async def applied_offsets(self) -> dict[str, int]:
+        """``<p>:applied``: "<topic>:<partition>" -> last offset applied, as Redis has it."""
+        raw = await self.client.hgetall(applied_key(self.prefix))
+        self.round_trips += 1
+        return {k.decode(): int(v) for k, v in raw.items()}
 
     async def due_timers(self, clocks: dict[int, float], limit: int) -> dict[int, list[str]]:
         """Customers whose timer is due, per partition: one round trip, cost ~ due ones."""

@@ -1,0 +1,321 @@
+"""What the fault tests share: spare servers, traffic, and the end-of-test accounting.
+
+Every fault test ends the same way (``account``): wait until every valid event is in
+Redis, run ``segstream verify`` (offline recomputation against Redis), and count what
+the input, the dead-letter topic, the states, ``segments.changes`` and the ``actions.*``
+topics hold.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from kafka import KafkaConsumer, TopicPartition
+
+from segmenters.core import Source
+from streams import services as svc
+from streams.keys import applied_key
+from streams.settings import Settings
+from streams.topics import ACTION_TOPICS
+from streams.verify import stored_states, verify
+from tests.integration.conftest import Deployment, free_port
+from tests.integration.test_pipeline import assert_change_chains
+from tests.unit.factories import Events
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Where ``account`` appends its rows as JSON lines (for docs/reliability.md), if set.
+RESULTS = os.environ.get("SEGSTREAM_RELIABILITY_RESULTS")
+
+
+# --------------------------------------------------------------------------- servers
+
+
+class SpareRedis:
+    """A redis-server of the test's own on a spare port, persisting to an AOF
+    (``appendfsync everysec``) in ``data``: SIGKILL loses up to its last second."""
+
+    def __init__(self, data: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.data = data
+        data.mkdir(parents=True, exist_ok=True)
+        server = svc._find_redis_server()
+        assert server, "redis-server not installed"
+        self.command = [
+            server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--dir",
+            str(data),
+            "--logfile",
+            str(data / "redis.log"),
+            "--daemonize",
+            "no",
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL)
+        ends = time.monotonic() + 20
+        while not svc.redis_answers(self.url, timeout_s=0.5):
+            assert self.proc.poll() is None, (self.data / "redis.log").read_text()[-2000:]
+            assert time.monotonic() < ends, "spare redis-server did not answer"
+            time.sleep(0.1)
+
+    def aof(self) -> Path:
+        """The file Redis appends to now (Redis 7: the newest ``*.incr.aof``)."""
+        parts = sorted((self.data / "appendonlydir").glob("*.incr.aof"))
+        return parts[-1] if parts else self.data / "appendonly.aof"
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def free_port_pair() -> int:
+    for _ in range(50):
+        port = free_port()
+        if port < 65535 and svc._listening("127.0.0.1", port + 1) is False:
+            return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+class SpareKafka:
+    """A second single-node KRaft broker on spare ports (the shared one stays up),
+    started and stopped with the ``segstream services`` helpers; removed afterwards."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.settings = Settings(
+            kafka_bootstrap=f"127.0.0.1:{free_port_pair()}",
+            redis_url=redis_url,
+            cache_dir=Settings().cache_dir,  # the cached Kafka jars are reused
+        )
+        self.lines: list[str] = []
+        self.start()
+
+    @property
+    def bootstrap(self) -> str:
+        return self.settings.kafka_bootstrap
+
+    def start(self) -> None:
+        svc._kafka_up(self.settings, self.lines.append)
+
+    def stop(self) -> None:
+        with svc._locked(svc._kafka_service(self.settings).lock_file):
+            svc._stop(svc._kafka_service(self.settings), self.lines.append)
+
+    def close(self) -> None:
+        self.stop()
+        port = self.settings.kafka_host_port[1]
+        cache = self.settings.cache_dir
+        shutil.rmtree(cache / f"kafka-data-{port}", ignore_errors=True)
+        for path in (
+            cache / "run" / f"server-{port}.properties",
+            cache / "run" / f"kafka-{port}.lock",
+            cache / "run" / f"kafka-{port}.pid",
+            cache / "logs" / f"kafka-{port}.log",
+        ):
+            path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- traffic
+
+
+def bad_messages(rng: random.Random, n: int) -> list[tuple[str, bytes | None, bytes | None]]:
+    """A few kinds of bad input, for the fault tests' dead-letter count."""
+    out: list[tuple[str, bytes | None, bytes | None]] = []
+    for i in range(n):
+        e = Events(f"c-bad-{i % 7}")
+        kind = rng.randrange(5)
+        if kind == 0:
+            out.append(("events.browse", b"c-x", rng.randbytes(rng.randrange(1, 60))))
+        elif kind == 1:
+            out.append(("events.browse", b"c-x", orjson.dumps(dict(e.browse(), price="cheap"))))
+        elif kind == 2:
+            add = e.add("A")
+            out.append(("events.cart", add["customer_id"].encode(), orjson.dumps(add)[:-9]))
+        elif kind == 3:
+            out.append(("events.cart", b"c-wrong-key", orjson.dumps(e.add("A"))))
+        else:
+            out.append(("events.purchase", None, orjson.dumps(dict(e.browse(), type="teleport"))))
+    return out
+
+
+@dataclass
+class Traffic:
+    """What was produced: good events with their positions, bad ones with theirs."""
+
+    good: list[tuple[dict[str, Any], Source]] = field(default_factory=list)
+    bad: list[Source] = field(default_factory=list)
+
+    def produce(self, d: Deployment, events: list[dict], bad: list, rng: random.Random) -> None:
+        """Send good events, with the bad ones spread among them at random places."""
+        slots = sorted(rng.randrange(len(events) + 1) for _ in bad)
+        start = 0
+        for slot, (topic, key, value) in zip(slots, bad, strict=True):
+            if slot > start:
+                self.good += d.produce(events[start:slot])
+                start = slot
+            self.bad.append(d.produce_raw(topic, key, value))
+        if start < len(events):
+            self.good += d.produce(events[start:])
+
+    def per_customer(self) -> dict[str, int]:
+        ids: dict[str, set[str]] = defaultdict(set)
+        for e, _ in self.good:
+            ids[e["customer_id"]].add(e["event_id"])
+        return {c: len(s) for c, s in ids.items()}
+
+
+def progress(d: Deployment) -> int:
+    """Sum of the offsets Redis records as applied (grows as the worker goes on)."""
+    try:
+        return sum(int(v) for v in d.redis.hgetall(applied_key(d.settings.key_prefix)).values())
+    except redis.RedisError:
+        return -1
+
+
+def wait_progress(d: Deployment, above: int, timeout: float = 60) -> int:
+    ends = time.monotonic() + timeout
+    while time.monotonic() < ends:
+        now = progress(d)
+        if now > above:
+            return now
+        time.sleep(0.05)
+    raise AssertionError(f"no progress in {timeout}s:\n{d.log(len(d.workers) - 1)[-3000:]}")
+
+
+# --------------------------------------------------------------------------- accounting
+
+
+def read_topics(bootstrap: str, topics: list[str], settle: float = 3.0) -> list[Any]:
+    """Every record of these topics, read until nothing new came for ``settle`` s."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [
+            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []
+        ]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        records: list[Any] = []
+        quiet = time.monotonic()
+        ends = time.monotonic() + 60
+        while time.monotonic() - quiet < settle and time.monotonic() < ends:
+            got = consumer.poll(timeout_ms=200)
+            for batch in got.values():
+                records.extend(batch)
+            if got:
+                quiet = time.monotonic()
+        return records
+    finally:
+        consumer.close()
+
+
+def resends(records: list[Any], key: str) -> tuple[int, int, int]:
+    """(distinct ids, repeats that are the very same message, repeats that differ)."""
+    by_id: dict[str, bytes] = {}
+    same = differ = 0
+    for r in records:
+        ident = orjson.loads(r.value)[key]
+        if ident not in by_id:
+            by_id[ident] = r.value
+        elif by_id[ident] == r.value:
+            same += 1
+        else:
+            differ += 1
+    return len(by_id), same, differ
+
+
+def account(
+    name: str,
+    d: Deployment,
+    traffic: Traffic,
+    timeout: float = 90,
+    action_conflicts_allowed: bool = False,
+) -> dict[str, Any]:
+    """Wait for every valid event, verify, count; print and record the row.
+
+    ``action_conflicts_allowed``: after Redis lost writes, the actions agent (which has
+    no progress record of its own yet) may decide an action again with other content
+    under the same idempotency key; counted, not failed (docs/reliability.md)."""
+    expected = traffic.per_customer()
+    d.wait_applied(expected, timeout=timeout)
+    settings = d.settings
+    report = verify(settings, progress=False)
+    stored = stored_states(settings, list(expected))
+    applied = sum(s.events for s in stored.values())
+    lost = sum(max(0, n - (stored[c].events if c in stored else 0)) for c, n in expected.items())
+    duplicated = sum(max(0, stored[c].events - n) for c, n in expected.items() if c in stored)
+
+    letters = read_topics(settings.kafka_bootstrap, [settings.topic("events.deadletter")])
+    lettered = Counter()
+    for r in letters:
+        letter = orjson.loads(r.value)
+        assert letter["reason"], letter
+        lettered[(letter["topic"], letter["partition"], letter["offset"])] += 1
+    bad = {(s.topic, s.partition, s.offset) for s in traffic.bad}
+    assert set(lettered) == bad, "a bad message is missing from events.deadletter"
+
+    changes = read_topics(settings.kafka_bootstrap, [settings.topic("segments.changes")])
+    distinct_changes, changes_resent, changes_differ = resends(changes, "change_id")
+    docs = {c: d.state(c) for c in expected}
+    assert_change_chains(changes, docs)  # per customer and dimension: nothing lost, no fork
+    actions = read_topics(settings.kafka_bootstrap, [settings.topic(t) for t in ACTION_TOPICS])
+    distinct_actions, actions_resent, actions_differ = resends(actions, "idempotency_key")
+
+    row = {
+        "test": name,
+        "produced": len(traffic.good) + len(traffic.bad),
+        "valid": len(traffic.good),
+        "applied": applied,
+        "dead_lettered": len(lettered),
+        "dead_letters_resent": sum(lettered.values()) - len(lettered),
+        "lost": lost,
+        "duplicated": duplicated,
+        "changes": distinct_changes,
+        "changes_resent": changes_resent,
+        "actions": distinct_actions,
+        "actions_resent": actions_resent,
+        "actions_redecided": actions_differ,
+        "field_mismatches": dict(report.field_mismatches),
+        "agreement": {k: round(a.share, 4) for k, a in report.dimensions.items()},
+    }
+    print("\nRELIABILITY", orjson.dumps(row).decode())
+    if RESULTS:
+        with open(RESULTS, "ab") as out:
+            out.write(orjson.dumps(row) + b"\n")
+    assert changes_differ == 0, "a change_id was sent with two different contents"
+    assert action_conflicts_allowed or actions_differ == 0, "an action key with two contents"
+    assert not report.missing, report.missing[:5]
+    assert not report.field_mismatches, report.field_examples
+    assert lost == 0 and duplicated == 0 and applied == len(traffic.good)
+    for dim in ("demographic", "geographic"):
+        assert report.dimensions[dim].share == 1.0, (dim, report.dimensions[dim].examples)
+    return row
