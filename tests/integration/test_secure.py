@@ -275,7 +275,9 @@ def _changes(settings: Settings, customer: str, *, expect: int) -> list[tuple[st
 @pytest.mark.parametrize(
     ("which", "message"),
     [
-        ("kafka", "refused the SASL credentials for user segstream (SCRAM-SHA-256)"),
+        # "refused" when the client saw the broker's answer in time, "did not accept" when
+        # a loaded machine made it time out first: either way a clear error, not a hang
+        ("kafka", "the SASL credentials for user segstream (SCRAM-SHA-256)"),
         ("redis", "refused user segstream"),
     ],
 )
