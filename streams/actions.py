@@ -141,6 +141,8 @@ class ActionStats:
     resent: int = 0
     conflicts: int = 0
     due: int = 0
+    #: Changes of a dimension no rule names: nothing to decide or cancel, not loaded.
+    ignored: int = 0
 
 
 class ActionStore:
@@ -373,6 +375,8 @@ class ActionsService:
         self.watermarks: dict[int, float] = {}
         self._clocks_loaded = False
         self.lock = asyncio.Lock()
+        self._dims: frozenset[str] = frozenset()
+        self._dims_of: Policy | None = None
         self.total = ActionStats()
         self._last_report = time.monotonic()
 
@@ -415,19 +419,31 @@ class ActionsService:
             at = event.occurred_at.timestamp()
             return _Item(at, n, purchase=(event.order_id, event.total)), event.customer_id
         try:
-            change = SegmentChange.model_validate_json(r.value)
-        except ValidationError as exc:
+            raw = orjson.loads(r.value)
+            if isinstance(raw, dict) and raw.get("dimension") not in self._dimensions():
+                stats.ignored += 1  # a catch-up brings about a change per event; most are these
+                return None, None
+            change = SegmentChange.model_validate(raw)
+        except (ValidationError, orjson.JSONDecodeError) as exc:
             stats.invalid += 1
             log.error(
                 "skipping an unreadable segment change at %s/%d@%d: %s",
                 r.topic,
                 r.partition,
                 r.offset,
-                exc.errors(include_url=False)[:1],
+                exc.errors(include_url=False)[:1] if isinstance(exc, ValidationError) else exc,
             )
             return None, None
         stats.changes += 1
         return _Item(change.changed_at.timestamp(), n, change=change), change.customer_id
+
+    def _dimensions(self) -> frozenset[str]:
+        """The dimensions the current policy's rules name (cached per policy object)."""
+        policy = self.policy
+        if self._dims_of is not policy:
+            self._dims = frozenset(rule.dimension for rule in policy.rules)
+            self._dims_of = policy
+        return self._dims
 
     # --- delayed actions ----------------------------------------------------------------
     async def fire_due(self, partitions: Iterable[int], limit: int = 1000) -> ActionStats:
@@ -602,13 +618,15 @@ class ActionsService:
         t.resent += s.resent
         t.conflicts += s.conflicts
         t.due += s.due
+        t.ignored += s.ignored
         now = time.monotonic()
         if now - self._last_report >= REPORT_EVERY_S and (s.changes or s.due or s.purchases):
             self._last_report = now
             top = ", ".join(f"{k} {v}" for k, v in sorted(t.outcomes.items()))
             log.info(
-                "actions: changes %d purchases %d sent %d (%s)",
+                "actions: changes %d (and %d of other dimensions) purchases %d sent %d (%s)",
                 t.changes,
+                t.ignored,
                 t.purchases,
                 t.sent,
                 top or "no decisions",

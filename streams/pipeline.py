@@ -352,7 +352,8 @@ class Encoded(FoldResult):
 
 
 def change_json(change: SegmentChange) -> bytes:
-    return orjson.dumps(change.model_dump(mode="json"))
+    """The change's JSON, as ``model_dump(mode="json")`` would give it, a few times faster."""
+    return orjson.dumps(change.__dict__, option=orjson.OPT_UTC_Z)
 
 
 def _marks(state: CustomerState | None) -> tuple[dict[str, str], dict[str, int]]:
