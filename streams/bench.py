@@ -145,7 +145,12 @@ def wait_consumed(
         while time.monotonic() < deadline:
             if not alive():
                 raise RuntimeError(f"the consumer of group {group} exited")
-            done = sum(min(o, ends.get(tp, 0)) for tp, o in committed_offsets(admin, group).items())
+            try:
+                offsets = committed_offsets(admin, group)
+            except KafkaError:  # a fresh broker creates its offsets topic first: ask again
+                time.sleep(POLL_S)
+                continue
+            done = sum(min(o, ends.get(tp, 0)) for tp, o in offsets.items())
             now = time.monotonic()
             if first is None and done > 0:
                 first = (now, done)
