@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 from kafka import TopicPartition
+from kafka.errors import KafkaError
 
 from .kafka_admin import committed_offsets
 from .security import aiokafka_kwargs, kafka_admin, kafka_consumer, redis_client
