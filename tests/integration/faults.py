@@ -27,7 +27,7 @@ from segmenters.core import Source
 from streams import services as svc
 from streams.keys import applied_key
 from streams.settings import Settings
-from streams.topics import ACTION_TOPICS
+from streams.topics import ACTION_TOPICS, TOPIC_OF_TYPE
 from streams.verify import stored_states, verify
 from tests.integration.conftest import Deployment, free_port
 from tests.integration.test_pipeline import assert_change_chains
@@ -176,16 +176,37 @@ class Traffic:
     bad: list[Source] = field(default_factory=list)
 
     def produce(self, d: Deployment, events: list[dict], bad: list, rng: random.Random) -> None:
-        """Send good events, with the bad ones spread among them at random places."""
+        """Send good events, with the bad ones spread among them at random places; all
+        sends are in flight at once and their positions collected after one flush."""
         slots = sorted(rng.randrange(len(events) + 1) for _ in bad)
+        sent: list[tuple[dict | None, Any]] = []
         start = 0
+
+        def good(upto: int) -> None:
+            for e in events[start:upto]:
+                topic = d.settings.topic(TOPIC_OF_TYPE[e["type"]])
+                sent.append(
+                    (
+                        e,
+                        d.producer.send(
+                            topic, key=e["customer_id"].encode(), value=orjson.dumps(e)
+                        ),
+                    )
+                )
+
         for slot, (topic, key, value) in zip(slots, bad, strict=True):
-            if slot > start:
-                self.good += d.produce(events[start:slot])
-                start = slot
-            self.bad.append(d.produce_raw(topic, key, value))
-        if start < len(events):
-            self.good += d.produce(events[start:])
+            good(slot)
+            start = max(start, slot)
+            sent.append((None, d.producer.send(d.settings.topic(topic), key=key, value=value)))
+        good(len(events))
+        d.producer.flush()
+        for e, future in sent:
+            md = future.get(timeout=30)
+            src = Source(md.topic, md.partition, md.offset)
+            if e is None:
+                self.bad.append(src)
+            else:
+                self.good.append((e, src))
 
     def per_customer(self) -> dict[str, int]:
         ids: dict[str, set[str]] = defaultdict(set)
