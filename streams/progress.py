@@ -145,13 +145,18 @@ class ProgressGuard:
                 self.store.progress.pop(f, None)
             else:
                 self.store.progress[f] = have
-        records = await self._read(lost)
-        # Interleave the partitions' topics by Kafka timestamp, as they were read live.
-        records.sort(key=lambda r: (r[0], r[1].topic, r[1].offset))
-        for i in range(0, len(records), self.batch_size):
-            await self.processor.process([r for _, r in records[i : i + self.batch_size]])
-        for f, (_, wrote) in lost.items():
-            self.store.progress[f] = max(wrote, self.store.progress.get(f, -1))
+        try:
+            records = await self._read(lost)
+            # Interleave the partitions' topics by Kafka timestamp, as they were read live.
+            records.sort(key=lambda r: (r[0], r[1].topic, r[1].offset))
+            for i in range(0, len(records), self.batch_size):
+                await self.processor.process([r for _, r in records[i : i + self.batch_size]])
+        finally:
+            # Done or not, the worker again expects what it had recorded: a replay that
+            # failed half-way (Redis still restarting, say) must be found and run again,
+            # never leave the lower mark behind and the lost range forgotten.
+            for f, (_, wrote) in lost.items():
+                self.store.progress[f] = max(wrote, self.store.progress.get(f, -1))
         self.replayed += len(records)
         log.warning("replayed %d records lost by Redis", len(records))
         return len(records)
