@@ -45,6 +45,7 @@ from segmenters.state import CustomerState
 from segmenters.uplift import ActionUplift, Assignment, Group, Purchase, uplift
 
 from .keys import (
+    ScriptKeys,
     actions_clock_key,
     actions_due_key,
     actions_key,
@@ -224,14 +225,8 @@ class ActionStore:
             return set()
         pipe = self.client.pipeline(transaction=False)
         cleared = self._flush_delivered(pipe)
-        keys: list[str] = []
-        slot: dict[str, int] = {}
-
-        def ref(key: str) -> int:
-            if key not in slot:
-                keys.append(key)
-                slot[key] = len(keys)
-            return slot[key]
+        script_keys = ScriptKeys()
+        keys, ref = script_keys.keys, script_keys.ref
 
         batch = []
         for w in writes:

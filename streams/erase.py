@@ -34,6 +34,7 @@ from segmenters.rfm import histogram_buckets as rfm_buckets
 from segmenters.state import CustomerState
 
 from .keys import (
+    ScriptKeys,
     actions_due_key,
     actions_key,
     assigned_key,
@@ -120,14 +121,8 @@ def plan_erase(
     actions_doc: bytes | None = None,
 ) -> Plan:
     """The keys and arguments of one erase script call (pure: no Redis here)."""
-    keys: list[str] = []
-    slot: dict[str, int] = {}
-
-    def ref(key: str) -> int:
-        if key not in slot:
-            keys.append(key)
-            slot[key] = len(keys)
-        return slot[key]
+    script_keys = ScriptKeys()
+    keys, ref = script_keys.keys, script_keys.ref
 
     ref(state_key(prefix, customer_id))  # KEYS[1]
     raw: dict[str, Any] = {}

@@ -125,3 +125,22 @@ def customer_keys(prefix: str, customer_id: str) -> list[str]:
         actions_key(prefix, customer_id),
         actions_outbox_key(prefix, customer_id),
     ]
+
+
+class ScriptKeys:
+    """The KEYS of one Lua call: each key listed once, referred to by its 1-based position.
+
+    >>> k = ScriptKeys()
+    >>> k.ref("a"), k.ref("b"), k.ref("a"), k.keys
+    (1, 2, 1, ['a', 'b'])
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self._pos: dict[str, int] = {}
+
+    def ref(self, key: str) -> int:
+        if key not in self._pos:
+            self.keys.append(key)
+            self._pos[key] = len(self.keys)
+        return self._pos[key]

@@ -22,6 +22,7 @@ from redis.exceptions import ResponseError
 from segmenters.state import CustomerState
 
 from .keys import (
+    ScriptKeys,
     applied_key,
     clock_key,
     ids_key,
@@ -247,15 +248,8 @@ class StateStore:
         for cid in self._delivered:  # before the new appends of this round trip
             pipe.delete(outbox_key(self.prefix, cid))
         self._delivered.clear()
-        keys: list[str] = []
-        slot: dict[str, int] = {}
-
-        def ref(key: str) -> int:
-            """1-based position of ``key`` in KEYS."""
-            if key not in slot:
-                keys.append(key)
-                slot[key] = len(keys)
-            return slot[key]
+        script_keys = ScriptKeys()
+        keys, ref = script_keys.keys, script_keys.ref
 
         batch = []
         docs: list[bytes] = []  # ARGV[5...]: binary-safe, outside the JSON
