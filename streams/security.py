@@ -28,6 +28,8 @@ from urllib.parse import unquote, urlparse
 import redis
 import redis.asyncio as aioredis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 
 from .settings import Settings
 
@@ -164,12 +166,21 @@ def redis_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def redis_client(settings: Settings, **kwargs: Any) -> redis.Redis:
-    """A blocking redis-py client with the configured credentials and TLS."""
+    """A blocking redis-py client with the configured credentials and TLS (a cluster
+    client when ``redis_cluster`` is set: the same commands, routed by key slot)."""
+    if settings.redis_cluster:
+        return RedisCluster.from_url(  # type: ignore[return-value]
+            settings.redis_url, **redis_kwargs(settings), **kwargs
+        )
     return redis.Redis.from_url(settings.redis_url, **redis_kwargs(settings), **kwargs)
 
 
 def async_redis_client(settings: Settings, **kwargs: Any) -> aioredis.Redis:
-    """An asyncio redis-py client with the configured credentials and TLS."""
+    """An asyncio redis-py client with the configured credentials and TLS (or cluster)."""
+    if settings.redis_cluster:
+        return AsyncRedisCluster.from_url(  # type: ignore[return-value]
+            settings.redis_url, **redis_kwargs(settings), **kwargs
+        )
     return aioredis.Redis.from_url(settings.redis_url, **redis_kwargs(settings), **kwargs)
 
 

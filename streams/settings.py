@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     redis_ca_file: Path | None = Field(None, description="CA bundle for a rediss:// server.")
     redis_cert_file: Path | None = Field(None, description="Client certificate (rediss://).")
     redis_key_file: Path | None = Field(None, description="Its private key (rediss://).")
+    redis_cluster: bool = Field(
+        False,
+        description="The URL names one node of a Redis Cluster (the others are discovered). "
+        "`segstream services up` then starts a local 3-master cluster on the URL's port and "
+        "the next two.",
+    )
 
     app_id: str = Field("segstream", description="Faust app id, also the consumer group.")
     topic_prefix: str = Field("", description="Prepended to every topic name.")
