@@ -45,6 +45,7 @@ from segmenters.state import CustomerState
 from segmenters.uplift import ActionUplift, Assignment, Group, Purchase, uplift
 
 from .keys import (
+    Homes,
     ScriptKeys,
     actions_clock_key,
     actions_due_key,
@@ -52,6 +53,7 @@ from .keys import (
     actions_outbox_key,
     assigned_key,
     experiment_actions_key,
+    partition_for,
     state_key,
     suppressed_key,
 )
@@ -124,7 +126,8 @@ class Write:
     customer_id: str
     expected_rev: int
     doc: ActionDoc
-    partition: int | None
+    #: Move the customer's entry in its partition's due index (to ``due``, or out).
+    touch_due: bool
     decisions: list[Decision]
     experiment: str
     due: float | None = None
@@ -149,12 +152,12 @@ class ActionStats:
 class ActionStore:
     """Action docs in Redis: a worker cache, batched loads and compare-and-set writes."""
 
-    def __init__(self, client: Any, *, prefix: str, cache_size: int) -> None:
+    def __init__(self, client: Any, *, prefix: str, partitions: int, cache_size: int) -> None:
         self.client = client
         self.prefix = prefix
+        self.home = Homes(partitions)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Loaded] = OrderedDict()
-        self._commit = client.register_script(COMMIT_LUA)
         self._delivered: set[str] = set()
         self.round_trips = 0
 
@@ -180,7 +183,7 @@ class ActionStore:
     def _flush_delivered(self, pipe: Any) -> int:
         n = len(self._delivered)
         for cid in self._delivered:
-            pipe.delete(actions_outbox_key(self.prefix, cid))
+            pipe.delete(actions_outbox_key(self.prefix, self.home(cid), cid))
         self._delivered.clear()
         return n
 
@@ -202,10 +205,11 @@ class ActionStore:
             return found, {}
         pipe = self.client.pipeline(transaction=False)
         for cid in missing:
-            pipe.hmget(actions_key(self.prefix, cid), "rev", "doc")
-            pipe.lrange(actions_outbox_key(self.prefix, cid), 0, -1)
+            p = self.home(cid)
+            pipe.hmget(actions_key(self.prefix, p, cid), "rev", "doc")
+            pipe.lrange(actions_outbox_key(self.prefix, p, cid), 0, -1)
         for cid in wanted:
-            pipe.hget(state_key(self.prefix, cid), "doc")
+            pipe.hget(state_key(self.prefix, self.home(cid), cid), "doc")
         rows = await pipe.execute()
         self.round_trips += 1
         for i, cid in enumerate(missing):
@@ -225,20 +229,40 @@ class ActionStore:
             return set()
         pipe = self.client.pipeline(transaction=False)
         cleared = self._flush_delivered(pipe)
+        by_partition: dict[int, list[Write]] = {}
+        for w in writes:
+            by_partition.setdefault(self.home(w.customer_id), []).append(w)
+        calls = []  # the writes of each queued Lua call, in order
+        for p, part in sorted(by_partition.items()):
+            self._queue_commit(pipe, p, part)
+            calls.append(part)
+        results = await pipe.execute()
+        self.round_trips += 1
+        lost: set[str] = set()
+        for part, replies in zip(calls, results[cleared:], strict=True):
+            for w, (ok, rev) in zip(part, replies, strict=True):
+                if int(ok) == 1:
+                    self._remember(w.customer_id, Loaded(int(rev), w.doc))
+                else:
+                    lost.add(w.customer_id)
+                    self.forget([w.customer_id])
+        return lost
+
+    def _queue_commit(self, pipe: Any, p: int, writes: list[Write]) -> None:
+        """Queue one ``COMMIT_LUA`` call: the writes of one partition (one slot)."""
         script_keys = ScriptKeys()
         keys, ref = script_keys.keys, script_keys.ref
-
         batch = []
         for w in writes:
             cid = w.customer_id
             item: dict[str, Any] = {
                 "c": cid,
-                "s": ref(actions_key(self.prefix, cid)),
+                "s": ref(actions_key(self.prefix, p, cid)),
                 "r": str(w.expected_rev),
                 "d": orjson.dumps(w.doc.to_doc()).decode(),
             }
             if w.outbox:
-                item["ok"] = ref(actions_outbox_key(self.prefix, cid))
+                item["ok"] = ref(actions_outbox_key(self.prefix, p, cid))
                 item["o"] = [e.decode() for e in w.outbox]
             assigned, suppressed = [], []
             for d in w.decisions:
@@ -246,18 +270,18 @@ class ActionStore:
                 if a is not None:
                     assigned.append(
                         [
-                            ref(assigned_key(self.prefix, d.experiment, d.action)),
+                            ref(assigned_key(self.prefix, p, d.experiment, d.action)),
                             f"{a.group} {a.at!r}",
-                            ref(experiment_actions_key(self.prefix, d.experiment)),
+                            ref(experiment_actions_key(self.prefix, p, d.experiment)),
                             d.action,
                         ]
                     )
                 elif d.outcome == "suppressed" and d.reason not in UNCOUNTED:
                     suppressed.append(
                         [
-                            ref(suppressed_key(self.prefix, d.experiment)),
+                            ref(suppressed_key(self.prefix, p, d.experiment)),
                             f"{d.action} {d.reason}",
-                            ref(experiment_actions_key(self.prefix, d.experiment)),
+                            ref(experiment_actions_key(self.prefix, p, d.experiment)),
                             d.action,
                         ]
                     )
@@ -265,23 +289,12 @@ class ActionStore:
                 item["a"] = assigned
             if suppressed:
                 item["x"] = suppressed
-            if w.partition is not None:
-                item["t"] = ref(actions_due_key(self.prefix, w.partition))
+            if w.touch_due:
+                item["t"] = ref(actions_due_key(self.prefix, p))
                 if w.due is not None:
                     item["due"] = repr(w.due)
             batch.append(item)
-        if batch:
-            await self._commit(keys=keys, args=[orjson.dumps(batch), OUTBOX_TTL_S], client=pipe)
-        results = await pipe.execute()
-        self.round_trips += 1
-        lost: set[str] = set()
-        for w, (ok, rev) in zip(writes, results[cleared] if batch else [], strict=True):
-            if int(ok) == 1:
-                self._remember(w.customer_id, Loaded(int(rev), w.doc))
-            else:
-                lost.add(w.customer_id)
-                self.forget([w.customer_id])
-        return lost
+        pipe.eval(COMMIT_LUA, len(keys), *keys, orjson.dumps(batch), OUTBOX_TTL_S)
 
     async def due_customers(self, clocks: dict[int, float], limit: int) -> dict[int, list[str]]:
         """Customers with delayed actions due, per partition (and the pending outbox deletes)."""
@@ -384,19 +397,17 @@ class ActionsService:
         async with self.lock:
             stats = ActionStats()
             items: dict[str, list[_Item]] = {}
-            partition_of: dict[str, int] = {}
             for n, r in enumerate(records):
                 item, cid = self._parse(r, n, stats)
                 if item is None or cid is None:
                     continue
                 items.setdefault(cid, []).append(item)
                 if item.change is not None:
-                    partition_of[cid] = r.partition
                     if item.at > self.watermarks.get(r.partition, float("-inf")):
                         self.watermarks[r.partition] = item.at
             for lst in items.values():
                 lst.sort(key=lambda i: (i.at, i.order))
-            await self._run(items, partition_of, None, stats)
+            await self._run(items, None, stats)
             self._add(stats)
             return stats
 
@@ -462,7 +473,7 @@ class ActionsService:
                 if customers:
                     stats.due += len(customers)
                     groups = {c: [_Item(clocks[p], 0)] for c in customers}
-                    await self._run(groups, dict.fromkeys(customers, p), clocks[p], stats)
+                    await self._run(groups, clocks[p], stats)
             self._add(stats)
             return stats
 
@@ -475,7 +486,6 @@ class ActionsService:
     async def _run(
         self,
         items: dict[str, list[_Item]],
-        partition_of: dict[str, int],
         due_at: float | None,
         stats: ActionStats,
     ) -> None:
@@ -489,7 +499,7 @@ class ActionsService:
         messages: list[tuple[str, bytes, bytes]] = []
         for _attempt in range(MAX_CONFLICT_RETRIES + 1):
             writes = [
-                self._decide(policy, cid, lst, loaded[cid], states.get(cid), partition_of, due_at)
+                self._decide(policy, cid, lst, loaded[cid], states.get(cid), due_at)
                 for cid, lst in todo.items()
             ]
             writes = [w for w in writes if w is not None]
@@ -537,7 +547,6 @@ class ActionsService:
         items: list[_Item],
         before: Loaded,
         customer: CustomerState | None,
-        partition_of: dict[str, int],
         due_at: float | None,
     ) -> Write | None:
         doc = ActionDoc(before.doc.state, dict(before.doc.first), list(before.doc.buys))
@@ -591,12 +600,11 @@ class ActionsService:
             for d in decisions
             if d.message is not None
         ]
-        partition = partition_of.get(cid) if (decisions or due_at is not None) else None
         return Write(
             customer_id=cid,
             expected_rev=before.rev,
             doc=doc,
-            partition=partition,
+            touch_due=bool(decisions) or due_at is not None,
             decisions=decisions,
             experiment=policy.experiment,
             due=next_due(state),
@@ -652,7 +660,12 @@ def register_actions(app: Any, settings: Settings, client: Any) -> ActionsServic
 
     service = ActionsService(
         settings=settings,
-        store=ActionStore(client, prefix=settings.key_prefix, cache_size=settings.state_cache_size),
+        store=ActionStore(
+            client,
+            prefix=settings.key_prefix,
+            partitions=settings.topic_partitions,
+            cache_size=settings.state_cache_size,
+        ),
         policy=PolicySource(settings.actions_file),
         send=send,
     )
@@ -742,34 +755,44 @@ def report_data(
     experiment: str | None = None,
     chunk: int = 2000,
 ) -> ReportData:
-    """The decision records and purchases of an experiment, read from Redis (sync client).
+    """The decision records and purchases of an experiment, read from Redis (sync client),
+    every partition's.
 
-    Cost: one read per action and per ``chunk`` assigned customers.
+    Cost: three pipelined reads, then one per ``chunk`` assigned customers.
     """
     exp = experiment or policy.experiment
     prefix = settings.key_prefix
-    actions = sorted(m.decode() for m in client.smembers(experiment_actions_key(prefix, exp)))
+    parts = range(settings.topic_partitions)
     pipe = client.pipeline(transaction=False)
-    for a in actions:
-        pipe.hgetall(assigned_key(prefix, exp, a))
-    pipe.hgetall(suppressed_key(prefix, exp))
-    *rows, supp = pipe.execute()
+    for p in parts:
+        pipe.smembers(experiment_actions_key(prefix, p, exp))
+    actions = sorted({m.decode() for row in pipe.execute() for m in row})
+    pipe = client.pipeline(transaction=False)
+    for p in parts:
+        for a in actions:
+            pipe.hgetall(assigned_key(prefix, p, exp, a))
+        pipe.hgetall(suppressed_key(prefix, p, exp))
+    rows = pipe.execute()
     assignments = []
-    for a, row in zip(actions, rows, strict=True):
-        for cid, value in row.items():
-            group, at = value.decode().split(" ")
-            assignments.append(Assignment(cid.decode(), a, cast(Group, group), float(at)))
     suppressions = []
-    for k, n in supp.items():
-        action, reason = k.decode().rsplit(" ", 1)
-        suppressions.extend([(action, reason)] * int(n))
+    per = len(actions) + 1
+    for i in range(0, len(rows), per):
+        for a, row in zip(actions, rows[i : i + per - 1], strict=True):
+            for cid, value in row.items():
+                group, at = value.decode().split(" ")
+                assignments.append(Assignment(cid.decode(), a, cast(Group, group), float(at)))
+        for k, n in rows[i + per - 1].items():
+            action, reason = k.decode().rsplit(" ", 1)
+            suppressions.extend([(action, reason)] * int(n))
     customers = sorted({a.customer_id for a in assignments})
     purchases = []
     for i in range(0, len(customers), chunk):
         part = customers[i : i + chunk]
         pipe = client.pipeline(transaction=False)
         for cid in part:
-            pipe.hget(actions_key(prefix, cid), "doc")
+            pipe.hget(
+                actions_key(prefix, partition_for(cid, settings.topic_partitions), cid), "doc"
+            )
         for cid, raw in zip(part, pipe.execute(), strict=True):
             if raw:
                 for _order, at, amount in orjson.loads(raw).get("buys", []):

@@ -82,6 +82,7 @@ def create_app(settings: Settings) -> faust.App:
     store = StateStore(
         client,
         prefix=settings.key_prefix,
+        partitions=settings.topic_partitions,
         cache_size=settings.state_cache_size,
         dedupe_retention_s=settings.dedupe_retention_s,
     )
@@ -134,9 +135,7 @@ def create_app(settings: Settings) -> faust.App:
             send_tombstone=tombstone_sender(app, settings),
             lock=processor.lock,
             metrics=metrics,
-            actions=None
-            if actions is None
-            else uplift_rows(settings, lambda: actions.policy),
+            actions=None if actions is None else uplift_rows(settings, lambda: actions.policy),
         ),
     )
 

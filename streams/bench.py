@@ -31,6 +31,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from .kafka_admin import committed_offsets
+from .keys import customer_of, ids_key, outbox_key, partition_for, state_key
 from .security import aiokafka_kwargs, kafka_admin, kafka_consumer, redis_client
 from .settings import Settings
 from .simulate import generate
@@ -290,13 +291,14 @@ def redis_memory(settings: Settings, *, sample: int) -> dict[str, float]:
     customers = 0
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
         name = key.decode()
-        if ":{" in name:
+        owner = customer_of(prefix, name)
+        if owner is not None:
             if name.endswith(":state"):
                 customers += 1
                 if len(own) < sample:
-                    cid = name[len(prefix) + 2 : -len("}:state")]
+                    p, cid = owner
                     total = 0
-                    for k in (name, f"{prefix}:{{{cid}}}:ids", f"{prefix}:{{{cid}}}:outbox"):
+                    for k in (name, ids_key(prefix, p, cid), outbox_key(prefix, p, cid)):
                         total += int(client.memory_usage(k, samples=0) or 0)
                     own.append(total)
         else:
@@ -394,7 +396,9 @@ def wait_ready(d: Deployment, proc: subprocess.Popen[bytes], timeout: float = 60
     }
     prefill(d.settings, iter([probe]))
     client = redis_client(d.settings)
-    key = f"{d.settings.key_prefix}:{{warmup}}:state"
+    key = state_key(
+        d.settings.key_prefix, partition_for("warmup", d.settings.topic_partitions), "warmup"
+    )
     while time.monotonic() < ends:
         if proc.poll() is not None:
             raise RuntimeError("the worker exited while starting")

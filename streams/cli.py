@@ -253,11 +253,12 @@ def customer(customer_id: str, as_json: bool) -> None:
     """Show one customer's segments and state."""
     from segmenters.state import CustomerState
 
-    from .keys import state_key
+    from .keys import partition_for, state_key
     from .security import redis_client
 
     settings = _settings()
-    doc = redis_client(settings).hget(state_key(settings.key_prefix, customer_id), "doc")
+    p = partition_for(customer_id, settings.topic_partitions)
+    doc = redis_client(settings).hget(state_key(settings.key_prefix, p, customer_id), "doc")
     if doc is None:
         raise click.ClickException(f"no state for customer {customer_id!r}")
     from .store import load_doc
@@ -299,19 +300,24 @@ def segments_check(path: Path) -> None:
 @click.option("--history", default=0, show_default=True, help="Also show the last N records.")
 def segments_sizes(history: int) -> None:
     """Current size of every segment (from the segment indexes), and their history."""
-    from .keys import index_registry_key, sizes_key
-    from .lookup import split_index_key
-    from .security import redis_client
+    import asyncio
+
+    from .keys import sizes_key
+    from .security import async_redis_client, redis_client
+    from .store import segment_sizes
 
     settings = _settings()
-    client = redis_client(settings)
-    names = sorted(m.decode() for m in client.smembers(index_registry_key(settings.key_prefix)))
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.scard(name)
-    for name, size in zip(names, pipe.execute(), strict=True):
-        dimension, segment = split_index_key(settings.key_prefix, name)
+
+    async def current() -> dict[tuple[str, str], int]:
+        client = async_redis_client(settings)
+        try:
+            return await segment_sizes(client, settings.key_prefix, settings.topic_partitions)
+        finally:
+            await client.aclose()
+
+    for (dimension, segment), size in asyncio.run(current()).items():
         click.echo(f"{dimension:<34} {segment:<28} {size:>8}")
+    client = redis_client(settings)
     for _entry_id, fields in client.xrevrange(sizes_key(settings.key_prefix), count=history):
         at = iso(float(fields.pop(b"at")))
         top = ", ".join(f"{k.decode()} {v.decode()}" for k, v in list(fields.items())[:6])

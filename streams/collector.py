@@ -62,6 +62,7 @@ from .intake import (
     split_body,
     valid_id,
 )
+from .security import async_redis_client
 from .settings import Settings
 from .topics import TOPIC_OF_TYPE, ensure_topics
 
@@ -149,9 +150,7 @@ class Collector:
             request_timeout_ms=15000,
         )
         await self.producer.start()
-        self.redis = aioredis.Redis.from_url(self.settings.redis_url)
-        self._link = self.redis.register_script(LINK_LUA)
-        self._identify = self.redis.register_script(IDENTIFY_LUA)
+        self.redis = async_redis_client(self.settings)
         self._reporter = asyncio.create_task(self._report())
         if not self.keys:
             log.warning(
@@ -285,10 +284,16 @@ class Collector:
             pipe = self.redis.pipeline(transaction=False)
             for p in anonymous:
                 aid = p.anonymous_id or ""
-                await self._link(
-                    keys=[link_key(prefix, aid), history_key(prefix, aid)],
-                    args=[orjson.dumps(p.event), self.cfg.anonymous_history, self.ttl],
-                    client=pipe,
+                # EVAL: one slot per call (the keys share the anonymous id's hash tag), and
+                # nothing to reload after a Redis restart.
+                pipe.eval(
+                    LINK_LUA,
+                    2,
+                    link_key(prefix, aid),
+                    history_key(prefix, aid),
+                    orjson.dumps(p.event),
+                    self.cfg.anonymous_history,
+                    self.ttl,
                 )
             for p, customer in zip(anonymous, await pipe.execute(), strict=True):
                 if customer:
@@ -389,8 +394,8 @@ class Collector:
         aid, customer = str(given_aid), str(given_customer)
         self._limit(request, 1)
         prefix = self.settings.key_prefix
-        history = await self._identify(
-            keys=[link_key(prefix, aid), history_key(prefix, aid)], args=[customer, self.ttl]
+        history = await self.redis.eval(
+            IDENTIFY_LUA, 2, link_key(prefix, aid), history_key(prefix, aid), customer, self.ttl
         )
         moved: dict[str, dict[str, Any]] = {}
         for item in history:

@@ -4,11 +4,14 @@ What goes, in one Lua script:
 
 - every per-customer key (``keys.customer_keys``: state, outbox, and whatever is added
   there later);
-- the customer in every segment index: the sets named by its stored segments, and, to be
-  safe, every set in the index registry;
-- the customer in every partition's member set and due-timer index;
-- its share of the shared RFM histograms (one buyer less in its recency, frequency and
-  monetary buckets, computed from the stored state as the worker computes them).
+- the customer in every segment index of its partition: the sets named by its stored
+  segments, and, to be safe, every set in the partition's index registry;
+- the customer in its partition's member set and due indexes;
+- its share of its partition's RFM histograms (one buyer less in its recency, frequency
+  and monetary buckets, computed from the stored state as the worker computes them).
+
+All these keys carry the hash tag of the customer's partition (streams/keys.py), so the
+script touches one Redis Cluster slot.
 
 The script runs only if the state's revision is still the one read (compare-and-set), so
 a worker writing the customer at the same moment makes the erase read again, never leave
@@ -42,6 +45,7 @@ from .keys import (
     index_key,
     index_registry_key,
     members_key,
+    partition_for,
     rfm_key,
     state_key,
     timers_key,
@@ -117,14 +121,15 @@ def plan_erase(
     rev: str,
     doc: bytes | None,
     registry: list[str],
-    partitions: int,
+    partition: int,
     actions_doc: bytes | None = None,
 ) -> Plan:
     """The keys and arguments of one erase script call (pure: no Redis here)."""
     script_keys = ScriptKeys()
     keys, ref = script_keys.keys, script_keys.ref
+    p = partition
 
-    ref(state_key(prefix, customer_id))  # KEYS[1]
+    ref(state_key(prefix, p, customer_id))  # KEYS[1]
     raw: dict[str, Any] = {}
     state: CustomerState | None = None
     if doc:
@@ -133,24 +138,18 @@ def plan_erase(
             state = CustomerState.from_doc(dict(raw))
         except Exception:  # a corrupt document is still erased, just without histograms
             log.warning("erase %s: stored state unreadable; erasing the keys anyway", customer_id)
-    delete = [ref(k) for k in customer_keys(prefix, customer_id)]
+    delete = [ref(k) for k in customer_keys(prefix, p, customer_id)]
     sets = set(registry)
     for dimension, entry in (raw.get("segments") or {}).items():
         if isinstance(entry, list) and entry:
-            sets.add(index_key(prefix, dimension, str(entry[0])))
-    parts = set(range(partitions))
-    for source in raw.get("offsets") or {}:  # "<topic>/<partition>"
-        tail = str(source).rpartition("/")[2]
-        if tail.isdigit():
-            parts.add(int(tail))
-    srem = [ref(k) for k in sorted(sets)] + [ref(members_key(prefix, p)) for p in sorted(parts)]
-    zrem = [ref(timers_key(prefix, p)) for p in sorted(parts)]
-    zrem += [ref(actions_due_key(prefix, p)) for p in sorted(parts)]
+            sets.add(index_key(prefix, p, dimension, str(entry[0])))
+    srem = [ref(k) for k in sorted(sets)] + [ref(members_key(prefix, p))]
+    zrem = [ref(timers_key(prefix, p)), ref(actions_due_key(prefix, p))]
     hdel = []  # the customer's first assignments in the uplift records (docs/actions.md)
     try:
         first = dict(orjson.loads(actions_doc)).get("first", {}) if actions_doc else {}
         for experiment, assigned in first.items():
-            hdel += [ref(assigned_key(prefix, experiment, a)) for a in sorted(assigned)]
+            hdel += [ref(assigned_key(prefix, p, experiment, a)) for a in sorted(assigned)]
     except Exception:  # an unreadable document is still deleted, with its records kept
         log.warning("erase %s: actions document unreadable; its records stay", customer_id)
     hist = sorted(rfm_buckets(state).items())
@@ -159,7 +158,7 @@ def plan_erase(
         "srem": srem,
         "zrem": zrem,
         "hdel": hdel,
-        "hist": [[ref(rfm_key(prefix, h)), str(b)] for h, b in hist],
+        "hist": [[ref(rfm_key(prefix, p, h)), str(b)] for h, b in hist],
     }
     return Plan(keys, [rev, customer_id, orjson.dumps(plan)], hist)
 
@@ -170,11 +169,11 @@ def _decode(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _reads(client: Any, prefix: str, customer_id: str) -> Any:
+def _reads(client: Any, prefix: str, partition: int, customer_id: str) -> Any:
     pipe = client.pipeline(transaction=False)
-    pipe.hmget(state_key(prefix, customer_id), "rev", "doc")
-    pipe.smembers(index_registry_key(prefix))
-    pipe.hget(actions_key(prefix, customer_id), "doc")
+    pipe.hmget(state_key(prefix, partition, customer_id), "rev", "doc")
+    pipe.smembers(index_registry_key(prefix, partition))
+    pipe.hget(actions_key(prefix, partition, customer_id), "doc")
     return pipe
 
 
@@ -191,20 +190,13 @@ def _result(customer_id: str, rev: str, reply: list[Any], plan: Plan) -> EraseRe
 def erase_sync(client: Any, settings: Settings, customer_id: str) -> EraseResult:
     """Erase with a blocking redis-py client (the command line)."""
     prefix = settings.key_prefix
-    script = client.register_script(ERASE_LUA)
+    p = partition_for(customer_id, settings.topic_partitions)
     for _ in range(MAX_ATTEMPTS):
-        (rev_raw, doc), registry, actions = _reads(client, prefix, customer_id).execute()
+        (rev_raw, doc), registry, actions = _reads(client, prefix, p, customer_id).execute()
         rev = _decode(rev_raw)
-        plan = plan_erase(
-            prefix,
-            customer_id,
-            rev,
-            doc,
-            sorted(_decode(m) for m in registry),
-            settings.topic_partitions,
-            actions,
-        )
-        reply = script(keys=plan.keys, args=plan.args)
+        registry_names = sorted(_decode(m) for m in registry)
+        plan = plan_erase(prefix, customer_id, rev, doc, registry_names, p, actions)
+        reply = client.eval(ERASE_LUA, len(plan.keys), *plan.keys, *plan.args)
         if int(reply[0]) == 1:
             return _result(customer_id, rev, reply, plan)
     raise EraseConflict(f"customer {customer_id!r} kept changing; erase not done, try again")
@@ -213,20 +205,13 @@ def erase_sync(client: Any, settings: Settings, customer_id: str) -> EraseResult
 async def erase_async(client: Any, settings: Settings, customer_id: str) -> EraseResult:
     """Erase with an asyncio redis-py client (the worker's HTTP API)."""
     prefix = settings.key_prefix
-    script = client.register_script(ERASE_LUA)
+    p = partition_for(customer_id, settings.topic_partitions)
     for _ in range(MAX_ATTEMPTS):
-        (rev_raw, doc), registry, actions = await _reads(client, prefix, customer_id).execute()
+        (rev_raw, doc), registry, actions = await _reads(client, prefix, p, customer_id).execute()
         rev = _decode(rev_raw)
-        plan = plan_erase(
-            prefix,
-            customer_id,
-            rev,
-            doc,
-            sorted(_decode(m) for m in registry),
-            settings.topic_partitions,
-            actions,
-        )
-        reply = await script(keys=plan.keys, args=plan.args)
+        registry_names = sorted(_decode(m) for m in registry)
+        plan = plan_erase(prefix, customer_id, rev, doc, registry_names, p, actions)
+        reply = await client.eval(ERASE_LUA, len(plan.keys), *plan.keys, *plan.args)
         if int(reply[0]) == 1:
             return _result(customer_id, rev, reply, plan)
     raise EraseConflict(f"customer {customer_id!r} kept changing; erase not done, try again")

@@ -1,38 +1,114 @@
 """Redis key layout, in one place (documented in docs/state_format.md).
 
-A customer's keys share the hash tag ``{<customer_id>}`` so they live in one Redis
-Cluster slot and one Lua script can update them atomically.
+Every key a worker writes in a batch carries the hash tag of the customer's input
+partition, ``{p<n>}``: a customer's own keys, and the segment indexes, histograms, timers,
+members and progress of its partition. A batch's Lua call then touches one Redis Cluster
+slot, so it is atomic on a cluster as on a single server, and a cluster spreads the work
+by partition. A customer's partition is Kafka's default partitioner applied to its id
+(``partition_for``): events are keyed by ``customer_id``, so this is the partition they
+arrive on, and a look-up by id finds the keys without asking Kafka.
 
->>> state_key("seg", "c-42")
-'seg:{c-42}:state'
->>> index_key("seg", "journey", "loyal")
-'seg:idx:journey:loyal'
+>>> state_key("seg", 3, "c-42")
+'seg:{p3}:c:c-42:state'
+>>> index_key("seg", 3, "journey", "loyal")
+'seg:{p3}:idx:journey:loyal'
+>>> partition_for("c-42", 16)
+4
 """
 
 from __future__ import annotations
 
-
-def state_key(prefix: str, customer_id: str) -> str:
-    return f"{prefix}:{{{customer_id}}}:state"
+from kafka.partitioner.default import murmur2
 
 
-def outbox_key(prefix: str, customer_id: str) -> str:
-    return f"{prefix}:{{{customer_id}}}:outbox"
+def partition_for(customer_id: str, partitions: int) -> int:
+    """The input partition of a customer: Kafka's default partitioner (murmur2 of the key,
+    as the Java client, kafka-python and aiokafka compute it)."""
+    return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
 
 
-def ids_key(prefix: str, customer_id: str) -> str:
+class Homes:
+    """``partition_for`` with a bounded memo: murmur2 in pure Python costs microseconds,
+    and a batch asks for the same customers many times.
+
+    >>> home = Homes(16)
+    >>> home("c-42"), home.partitions
+    (4, 16)
+    """
+
+    def __init__(self, partitions: int, memo: int = 100_000) -> None:
+        self.partitions = partitions
+        self.memo = memo
+        self._known: dict[str, int] = {}
+
+    def __call__(self, customer_id: str) -> int:
+        p = self._known.get(customer_id)
+        if p is None:
+            if len(self._known) >= self.memo:
+                self._known.clear()
+            p = self._known[customer_id] = partition_for(customer_id, self.partitions)
+        return p
+
+
+def shard(prefix: str, partition: int) -> str:
+    """The head of every key of one input partition: its hash tag decides the slot."""
+    return f"{prefix}:{{p{partition}}}"
+
+
+def state_key(prefix: str, partition: int, customer_id: str) -> str:
+    return f"{shard(prefix, partition)}:c:{customer_id}:state"
+
+
+def outbox_key(prefix: str, partition: int, customer_id: str) -> str:
+    return f"{shard(prefix, partition)}:c:{customer_id}:outbox"
+
+
+def ids_key(prefix: str, partition: int, customer_id: str) -> str:
     """Integer set of the digests of every event id applied (``state.id_number``), kept
     while the customer is active (see ``Settings.dedupe_retention_s``)."""
-    return f"{prefix}:{{{customer_id}}}:ids"
+    return f"{shard(prefix, partition)}:c:{customer_id}:ids"
 
 
-def index_key(prefix: str, dimension: str, segment: str) -> str:
-    return f"{prefix}:idx:{dimension}:{segment}"
+def customer_of(prefix: str, key: str) -> tuple[int, str] | None:
+    """(partition, customer id) of a per-customer key, or None for any other key.
+
+    >>> customer_of("seg", "seg:{p3}:c:c:42:state"), customer_of("seg", "seg:{p3}:timers")
+    ((3, 'c:42'), None)
+    """
+    head = f"{prefix}:{{p"
+    if not key.startswith(head):
+        return None
+    number, _, rest = key[len(head) :].partition("}:c:")
+    cid, _, _suffix = rest.rpartition(":")
+    if not number.isdigit() or not cid:
+        return None
+    return int(number), cid
 
 
-def index_registry_key(prefix: str) -> str:
-    """Set of every segment-index key in use (so sizes need no keyspace scan)."""
-    return f"{prefix}:idx"
+def index_key(prefix: str, partition: int, dimension: str, segment: str) -> str:
+    """Customers of one partition in a segment (a segment's size sums the partitions)."""
+    return f"{shard(prefix, partition)}:idx:{dimension}:{segment}"
+
+
+def index_registry_key(prefix: str, partition: int) -> str:
+    """Set of every segment-index key of a partition in use (sizes need no key scan)."""
+    return f"{shard(prefix, partition)}:idx"
+
+
+def split_index_key(prefix: str, key: str) -> tuple[str, str]:
+    """``<prefix>:{p<n>}:idx:<dimension>:<segment>`` -> (dimension, segment).
+
+    A dimension may hold a colon (``custom:<name>``); a segment never does.
+
+    >>> split_index_key("seg", "seg:{p12}:idx:custom:vip:member")
+    ('custom:vip', 'member')
+    >>> split_index_key("seg", "seg:{p0}:idx:geographic:DE/Bavaria")
+    ('geographic', 'DE/Bavaria')
+    """
+    rest = key[len(prefix) + 1 :]
+    rest = rest[rest.index("}:idx:") + len("}:idx:") :]
+    dimension, _, segment = rest.rpartition(":")
+    return dimension, segment
 
 
 def sizes_key(prefix: str) -> str:
@@ -52,12 +128,13 @@ def flows_key(prefix: str, resolution: str, bucket: int) -> str:
 
 def timers_key(prefix: str, partition: int) -> str:
     """Due index of one input partition: sorted set customer -> due event time."""
-    return f"{prefix}:timers:{partition}"
+    return f"{shard(prefix, partition)}:timers"
 
 
-def rfm_key(prefix: str, histogram: str) -> str:
-    """Shared RFM histogram (bucket -> buyers): recency, frequency or monetary."""
-    return f"{prefix}:rfm:{histogram}"
+def rfm_key(prefix: str, partition: int, histogram: str) -> str:
+    """RFM histogram of one partition (bucket -> buyers): recency, frequency or monetary.
+    The population's histogram is the sum over partitions."""
+    return f"{shard(prefix, partition)}:rfm:{histogram}"
 
 
 def clock_key(prefix: str) -> str:
@@ -65,14 +142,14 @@ def clock_key(prefix: str) -> str:
     return f"{prefix}:clock"
 
 
-def applied_key(prefix: str) -> str:
+def applied_key(prefix: str, partition: int) -> str:
     """Hash ``<topic>:<partition>`` -> last input offset applied (written with the state)."""
-    return f"{prefix}:applied"
+    return f"{shard(prefix, partition)}:applied"
 
 
 def members_key(prefix: str, partition: int) -> str:
     """Every customer of one input partition (the rescoring sweep walks it)."""
-    return f"{prefix}:customers:{partition}"
+    return f"{shard(prefix, partition)}:customers"
 
 
 def model_key(prefix: str) -> str:
@@ -80,20 +157,20 @@ def model_key(prefix: str) -> str:
     return f"{prefix}:model:behaviour"
 
 
-def actions_key(prefix: str, customer_id: str) -> str:
+def actions_key(prefix: str, partition: int, customer_id: str) -> str:
     """Hash of the actions service: ``rev`` and ``doc`` (action state, first assignments,
     purchases; docs/actions.md)."""
-    return f"{prefix}:{{{customer_id}}}:actions"
+    return f"{shard(prefix, partition)}:c:{customer_id}:actions"
 
 
-def actions_outbox_key(prefix: str, customer_id: str) -> str:
+def actions_outbox_key(prefix: str, partition: int, customer_id: str) -> str:
     """Action messages written but not yet confirmed delivered."""
-    return f"{prefix}:{{{customer_id}}}:actions:outbox"
+    return f"{shard(prefix, partition)}:c:{customer_id}:actout"
 
 
 def actions_due_key(prefix: str, partition: int) -> str:
     """Due index of delayed actions of one partition: customer -> due time."""
-    return f"{prefix}:act:due:{partition}"
+    return f"{shard(prefix, partition)}:act:due"
 
 
 def actions_clock_key(prefix: str) -> str:
@@ -101,29 +178,30 @@ def actions_clock_key(prefix: str) -> str:
     return f"{prefix}:act:clock"
 
 
-def assigned_key(prefix: str, experiment: str, action: str) -> str:
-    """Hash customer -> ``"<group> <at>"``: first assignment of each customer to an action."""
-    return f"{prefix}:act:{experiment}:assigned:{action}"
+def assigned_key(prefix: str, partition: int, experiment: str, action: str) -> str:
+    """Hash customer -> ``"<group> <at>"``: first assignment of each customer of a
+    partition to an action."""
+    return f"{shard(prefix, partition)}:act:{experiment}:assigned:{action}"
 
 
-def suppressed_key(prefix: str, experiment: str) -> str:
-    """Hash ``"<action> <reason>"`` -> count of suppressed decisions."""
-    return f"{prefix}:act:{experiment}:suppressed"
+def suppressed_key(prefix: str, partition: int, experiment: str) -> str:
+    """Hash ``"<action> <reason>"`` -> count of suppressed decisions in a partition."""
+    return f"{shard(prefix, partition)}:act:{experiment}:suppressed"
 
 
-def experiment_actions_key(prefix: str, experiment: str) -> str:
+def experiment_actions_key(prefix: str, partition: int, experiment: str) -> str:
     """Set of the action ids with decision records in an experiment (for the report)."""
-    return f"{prefix}:act:{experiment}:actions"
+    return f"{shard(prefix, partition)}:act:{experiment}:actions"
 
 
-def customer_keys(prefix: str, customer_id: str) -> list[str]:
+def customer_keys(prefix: str, partition: int, customer_id: str) -> list[str]:
     """Every per-customer key (for look-ups and erase)."""
     return [
-        state_key(prefix, customer_id),
-        outbox_key(prefix, customer_id),
-        ids_key(prefix, customer_id),
-        actions_key(prefix, customer_id),
-        actions_outbox_key(prefix, customer_id),
+        state_key(prefix, partition, customer_id),
+        outbox_key(prefix, partition, customer_id),
+        ids_key(prefix, partition, customer_id),
+        actions_key(prefix, partition, customer_id),
+        actions_outbox_key(prefix, partition, customer_id),
     ]
 
 

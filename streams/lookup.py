@@ -1,7 +1,7 @@
 """Read-only views shared by the command line and the worker's HTTP API.
 
-One place for the public shape of a customer look-up and for reading segment-index
-names, so ``segstream customer ID --json`` and ``GET /customers/{id}`` agree.
+One place for the public shape of a customer look-up, so ``segstream customer ID --json``
+and ``GET /customers/{id}`` agree.
 """
 
 from __future__ import annotations
@@ -40,17 +40,3 @@ def customer_view(state: Any) -> dict[str, Any]:
             "profile": state.profile,
         },
     }
-
-
-def split_index_key(prefix: str, key: str) -> tuple[str, str]:
-    """``<prefix>:idx:<dimension>:<segment>`` -> (dimension, segment).
-
-    A dimension may hold a colon (``custom:<name>``); a segment never does.
-
-    >>> split_index_key("seg", "seg:idx:custom:vip:member")
-    ('custom:vip', 'member')
-    >>> split_index_key("seg", "seg:idx:geographic:DE/Bavaria")
-    ('geographic', 'DE/Bavaria')
-    """
-    dimension, _, segment = key[len(prefix) + len(":idx:") :].rpartition(":")
-    return dimension, segment

@@ -44,6 +44,7 @@ from segmenters.features import feature_vector
 from segmenters.rfm import histogram_buckets
 from segmenters.state import CustomerState, id_number
 
+from .keys import partition_for
 from .store import Loaded, StateStore, Write
 
 log = logging.getLogger(__name__)
@@ -80,16 +81,30 @@ class BatchStats:
     seconds: float = 0.0
 
 
-def parse_record(record: Record, *, topic_prefix: str, max_bytes: int) -> Event:
+def parse_record(
+    record: Record, *, topic_prefix: str, max_bytes: int, partitions: int | None = None
+) -> Event:
     """The event in a consumed message, or :class:`InvalidEvent` saying why not.
 
     The one definition of a valid input message: the worker and ``segstream verify`` both
-    use it, so they agree on which messages count.
+    use it, so they agree on which messages count. With ``partitions`` (the input topics'
+    partition count), a message must also be on its customer's partition: Kafka's default
+    partitioner on the key. The customer's keys in Redis carry that partition's hash tag
+    (streams/keys.py), so a message elsewhere, sent with another partitioner, would be
+    applied by a worker that does not own the customer.
     """
     if record.value is None:
         raise InvalidEvent("empty message (no value)")
     event = parse_event(record.value, max_bytes=max_bytes)
     check_routing(event, topic=record.topic.removeprefix(topic_prefix), key=record.key)
+    if partitions is not None:
+        home = partition_for(event.customer_id, partitions)
+        if record.partition != home:
+            raise InvalidEvent(
+                f"message is on partition {record.partition} but customer_id belongs on "
+                f"partition {home} of {partitions} (Kafka's default partitioner, murmur2 of "
+                "the key)"
+            )
     return event
 
 
@@ -140,7 +155,12 @@ class BatchProcessor:
         self.lock = asyncio.Lock()
 
     def _parse(self, record: Record) -> Event:
-        return parse_record(record, topic_prefix=self.topic_prefix, max_bytes=self.max_event_bytes)
+        return parse_record(
+            record,
+            topic_prefix=self.topic_prefix,
+            max_bytes=self.max_event_bytes,
+            partitions=self.store.partitions,
+        )
 
     async def process(self, records: Sequence[Record]) -> BatchStats:
         """Apply a batch of consumed messages."""
@@ -152,7 +172,6 @@ class BatchProcessor:
         trips_before = self.store.round_trips
         stats = BatchStats(events=len(records))
         by_customer: dict[str, list[tuple[Event, Source]]] = {}
-        partition_of: dict[str, int] = {}
         acks: list[Awaitable[Any]] = []  # broker acknowledgements to wait for
         applied: dict[str, int] = {}  # partition progress, written with the states
         for record in records:
@@ -170,13 +189,12 @@ class BatchProcessor:
             stats.by_type[event.type] = stats.by_type.get(event.type, 0) + 1
             source = Source(record.topic, record.partition, record.offset)
             by_customer.setdefault(event.customer_id, []).append((event, source))
-            partition_of[event.customer_id] = record.partition
             at = event.occurred_at.timestamp()
             if at > self.watermarks.get(record.partition, float("-inf")):
                 self.watermarks[record.partition] = at
         stats.customers = len(by_customer)
         groups = {cid: merge_by_time(items) for cid, items in by_customer.items()}
-        await self._apply(groups, partition_of, None, stats, acks, applied=applied)
+        await self._apply(groups, None, stats, acks, applied=applied)
         stats.round_trips = self.store.round_trips - trips_before
         stats.seconds = time.perf_counter() - started
         return stats
@@ -194,9 +212,7 @@ class BatchProcessor:
                 groups: dict[str, list[tuple[Event, Source]]] = {c: [] for c in customers}
                 stats.timers += len(customers)
                 stats.customers += len(customers)
-                await self._apply(
-                    groups, dict.fromkeys(customers, partition), clocks[partition], stats, []
-                )
+                await self._apply(groups, clocks[partition], stats, [])
             stats.round_trips = self.store.round_trips - trips_before
             stats.seconds = time.perf_counter() - started
             return stats
@@ -206,15 +222,12 @@ class BatchProcessor:
         async with self.lock:
             stats = BatchStats(customers=len(customers))
             groups: dict[str, list[tuple[Event, Source]]] = {c: [] for c in customers}
-            await self._apply(
-                groups, dict.fromkeys(customers, partition), now, stats, [], rescoring=True
-            )
+            await self._apply(groups, now, stats, [], rescoring=True)
             return stats
 
     async def _apply(
         self,
         groups: dict[str, list[tuple[Event, Source]]],
-        partition_of: dict[str, int],
         until: float | None,
         stats: BatchStats,
         acks: list[Awaitable[Any]],
@@ -229,7 +242,7 @@ class BatchProcessor:
         results_ok: dict[str, Encoded] = {}
         pending = loaded
         for _attempt in range(MAX_CONFLICT_RETRIES + 1):
-            writes, results = self._fold_all(groups, pending, partition_of, until, rescoring)
+            writes, results = self._fold_all(groups, pending, until, rescoring)
             rejected = await self.store.commit(writes, applied)
             for cid, result in results.items():
                 if cid in rejected:
@@ -289,7 +302,6 @@ class BatchProcessor:
         self,
         groups: dict[str, list[tuple[Event, Source]]],
         loaded: dict[str, Loaded],
-        partition_of: dict[str, int],
         until: float | None,
         rescoring: bool = False,
     ) -> tuple[list[Write], dict[str, Encoded]]:
@@ -323,7 +335,6 @@ class BatchProcessor:
                 b'{"source":"%s","change":%s}' % (str(src or "timer").encode(), body)
                 for src, (_c, body) in zip(result.causes, encoded.encoded, strict=True)
             ]
-            write.partition = partition_of[cid]
             write.new = before.state is None
             write.due = next_deadline(result.state, self.config, ctx)
             write.hist_ops = _histogram_ops(marks[1], histogram_buckets(result.state))

@@ -22,6 +22,7 @@ from redis.exceptions import ResponseError
 from segmenters.state import CustomerState
 
 from .keys import (
+    Homes,
     ScriptKeys,
     applied_key,
     clock_key,
@@ -33,11 +34,13 @@ from .keys import (
     outbox_key,
     rfm_key,
     sizes_key,
+    split_index_key,
     state_key,
     timers_key,
 )
 
-#: Writes a whole batch atomically, customer by customer. Each customer's state is
+#: Writes one partition's part of a batch atomically, customer by customer (every key it
+#: touches carries the partition's hash tag: one Redis Cluster slot). Each customer's state is
 #: written only if its stored revision is the one the worker computed from (compare-and-
 #: set); then, and only then, its outbox, segment indexes, RFM histograms and timer are
 #: updated. An event id already in the customer's id set (an event produced again, at
@@ -149,8 +152,6 @@ class Write:
     outbox: list[bytes] = field(default_factory=list)
     #: Segment-index updates: (add?, dimension, segment).
     index_ops: list[tuple[bool, str, str]] = field(default_factory=list)
-    #: Input partition of the customer (its timer lives in that partition's due index).
-    partition: int | None = None
     #: Next timer deadline (event time), or None: no timer.
     due: float | None = None
     #: A customer seen for the first time (joins its partition's member set).
@@ -175,15 +176,17 @@ class StateStore:
         client: aioredis.Redis,
         *,
         prefix: str,
+        partitions: int,
         cache_size: int,
         dedupe_retention_s: float = 30 * 86400,
     ) -> None:
         self.client = client
         self.prefix = prefix
+        self.partitions = partitions
         self.cache_size = cache_size
         self.dedupe_retention_s = max(1, int(dedupe_retention_s))
         self._cache: OrderedDict[str, Loaded] = OrderedDict()
-        self._commit = client.register_script(COMMIT_LUA)
+        self.home = Homes(partitions)
         self.round_trips = 0
         #: Customers whose outbox was delivered; emptied in the next write round trip.
         self._delivered: set[str] = set()
@@ -219,8 +222,9 @@ class StateStore:
         if missing:
             pipe = self.client.pipeline(transaction=False)
             for cid in missing:
-                pipe.hmget(state_key(self.prefix, cid), "rev", "doc")
-                pipe.lrange(outbox_key(self.prefix, cid), 0, -1)
+                p = self.home(cid)
+                pipe.hmget(state_key(self.prefix, p, cid), "rev", "doc")
+                pipe.lrange(outbox_key(self.prefix, p, cid), 0, -1)
             rows = await pipe.execute()
             self.round_trips += 1
             for i, cid in enumerate(missing):
@@ -246,66 +250,19 @@ class StateStore:
         pipe = self.client.pipeline(transaction=False)
         cleared = len(self._delivered)
         for cid in self._delivered:  # before the new appends of this round trip
-            pipe.delete(outbox_key(self.prefix, cid))
+            pipe.delete(outbox_key(self.prefix, self.home(cid), cid))
         self._delivered.clear()
-        script_keys = ScriptKeys()
-        keys, ref = script_keys.keys, script_keys.ref
 
-        batch = []
-        docs: list[bytes] = []  # ARGV[5...]: binary-safe, outside the JSON
+        by_partition: dict[int, list[Write]] = {}
         for w in writes:
-            cid = w.customer_id
-            item: dict[str, Any] = {
-                "c": cid,
-                "s": ref(state_key(self.prefix, cid)),
-                "r": str(w.expected_rev),
-                "d": DOCS_ARGV + len(docs),
-            }
-            docs.append(_encode(w.state))
-            if w.ids:
-                item["ek"] = ref(ids_key(self.prefix, cid))
-                item["e"] = [str(i) for i in w.ids]  # strings: cjson would round big ints
-            if w.outbox:
-                item["ok"] = ref(outbox_key(self.prefix, cid))
-                item["o"] = [entry.decode() for entry in w.outbox]
-            if w.index_ops:
-                item["x"] = [
-                    [1 if add else 0, ref(index_key(self.prefix, dim, seg))]
-                    for add, dim, seg in w.index_ops
-                ]
-            if w.hist_ops:
-                item["h"] = [
-                    [ref(rfm_key(self.prefix, hist)), str(b), delta]
-                    for hist, b, delta in w.hist_ops
-                ]
-            if w.partition is not None:
-                item["t"] = ref(timers_key(self.prefix, w.partition))
-                if w.new:
-                    item["m"] = ref(members_key(self.prefix, w.partition))
-                if w.due is not None:
-                    item["due"] = repr(w.due)  # a string: Lua numbers would lose digits
-            batch.append(item)
-        progress: dict[str, Any] = {}
-        if applied or self.progress:
-            progress = {
-                "k": ref(applied_key(self.prefix)),
-                "x": {f: str(o) for f, o in self.progress.items()},
-                "a": {f: str(o) for f, o in (applied or {}).items()},
-            }
-        if batch or progress:
-            registry = ref(index_registry_key(self.prefix))
-            await self._commit(  # queues onto the pipeline; no round trip here
-                keys=keys,
-                args=[
-                    orjson.dumps(batch),
-                    OUTBOX_KEEP,
-                    registry,
-                    self.dedupe_retention_s,
-                    *docs,
-                    orjson.dumps(progress),
-                ],
-                client=pipe,
-            )
+            by_partition.setdefault(self.home(w.customer_id), []).append(w)
+        applied_by = _by_partition(applied or {})
+        expected_by = _by_partition(self.progress)
+        calls: list[list[Write]] = []  # the writes of each queued Lua call, in order
+        for p in sorted({*by_partition, *applied_by, *expected_by}):
+            part = by_partition.get(p, [])
+            self._queue_commit(pipe, p, part, applied_by.get(p, {}), expected_by.get(p, {}))
+            calls.append(part)
         try:
             results = await pipe.execute()
         except ResponseError as exc:
@@ -314,11 +271,15 @@ class StateStore:
             raise
         self.round_trips += 1
         conflicts: dict[str, Rejected] = {}
-        replies = results[cleared] if batch else []
-        if applied and all(int(r[0]) == 1 for r in replies):
+        replies = [
+            (w, reply)
+            for part, call in zip(calls, results[cleared:], strict=True)
+            for w, reply in zip(part, call, strict=True)
+        ]
+        if applied and all(int(r[0]) == 1 for _, r in replies):
             for f, o in applied.items():
                 self.progress[f] = max(o, self.progress.get(f, -1))
-        for w, (ok, rev, doc, *seen) in zip(writes, replies, strict=True):
+        for w, (ok, rev, doc, *seen) in replies:
             if int(ok) == 1:
                 self._remember(w.customer_id, Loaded(int(rev), w.state))
             else:
@@ -328,11 +289,81 @@ class StateStore:
                 conflicts[w.customer_id] = Rejected(Loaded(fresh.rev, fresh.state), ids)
         return conflicts
 
+    def _queue_commit(
+        self,
+        pipe: Any,
+        partition: int,
+        writes: list[Write],
+        applied: dict[str, int],
+        expected: dict[str, int],
+    ) -> None:
+        """Queue one ``COMMIT_LUA`` call for a partition's writes and progress."""
+        prefix, p = self.prefix, partition
+        script_keys = ScriptKeys()
+        keys, ref = script_keys.keys, script_keys.ref
+        batch = []
+        docs: list[bytes] = []  # ARGV[5...]: binary-safe, outside the JSON
+        for w in writes:
+            cid = w.customer_id
+            item: dict[str, Any] = {
+                "c": cid,
+                "s": ref(state_key(prefix, p, cid)),
+                "r": str(w.expected_rev),
+                "d": DOCS_ARGV + len(docs),
+                "t": ref(timers_key(prefix, p)),
+            }
+            docs.append(_encode(w.state))
+            if w.ids:
+                item["ek"] = ref(ids_key(prefix, p, cid))
+                item["e"] = [str(i) for i in w.ids]  # strings: cjson would round big ints
+            if w.outbox:
+                item["ok"] = ref(outbox_key(prefix, p, cid))
+                item["o"] = [entry.decode() for entry in w.outbox]
+            if w.index_ops:
+                item["x"] = [
+                    [1 if add else 0, ref(index_key(prefix, p, dim, seg))]
+                    for add, dim, seg in w.index_ops
+                ]
+            if w.hist_ops:
+                item["h"] = [
+                    [ref(rfm_key(prefix, p, hist)), str(b), delta] for hist, b, delta in w.hist_ops
+                ]
+            if w.new:
+                item["m"] = ref(members_key(prefix, p))
+            if w.due is not None:
+                item["due"] = repr(w.due)  # a string: Lua numbers would lose digits
+            batch.append(item)
+        progress: dict[str, Any] = {}
+        if applied or expected:
+            progress = {
+                "k": ref(applied_key(prefix, p)),
+                "x": {f: str(o) for f, o in expected.items()},
+                "a": {f: str(o) for f, o in applied.items()},
+            }
+        registry = ref(index_registry_key(prefix, p))
+        # EVAL, not EVALSHA: nothing to reload after a restart or a failover, and no
+        # SCRIPT EXISTS round trip per pipeline (redis-py's registered scripts add one).
+        pipe.eval(
+            COMMIT_LUA,
+            len(keys),
+            *keys,
+            orjson.dumps(batch),
+            OUTBOX_KEEP,
+            registry,
+            self.dedupe_retention_s,
+            *docs,
+            orjson.dumps(progress),
+        )
+
     async def applied_offsets(self) -> dict[str, int]:
-        """``<p>:applied``: "<topic>:<partition>" -> last offset applied, as Redis has it."""
-        raw = await self.client.hgetall(applied_key(self.prefix))
+        """``<p>:{p<n>}:applied`` of every partition: "<topic>:<partition>" -> last offset
+        applied, as Redis has it."""
+        pipe = self.client.pipeline(transaction=False)
+        for p in range(self.partitions):
+            pipe.hgetall(applied_key(self.prefix, p))
+        rows = await pipe.execute()
         self.round_trips += 1
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {k.decode(): int(v) for row in rows for k, v in row.items()}
 
     async def due_timers(self, clocks: dict[int, float], limit: int) -> dict[int, list[str]]:
         """Customers whose timer is due, per partition: one round trip, cost ~ due ones."""
@@ -356,33 +387,34 @@ class StateStore:
 
     async def record_sizes(self, at: float, keep: int) -> dict[str, int]:
         """Append every segment's size to the sizes stream (event time ``at``)."""
-        names = sorted(
-            m.decode() for m in await self.client.smembers(index_registry_key(self.prefix))
-        )
-        if not names:
+        sizes = {
+            f"{dim}:{seg}": n
+            for (dim, seg), n in (
+                await segment_sizes(self.client, self.prefix, self.partitions)
+            ).items()
+        }
+        if not sizes:
             return {}
-        pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            pipe.scard(name)
-        counts = await pipe.execute()
-        start = len(self.prefix) + len(":idx:")
-        sizes = {name[start:]: int(n) for name, n in zip(names, counts, strict=True)}
         entry = {"at": repr(at), **{k: str(v) for k, v in sizes.items()}}
         await self.client.xadd(sizes_key(self.prefix), entry, maxlen=keep, approximate=True)
-        self.round_trips += 2
+        self.round_trips += 3
         return sizes
 
     async def rfm_counts(self) -> dict[str, dict[int, int]]:
-        """The three shared RFM histograms, bucket -> buyers."""
+        """The population's three RFM histograms (the partitions' summed), bucket -> buyers."""
         pipe = self.client.pipeline(transaction=False)
         names = ("recency", "frequency", "monetary")
-        for name in names:
-            pipe.hgetall(rfm_key(self.prefix, name))
+        for p in range(self.partitions):
+            for name in names:
+                pipe.hgetall(rfm_key(self.prefix, p, name))
         rows = await pipe.execute()
         self.round_trips += 1
-        return {
-            n: {int(k): int(v) for k, v in row.items()} for n, row in zip(names, rows, strict=True)
-        }
+        counts: dict[str, dict[int, int]] = {n: {} for n in names}
+        for i, row in enumerate(rows):
+            into = counts[names[i % len(names)]]
+            for k, v in row.items():
+                into[int(k)] = into.get(int(k), 0) + int(v)
+        return counts
 
     async def load_model(self) -> dict[str, Any] | None:
         raw = await self.client.get(model_key(self.prefix))
@@ -402,8 +434,47 @@ class StateStore:
             )
 
     async def get(self, customer_id: str) -> CustomerState | None:
-        doc = await self.client.hget(state_key(self.prefix, customer_id), "doc")
+        doc = await self.client.hget(
+            state_key(self.prefix, self.home(customer_id), customer_id), "doc"
+        )
         return _decode(doc)
+
+
+def _by_partition(offsets: dict[str, int]) -> dict[int, dict[str, int]]:
+    """``{"<topic>:<partition>": offset}`` grouped by partition number.
+
+    >>> _by_partition({"events.cart:1": 5, "events.browse:1": 7, "events.cart:0": 2})
+    {1: {'events.cart:1': 5, 'events.browse:1': 7}, 0: {'events.cart:0': 2}}
+    """
+    out: dict[int, dict[str, int]] = {}
+    for f, o in offsets.items():
+        out.setdefault(int(f.rpartition(":")[2]), {})[f] = o
+    return out
+
+
+async def segment_sizes(
+    client: aioredis.Redis, prefix: str, partitions: int
+) -> dict[tuple[str, str], int]:
+    """(dimension, segment) -> customers in it, summed over the partitions' indexes: two
+    round trips (the registries, then one SCARD per partition and segment)."""
+    pipe = client.pipeline(transaction=False)
+    for p in range(partitions):
+        pipe.smembers(index_registry_key(prefix, p))
+    names = [_text(m) for row in await pipe.execute() for m in row]
+    if not names:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.scard(name)
+    sizes: dict[tuple[str, str], int] = {}
+    for name, n in zip(names, await pipe.execute(), strict=True):
+        seg = split_index_key(prefix, name)
+        sizes[seg] = sizes.get(seg, 0) + int(n)
+    return dict(sorted(sizes.items()))
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 def _zdict() -> bytes:

@@ -13,7 +13,7 @@ from segmenters.events import Event, InvalidEvent
 from segmenters.state import CustomerState
 from segmenters.verify import Report, cluster_agreement, compare
 
-from .keys import state_key
+from .keys import customer_of, partition_for, state_key
 from .pipeline import Record, parse_record
 from .security import kafka_consumer, redis_client
 from .settings import Settings
@@ -67,6 +67,7 @@ def read_inputs(
                             record,
                             topic_prefix=settings.topic_prefix,
                             max_bytes=settings.max_event_bytes,
+                            partitions=settings.topic_partitions,
                         )
                     except InvalidEvent:
                         invalid += 1
@@ -83,15 +84,17 @@ def stored_states(settings: Settings, customers: list[str]) -> dict[str, Custome
     client = redis_client(settings)
     out: dict[str, CustomerState] = {}
     found = set(customers)
-    for key in client.scan_iter(match=f"{settings.key_prefix}:{{*}}:state", count=1000):
-        cid = key.decode()[len(settings.key_prefix) + 2 : -len("}:state")]
-        found.add(cid)
+    for key in client.scan_iter(match=f"{settings.key_prefix}:{{p*}}:c:*:state", count=1000):
+        owner = customer_of(settings.key_prefix, key.decode())
+        if owner is not None:
+            found.add(owner[1])
     ordered = sorted(found)
+    n = settings.topic_partitions
     for i in range(0, len(ordered), 500):
         chunk = ordered[i : i + 500]
         pipe = client.pipeline(transaction=False)
         for cid in chunk:
-            pipe.hget(state_key(settings.key_prefix, cid), "doc")
+            pipe.hget(state_key(settings.key_prefix, partition_for(cid, n), cid), "doc")
         for cid, doc in zip(chunk, pipe.execute(), strict=True):
             if doc is not None:
                 out[cid] = CustomerState.from_doc(load_doc(doc) or {})

@@ -46,10 +46,10 @@ from faust.web import Request, Response, View
 
 from .erase import EraseConflict, erase_async
 from .keys import index_key, index_registry_key
-from .lookup import customer_view, split_index_key
+from .lookup import customer_view
 from .metrics import CONTENT_TYPE_LATEST, Metrics, read_flows, read_sizes
 from .settings import Settings
-from .store import StateStore
+from .store import StateStore, segment_sizes
 from .topics import ERASED
 
 log = logging.getLogger(__name__)
@@ -292,16 +292,11 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
     @app.page("/segments", name="segstream.segments")
     class Segments(Protected):
         async def get(self, request: Request) -> Response:
-            client = ctx.store.client
-            names = sorted(_text(m) for m in await client.smembers(index_registry_key(prefix)))
-            pipe = client.pipeline(transaction=False)
-            for name in names:
-                pipe.scard(name)
-            sizes = await pipe.execute() if names else []
-            out = []
-            for name, size in zip(names, sizes, strict=True):
-                dimension, segment = split_index_key(prefix, name)
-                out.append({"dimension": dimension, "segment": segment, "size": int(size)})
+            sizes = await segment_sizes(ctx.store.client, prefix, settings.topic_partitions)
+            out = [
+                {"dimension": dimension, "segment": segment, "size": size}
+                for (dimension, segment), size in sizes.items()
+            ]
             return self.json({"segments": out})
 
     # A segment may hold slashes (``DE/Bavaria``, ``25-34/female/high``), so it matches
@@ -313,17 +308,33 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
             if isinstance(params, str):
                 return self.error(400, params)
             cursor, count = params
-            key = index_key(prefix, dimension, segment)
+            n = settings.topic_partitions
             client = ctx.store.client
-            if not await client.sismember(index_registry_key(prefix), key):
+            pipe = client.pipeline(transaction=False)
+            for p in range(n):
+                pipe.sismember(
+                    index_registry_key(prefix, p), index_key(prefix, p, dimension, segment)
+                )
+            if not any(await pipe.execute()):
                 return self.error(404, f"no segment {dimension}/{segment}")
-            nxt, members = await client.sscan(key, cursor=cursor, count=count)
+            # The cursor walks the partitions' indexes in turn: SSCAN cursor * n + partition.
+            part, scan = cursor % n, cursor // n
+            members: list[str] = []
+            nxt: int | None = cursor
+            while nxt is not None and len(members) < count:
+                key = index_key(prefix, part, dimension, segment)
+                scan, found = await client.sscan(key, cursor=scan, count=count - len(members))
+                members.extend(_text(m) for m in found)
+                scan = int(scan)
+                if scan == 0:
+                    part += 1
+                nxt = None if part >= n else scan * n + part
             return self.json(
                 {
                     "dimension": dimension,
                     "segment": segment,
-                    "members": sorted(_text(m) for m in members),
-                    "next_cursor": None if int(nxt) == 0 else str(nxt),
+                    "members": sorted(members),
+                    "next_cursor": None if nxt is None else str(nxt),
                 }
             )
 

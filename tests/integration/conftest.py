@@ -20,12 +20,12 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from segmenters.core import Source
 from segmenters.events import parse_event
-from streams.keys import state_key
+from streams.keys import partition_for, state_key
+from streams.security import redis_client
 from streams.settings import Settings
 from streams.store import load_doc
 from streams.topics import TOPIC_OF_TYPE, ensure_topics
@@ -65,6 +65,7 @@ class Deployment:
         self.env = {
             "SEGSTREAM_KAFKA_BOOTSTRAP": base.kafka_bootstrap,
             "SEGSTREAM_REDIS_URL": base.redis_url,
+            "SEGSTREAM_REDIS_CLUSTER": str(base.redis_cluster).lower(),
             "SEGSTREAM_TOPIC_PREFIX": f"t{uid}.",
             "SEGSTREAM_APP_ID": f"segstream-t{uid}",
             "SEGSTREAM_KEY_PREFIX": f"t{uid}",
@@ -77,7 +78,7 @@ class Deployment:
             **{k.removeprefix("SEGSTREAM_").lower(): v for k, v in self.env.items()}
         )
         self.tmp = tmp
-        self.redis = redis.Redis.from_url(base.redis_url)
+        self.redis = redis_client(self.settings)
         self.workers: list[subprocess.Popen[bytes]] = []
         ensure_topics(self.settings)
         self.producer = KafkaProducer(
@@ -174,9 +175,13 @@ class Deployment:
             consumer.close()
         return records
 
+    def home(self, customer_id: str) -> int:
+        """The customer's input partition: the hash tag of its keys."""
+        return partition_for(customer_id, self.settings.topic_partitions)
+
     def state(self, customer_id: str) -> dict[str, Any] | None:
-        doc = self.redis.hget(state_key(self.settings.key_prefix, customer_id), "doc")
-        return load_doc(doc)
+        key = state_key(self.settings.key_prefix, self.home(customer_id), customer_id)
+        return load_doc(self.redis.hget(key, "doc"))
 
     def wait_applied(self, expected: dict[str, int], timeout: float = 60) -> None:
         """Wait until each customer's state counts ``expected[customer]`` applied events."""

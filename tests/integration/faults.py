@@ -218,7 +218,11 @@ class Traffic:
 def progress(d: Deployment) -> int:
     """Sum of the offsets Redis records as applied (grows as the worker goes on)."""
     try:
-        return sum(int(v) for v in d.redis.hgetall(applied_key(d.settings.key_prefix)).values())
+        return sum(
+            int(v)
+            for p in range(d.settings.topic_partitions)
+            for v in d.redis.hgetall(applied_key(d.settings.key_prefix, p)).values()
+        )
     except redis.RedisError:
         return -1
 

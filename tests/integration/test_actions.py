@@ -10,8 +10,6 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
-import redis.asyncio as aioredis
 
 from segmenters.actions import holdout_draw
 from segmenters.changes import SegmentChange
@@ -19,6 +17,7 @@ from segmenters.policy import load_policy
 from streams.actions import ActionsService, ActionStore, PolicySource, report_data
 from streams.keys import actions_key
 from streams.pipeline import Record
+from streams.security import async_redis_client
 from tests.integration.conftest import Deployment
 from tests.unit.factories import T0, Events
 
@@ -190,7 +189,7 @@ async def test_a_write_whose_send_failed_is_resent_from_the_outbox_never_decided
     services, tmp_path
 ):
     d = Deployment(services, tmp_path)
-    client = aioredis.Redis.from_url(d.settings.redis_url)
+    client = async_redis_client(d.settings)
     try:
         policy = tmp_path / "p.toml"
         policy.write_text(POLICY.replace("{uid}", "x").replace("holdout = 0.5", "holdout = 0"))
@@ -199,7 +198,12 @@ async def test_a_write_whose_send_failed_is_resent_from_the_outbox_never_decided
         def service() -> ActionsService:
             return ActionsService(
                 settings=d.settings,
-                store=ActionStore(client, prefix=d.settings.key_prefix, cache_size=100),
+                store=ActionStore(
+                    client,
+                    prefix=d.settings.key_prefix,
+                    partitions=d.settings.topic_partitions,
+                    cache_size=100,
+                ),
                 policy=PolicySource(policy),
                 send=send,
             )
@@ -215,7 +219,7 @@ async def test_a_write_whose_send_failed_is_resent_from_the_outbox_never_decided
         )
         record = Record(
             d.settings.topic("segments.changes"),
-            0,
+            d.home("c-9"),
             0,
             b"c-9",
             orjson.dumps(change.model_dump(mode="json")),
@@ -235,9 +239,7 @@ async def test_a_write_whose_send_failed_is_resent_from_the_outbox_never_decided
         stats = await service().process([record])
         assert stats.sent == 0 and stats.resent == 0 and len(send.sent) == len(keys)
         doc = orjson.loads(
-            redis.Redis.from_url(d.settings.redis_url).hget(
-                actions_key(d.settings.key_prefix, "c-9"), "doc"
-            )
+            d.redis.hget(actions_key(d.settings.key_prefix, d.home("c-9"), "c-9"), "doc")
         )
         assert doc["first"]["exp-x"]["email/abandoned_cart"][0] == "treated"
     finally:

@@ -83,7 +83,7 @@ def test_verify_agrees_after_a_run_and_reports_a_lost_customer(deployment: Deplo
 
     deployment.stop_all()
     lost = sorted(per_customer)[0]
-    deployment.redis.delete(state_key(deployment.settings.key_prefix, lost))
+    deployment.redis.delete(state_key(deployment.settings.key_prefix, deployment.home(lost), lost))
     bad = segstream(deployment, "verify", "--quiet")
     assert bad.returncode == 1
     assert "1 missing" in bad.stdout and "verdict: MISMATCH" in bad.stdout

@@ -64,9 +64,9 @@ def erased_read(deployment: Deployment, partition: int, timeout: float = 30) -> 
     raise AssertionError(f"the worker did not read the tombstone in {timeout}s")
 
 
-def histograms(client: redis.Redis, prefix: str) -> dict[str, dict[bytes, int]]:
+def histograms(client: redis.Redis, prefix: str, partition: int) -> dict[str, dict[bytes, int]]:
     return {
-        h: {k: int(v) for k, v in client.hgetall(rfm_key(prefix, h)).items()}
+        h: {k: int(v) for k, v in client.hgetall(rfm_key(prefix, partition, h)).items()}
         for h in ("recency", "frequency", "monetary")
     }
 
@@ -94,9 +94,10 @@ def test_erase_removes_every_trace_and_a_later_event_starts_fresh(
     before = CustomerState.from_doc(deployment.state("c-gone") or {})
     assert before.orders == 1 and before.segments
     journey = before.segment("journey")
-    assert client.sismember(index_key(prefix, "journey", journey or ""), "c-gone")
+    home = deployment.home("c-gone")
+    assert client.sismember(index_key(prefix, home, "journey", journey or ""), "c-gone")
     assert traces(client, prefix, "c-gone")
-    hist_before = histograms(client, prefix)
+    hist_before = histograms(client, prefix, home)
     buckets = rfm_buckets(before)
     assert set(buckets) == {"recency", "frequency", "monetary"}
 
@@ -108,9 +109,11 @@ def test_erase_removes_every_trace_and_a_later_event_starts_fresh(
     assert result["tombstone"] == deployment.settings.topic(ERASED)
 
     assert traces(client, prefix, "c-gone") == []
-    hist_after = histograms(client, prefix)
-    for h, b in buckets.items():  # c-stays shares every bucket: one buyer less in each
-        assert hist_after[h][str(b).encode()] == hist_before[h][str(b).encode()] - 1
+    hist_after = histograms(client, prefix, home)
+    for h, b in buckets.items():  # one buyer less in each bucket, the other's kept
+        assert hist_after[h].get(str(b).encode(), 0) == hist_before[h][str(b).encode()] - 1
+    stays = histograms(client, prefix, deployment.home("c-stays"))
+    assert all(stays[h].get(str(b).encode(), 0) >= 1 for h, b in buckets.items())
     assert traces(client, prefix, "c-stays"), "the other customer is untouched"
     assert deployment.state("c-stays")["orders"] == 1
 
@@ -129,7 +132,7 @@ def test_erase_removes_every_trace_and_a_later_event_starts_fresh(
     assert fresh["events"] == 1 and fresh.get("orders", 0) == 0
     assert "profile" not in fresh and "cart" not in fresh
     assert fresh["segments"]["journey"][0] == "browser"
-    assert client.sismember(index_key(prefix, "journey", "browser"), "c-gone")
+    assert client.sismember(index_key(prefix, home, "journey", "browser"), "c-gone")
 
     again = segstream(deployment, "customer", "c-gone", "--json")
     assert json.loads(again.stdout)["state"]["orders"] == 0

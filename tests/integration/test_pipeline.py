@@ -179,7 +179,7 @@ def test_state_equals_recomputation_and_changes_are_exact(deployment: Deployment
     assert len({c["change_id"] for c in changes}) == len(changes)
 
     members = deployment.redis.smembers(
-        index_key(deployment.settings.key_prefix, "journey", "loyal")
+        index_key(deployment.settings.key_prefix, deployment.home("c-cat"), "journey", "loyal")
     )
     assert members == {b"c-cat"}
 

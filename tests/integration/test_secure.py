@@ -27,7 +27,7 @@ import orjson
 import pytest
 import redis
 
-from streams.keys import state_key
+from streams.keys import partition_for, state_key
 from streams.security import kafka_consumer, redis_client
 from streams.services import ScramListener, down, up
 from streams.settings import KafkaSecurity, Settings
@@ -225,7 +225,8 @@ def test_worker_runs_with_scram_and_an_acl_user(secured: Secured, tmp_path: Path
             ends = time.monotonic() + 60
             state = None
             while time.monotonic() < ends:
-                state = load_doc(client.hget(state_key(PREFIX, "c-sec"), "doc"))
+                key = state_key(PREFIX, partition_for("c-sec", settings.topic_partitions), "c-sec")
+                state = load_doc(client.hget(key, "doc"))
                 if state and state.get("events", 0) >= len(events):
                     break
                 time.sleep(0.25)

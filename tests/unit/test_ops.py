@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from redis.crc import key_slot
 
 from segmenters.rfm import histogram_buckets
 from segmenters.state import CustomerState
@@ -48,9 +49,9 @@ def test_erase_buckets_are_the_ones_the_worker_counts() -> None:
     assert rfm_buckets(CustomerState.from_doc({"customer_id": "c-2", "state_version": 1})) == {}
 
 
-def test_erase_plan_covers_keys_indexes_partitions_and_histograms() -> None:
-    registry = [index_key("p", "journey", "browser")]
-    plan = plan_erase("p", "c-1", "3", orjson.dumps(DOC), registry, partitions=4)
+def test_erase_plan_covers_keys_indexes_the_partition_and_histograms() -> None:
+    registry = [index_key("p", 3, "journey", "browser")]
+    plan = plan_erase("p", "c-1", "3", orjson.dumps(DOC), registry, partition=3)
     rev, cid, raw = plan.args
     assert (rev, cid) == ("3", "c-1")
     body = orjson.loads(raw)
@@ -59,39 +60,37 @@ def test_erase_plan_covers_keys_indexes_partitions_and_histograms() -> None:
     def named(positions: list[int]) -> set[str]:
         return {keys[i - 1] for i in positions}
 
-    assert named(body["del"]) == set(customer_keys("p", "c-1"))
+    assert named(body["del"]) == set(customer_keys("p", 3, "c-1"))
     assert named(body["srem"]) == {
-        index_key("p", "journey", "browser"),
-        index_key("p", "journey", "first_time_buyer"),
-        index_key("p", "custom:vip", "member"),
-        *(members_key("p", n) for n in (0, 1, 2, 3, 6)),  # 6: from the stored offsets
+        index_key("p", 3, "journey", "browser"),
+        index_key("p", 3, "journey", "first_time_buyer"),
+        index_key("p", 3, "custom:vip", "member"),
+        members_key("p", 3),
     }
-    assert named(body["zrem"]) == {
-        *(timers_key("p", n) for n in (0, 1, 2, 3, 6)),
-        *(actions_due_key("p", n) for n in (0, 1, 2, 3, 6)),
-    }
+    assert named(body["zrem"]) == {timers_key("p", 3), actions_due_key("p", 3)}
     assert body["hdel"] == []
     assert {(keys[i - 1], b) for i, b in body["hist"]} == {
-        (rfm_key("p", h), str(b)) for h, b in rfm_buckets(CustomerState.from_doc(DOC)).items()
+        (rfm_key("p", 3, h), str(b)) for h, b in rfm_buckets(CustomerState.from_doc(DOC)).items()
     }
+    assert len({key_slot(k.encode()) for k in keys}) == 1, "one Redis Cluster slot"
 
 
 def test_erase_plan_removes_the_customers_uplift_records() -> None:
     actions = orjson.dumps(
         {"state": {"customer_id": "c-1"}, "first": {"e1": {"email/x": ["control", 1.0]}}}
     )
-    plan = plan_erase("p", "c-1", "3", orjson.dumps(DOC), [], partitions=1, actions_doc=actions)
+    plan = plan_erase("p", "c-1", "3", orjson.dumps(DOC), [], partition=0, actions_doc=actions)
     body = orjson.loads(plan.args[2])
-    assert [plan.keys[i - 1] for i in body["hdel"]] == [assigned_key("p", "e1", "email/x")]
-    bad = plan_erase("p", "c-1", "3", None, [], partitions=1, actions_doc=b"{oops")
+    assert [plan.keys[i - 1] for i in body["hdel"]] == [assigned_key("p", 0, "e1", "email/x")]
+    bad = plan_erase("p", "c-1", "3", None, [], partition=0, actions_doc=b"{oops")
     assert orjson.loads(bad.args[2])["hdel"] == []
 
 
 def test_erase_plan_without_state_or_with_a_corrupt_one() -> None:
     for doc in (None, b"{not json"):
-        plan = plan_erase("p", "c-1", "", doc, [], partitions=2)
+        plan = plan_erase("p", "c-1", "", doc, [], partition=1)
         body = orjson.loads(plan.args[2])
-        assert body["hist"] == [] and len(body["del"]) == len(customer_keys("p", "c-1"))
+        assert body["hist"] == [] and len(body["del"]) == len(customer_keys("p", 1, "c-1"))
 
 
 class FakeApp:
