@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from .settings import Settings
 
@@ -219,13 +220,19 @@ def check_kafka(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
     }
     config = {k: v for k, v in wanted.items() if k in KafkaAdminClient.DEFAULT_CONFIG}
     outcome: list[BaseException | None] = []
+    counts: dict[str, int] = {}  # input topic -> partitions, for those that exist
     done = threading.Event()
 
     def attempt() -> None:
+        from .topics import INPUTS
+
         try:
             admin = kafka_admin(settings, client_id=f"{settings.app_id}-check", **config)
             try:
-                admin.list_topics()
+                names = set(admin.list_topics())
+                inputs = [t for t in (settings.topic(n) for n in INPUTS) if t in names]
+                for meta in admin.describe_topics(inputs) if inputs else []:
+                    counts[str(meta.get("name") or meta.get("topic"))] = len(meta["partitions"])
             finally:
                 admin.close()
         except (KafkaError, OSError, ValueError) as exc:
@@ -245,6 +252,14 @@ def check_kafka(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
             if _auth_failures(failures) or time.monotonic() > deadline:
                 break
     if done.is_set() and outcome and outcome[0] is None:
+        wrong = {t: n for t, n in counts.items() if n != settings.topic_partitions}
+        if wrong:  # a customer's partition (and its keys' hash tag) depends on the count
+            raise ConnectionCheckError(
+                f"{where}: input topics have "
+                + ", ".join(f"{t} {n} partitions" for t, n in sorted(wrong.items()))
+                + f", SEGSTREAM_TOPIC_PARTITIONS is {settings.topic_partitions}: set it to "
+                "the topics' partition count"
+            )
         return
     error = outcome[0] if outcome else None
     raise ConnectionCheckError(_kafka_refusal(where, who, error, failures, timeout_s))
@@ -292,14 +307,28 @@ def _captured(logger_name: str, into: list[str]) -> Iterator[None]:
         logger.propagate = previous
 
 
+def _cluster_enabled(client: Any) -> bool:
+    """Whether the server is a cluster node; False if the user may not run INFO (a
+    restricted ACL user: then a cluster shows later as MOVED errors)."""
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except redis.exceptions.NoPermissionError:
+        return False
+
+
 def check_redis(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
     """PING, then read one of segstream's keys: the user must exist and reach the keys."""
     host, port = settings.redis_host_port
     where = f"Redis at {host}:{port}"
     user = redis_user(settings)
-    client = redis_client(settings, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    client = None
     try:
+        client = redis_client(settings, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
         client.ping()
+        if not settings.redis_cluster and _cluster_enabled(client):
+            raise ConnectionCheckError(
+                f"{where} is a Redis Cluster node: set SEGSTREAM_REDIS_CLUSTER=true"
+            )
         client.exists(f"{settings.key_prefix}:clock")
     except redis.AuthenticationError as exc:
         raise ConnectionCheckError(f"{where} refused user {user}: {exc}") from None
@@ -311,7 +340,14 @@ def check_redis(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             raise ConnectionCheckError(f"{where} refused user {user}: {exc}") from None
         raise ConnectionCheckError(f"{where} failed the start check: {exc}") from None
+    except RedisClusterException as exc:
+        if "not enabled" in str(exc):
+            raise ConnectionCheckError(
+                f"{where} is not a Redis Cluster node, but SEGSTREAM_REDIS_CLUSTER is set"
+            ) from None
+        raise ConnectionCheckError(f"{where}: the cluster did not answer: {exc}") from None
     except (redis.RedisError, OSError) as exc:
         raise ConnectionCheckError(f"{where}: no connection: {type(exc).__name__}: {exc}") from None
     finally:
-        client.close()
+        if client is not None:
+            client.close()

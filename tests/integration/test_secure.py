@@ -356,3 +356,23 @@ def test_redis_over_tls(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(5)
+
+
+def test_the_start_check_names_a_partition_count_or_cluster_mode_that_does_not_fit(
+    services: Settings,
+) -> None:
+    """A customer's partition, and so its keys' hash tag, depends on the partition count;
+    a worker must not start on topics with another count, or on the wrong kind of Redis."""
+    from streams.security import ConnectionCheckError, check_kafka, check_redis
+    from streams.topics import ensure_topics
+
+    prefix = f"pc{uuid.uuid4().hex[:8]}."
+    ensure_topics(services.model_copy(update={"topic_prefix": prefix, "topic_partitions": 2}))
+    check_kafka(services.model_copy(update={"topic_prefix": prefix, "topic_partitions": 2}))
+    with pytest.raises(ConnectionCheckError, match="SEGSTREAM_TOPIC_PARTITIONS is 3"):
+        check_kafka(services.model_copy(update={"topic_prefix": prefix, "topic_partitions": 3}))
+
+    wrong = services.model_copy(update={"redis_cluster": not services.redis_cluster})
+    expected = "is a Redis Cluster node" if services.redis_cluster else "is not a Redis Cluster"
+    with pytest.raises(ConnectionCheckError, match=expected):
+        check_redis(wrong, timeout_s=3)
