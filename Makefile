@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install services-up services-down services-status browser test unit demo lint clean collector-load
+.PHONY: install services-up services-down services-status browser test test-cluster unit demo lint clean collector-load
 
 install: $(STAMP)
 
@@ -32,6 +32,15 @@ browser:
 ## make test: install, start Kafka and Redis, run every test (unit and integration).
 test: services-up browser
 	$(BIN)/python -m pytest
+
+## make test-cluster: the integration suite against a local 3-master Redis Cluster on
+## 127.0.0.1:7001-7003, which `segstream services up` starts; stop it with
+## SEGSTREAM_REDIS_CLUSTER=1 SEGSTREAM_REDIS_URL=redis://127.0.0.1:7001/0 make services-down
+test-cluster: export SEGSTREAM_REDIS_CLUSTER := 1
+test-cluster: export SEGSTREAM_REDIS_URL := redis://127.0.0.1:7001/0
+test-cluster: install browser
+	$(BIN)/segstream services up
+	$(BIN)/python -m pytest tests/integration
 
 ## make unit: the pure tests only; no servers needed.
 unit: install

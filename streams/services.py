@@ -3,15 +3,18 @@
 ``segstream services up`` makes ``settings.kafka_bootstrap`` and ``settings.redis_url``
 answer: a server that already answers is used as is; otherwise segstream starts a
 single-node KRaft broker (jars resolved once with Maven) and a ``redis-server`` of its
-own. ``down`` stops only what ``up`` started, found through pid files. Everything lives
-under ``settings.cache_dir``, outside the repository::
+own. With ``settings.redis_cluster`` it starts a 3-master Redis Cluster instead: one
+``redis-server`` per port P, P+1, P+2 (P the URL's port), formed once, with every slot
+assigned and no replicas. ``down`` stops only what ``up`` started, found through pid
+files. Everything lives under ``settings.cache_dir``, outside the repository::
 
     m2/                       Maven local repository
     kafka-<version>/libs/     broker jars (+ libs.complete once the copy finished)
     kafka-data-<port>/        KRaft storage, formatted once
     redis-data-<port>/        redis-server working directory
+    redis-cluster-<P>/node-<port>/   a cluster node's nodes.conf and appendonlydir/
     run/                      server-<port>.properties, *.pid, *.lock
-    logs/                     kafka-<port>.log, redis-<port>.log
+    logs/                     kafka-<port>.log, redis-<port>.log, redis-node-<port>.log
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from urllib.parse import urlparse
 
 import redis
 from kafka import KafkaAdminClient
@@ -52,11 +57,19 @@ KAFKA_TOOLS = {
 
 KAFKA_START_TIMEOUT_S = 90.0
 REDIS_START_TIMEOUT_S = 20.0
+REDIS_CLUSTER_TIMEOUT_S = 30.0  # from the nodes answering to cluster_state:ok everywhere
 STOP_TIMEOUT_S = 20.0
 MAVEN_TIMEOUT_S = 1800.0
 LOG_TAIL_LINES = 30
 PROBE_TIMEOUT_S = 2.0
 POLL_INTERVAL_S = 0.25
+
+CLUSTER_MASTERS = 3
+CLUSTER_SLOTS = 16384
+#: How long a node may be silent before the others mark it failing. Small, so a killed
+#: node is noticed (and a restarted one accepted again) within seconds.
+CLUSTER_NODE_TIMEOUT_MS = 2000
+CLUSTER_BUS_OFFSET = 10000  # Redis's cluster bus listens on the node's port + 10000
 
 
 @dataclass(frozen=True)
@@ -109,10 +122,24 @@ class _Service:
     lock_file: Path
     mark: str  # found in the command line of the process we started; guards against pid reuse
     answers: Callable[[], bool]
+    describe: Callable[[], str] | None = None  # more for ``status`` while it answers
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """One ``redis-server`` of a local Redis Cluster: its service and its data dir."""
+
+    service: _Service
+    data: Path  # working directory: nodes.conf and appendonlydir/
+    url: str  # redis://host:port/0 of this node, with the credentials of the cluster's URL
+
+    @property
+    def port(self) -> int:
+        return self.service.port
 
 
 # --------------------------------------------------------------------------- public API
@@ -122,9 +149,18 @@ def up(settings: Settings, echo: Echo = print, *, scram: ScramListener | None = 
     """Make Kafka and Redis answer at the configured addresses, starting them if needed.
 
     ``scram``: a broker started here also listens with SASL/SCRAM on ``scram.port``.
+    With ``settings.redis_cluster``, Redis is a local 3-master cluster (``start_cluster``).
     """
     _kafka_up(settings, echo, scram)
-    _redis_up(settings, echo)
+    redis_up(settings, echo)
+
+
+def redis_up(settings: Settings, echo: Echo = print) -> None:
+    """The Redis half of ``up``: a standalone server, or the cluster if configured."""
+    if settings.redis_cluster:
+        start_cluster(_redis_cluster_nodes(settings), echo)
+    else:
+        _redis_up(settings, echo)
 
 
 def down(settings: Settings, echo: Echo = print) -> None:
@@ -218,8 +254,63 @@ def _redis_service(settings: Settings) -> _Service:
     )
 
 
+def cluster_nodes(
+    root: Path, host: str, port: int, *, count: int = CLUSTER_MASTERS, url: str | None = None
+) -> list[ClusterNode]:
+    """The nodes of a local cluster on ``port`` and the next ``count - 1`` ports.
+
+    Under ``root``: ``redis-cluster-<port>/node-<p>/`` (data), ``run/redis-node-<p>.pid``,
+    ``logs/redis-node-<p>.log``. The lock is the one a standalone server on that port
+    takes, so only one of them is ever started there. ``url`` (the settings' URL) lends
+    the nodes' probes its credentials.
+    """
+    run = root / "run"
+    base = url or f"redis://{host}:{port}/0"
+    nodes = []
+    for node_port in range(port, port + count):
+        node_url = _node_url(base, node_port)
+        nodes.append(
+            ClusterNode(
+                service=_Service(
+                    name="redis",
+                    host=host,
+                    port=node_port,
+                    local=_is_local_host(host),
+                    pid_file=run / f"redis-node-{node_port}.pid",
+                    log_file=root / "logs" / f"redis-node-{node_port}.log",
+                    lock_file=run / f"redis-{node_port}.lock",
+                    mark="redis-server",
+                    answers=partial(redis_answers, node_url),
+                    describe=partial(_describe_cluster_node, node_url),
+                ),
+                data=root / f"redis-cluster-{port}" / f"node-{node_port}",
+                url=node_url,
+            )
+        )
+    return nodes
+
+
+def _redis_cluster_nodes(settings: Settings) -> list[ClusterNode]:
+    host, port = settings.redis_host_port
+    return cluster_nodes(settings.cache_dir, host, port, url=settings.redis_url)
+
+
+def _node_url(url: str, port: int) -> str:
+    """``url`` with its port replaced (credentials, scheme and options kept)."""
+    parsed = urlparse(url)
+    userinfo, at, _ = parsed.netloc.rpartition("@")
+    host = parsed.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return parsed._replace(netloc=f"{userinfo}{at}{host}:{port}").geturl()
+
+
 def _services(settings: Settings) -> list[_Service]:
-    return [_kafka_service(settings), _redis_service(settings)]
+    if settings.redis_cluster:
+        redis_services = [node.service for node in _redis_cluster_nodes(settings)]
+    else:
+        redis_services = [_redis_service(settings)]
+    return [_kafka_service(settings), *redis_services]
 
 
 def _kafka_libs(settings: Settings) -> Path:
@@ -287,6 +378,120 @@ def redis_answers(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
         return False
     finally:
         client.close()
+
+
+def redis_cluster_ok(host: str, ports: Sequence[int], timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """True if every node at ``host:ports`` reports ``cluster_state:ok``, all 16384
+    slots assigned to masters it is connected to (``served_slots``), and at least
+    ``len(ports)`` known nodes (one cluster, not several)."""
+    return _cluster_ok([f"redis://{host}:{port}/0" for port in ports], timeout_s)
+
+
+def _cluster_ok(urls: Sequence[str], timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    for url in urls:
+        view = _cluster_view(url, timeout_s)
+        if view is None:
+            return False
+        info, nodes = view
+        if (
+            info.get("cluster_state") != "ok"
+            or int(info.get("cluster_slots_assigned", 0)) != CLUSTER_SLOTS
+            or int(info.get("cluster_known_nodes", 0)) < len(urls)
+            or served_slots(nodes) != CLUSTER_SLOTS
+        ):
+            return False
+    return True
+
+
+def _node_client(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, decode_responses=True
+    )
+
+
+def _cluster_view(
+    url: str, timeout_s: float = PROBE_TIMEOUT_S
+) -> tuple[dict[str, str], str] | None:
+    """The node's ``CLUSTER INFO`` fields and ``CLUSTER NODES`` text; None if it does not
+    answer (or is no cluster node)."""
+    client = _node_client(url, timeout_s)
+    try:
+        info = parse_cluster_info(client.execute_command("CLUSTER", "INFO"))
+        return info, client.execute_command("CLUSTER", "NODES")
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()
+
+
+def parse_cluster_info(text: str) -> dict[str, str]:
+    r"""``CLUSTER INFO``'s ``field:value`` lines as a dict.
+
+    >>> parse_cluster_info("cluster_state:ok\r\ncluster_slots_assigned:16384\r\n")
+    {'cluster_state': 'ok', 'cluster_slots_assigned': '16384'}
+    """
+    fields = (line.partition(":") for line in text.splitlines())
+    return {name.strip(): value.strip() for name, sep, value in fields if sep}
+
+
+def _cluster_nodes_lines(text: str) -> Iterator[list[str]]:
+    """``CLUSTER NODES`` lines as fields: id, address, flags, master, ping sent, pong
+    received, config epoch, link state, slots..."""
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 8:
+            yield fields
+
+
+def _slot_fields(fields: list[str]) -> list[str]:
+    """A node line's slots and slot ranges (``[..]`` entries are slots in migration)."""
+    return [f for f in fields[8:] if not f.startswith("[")]
+
+
+def own_slots(cluster_nodes_text: str) -> list[str]:
+    r"""The slot ranges of the ``myself`` line of ``CLUSTER NODES`` (``["0-5460"]``).
+
+    >>> own_slots("ab 127.0.0.1:7002@17002 master - 0 1 2 connected 5461-10922\n"
+    ...           "cd 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460 9000\n")
+    ['0-5460', '9000']
+    """
+    for fields in _cluster_nodes_lines(cluster_nodes_text):
+        if "myself" in fields[2].split(","):
+            return _slot_fields(fields)
+    return []
+
+
+def served_slots(cluster_nodes_text: str) -> int:
+    r"""How many slots, in a node's ``CLUSTER NODES``, have a master it is connected to.
+
+    Slots of a failed node, or of one another node replaced at its address (``noaddr``),
+    do not count, though ``CLUSTER INFO`` may still say ``cluster_state:ok``.
+
+    >>> served_slots("ab 127.0.0.1:7002@17002 master - 0 1 2 connected 5461-10922\n"
+    ...              "cd 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460\n"
+    ...              "ef :0@0 master,noaddr - 1 1 3 disconnected 10923-16383\n")
+    10923
+    """
+    served: set[int] = set()
+    for fields in _cluster_nodes_lines(cluster_nodes_text):
+        flags = set(fields[2].split(","))
+        if (
+            "master" in flags
+            and fields[7] == "connected"
+            and not flags & {"fail", "noaddr", "handshake"}
+        ):
+            served |= _slot_set(_slot_fields(fields))
+    return len(served)
+
+
+def _describe_cluster_node(url: str) -> str:
+    """For ``status``: the cluster's state as this node sees it, and the node's slots."""
+    view = _cluster_view(url)
+    if view is None:
+        return "no answer to CLUSTER INFO"
+    info, nodes = view
+    slots = " ".join(own_slots(nodes)) or "none"
+    return f"cluster_state:{info.get('cluster_state', '?')}, slots {slots}"
 
 
 def _listening(host: str, port: int, timeout_s: float = 0.5) -> bool:
@@ -476,21 +681,16 @@ def _redis_up(settings: Settings, echo: Echo) -> None:
             return
         _require_free_ports(service, [service.port])
         host, port = service.host, service.port
-        server = _find_redis_server()
+        server = _redis_server(service, echo)
         if server is None:
-            server = _install_redis_server(echo)
-            if service.answers():  # the Debian package may start its own server
-                echo(
-                    f"redis: the redis-server package started a server on {service.address}; "
-                    "using it"
-                )
-                return
+            echo(f"redis: the redis-server package started a server on {service.address}; using it")
+            return
         data = settings.cache_dir / f"redis-data-{port}"
         data.mkdir(parents=True, exist_ok=True)
         command = [
             server,
             "--bind",
-            "127.0.0.1" if host == "localhost" else host,
+            _bind_address(host),
             "--port",
             str(port),
             "--save",
@@ -505,6 +705,21 @@ def _redis_up(settings: Settings, echo: Echo) -> None:
             "no",
         ]
         _start(service, command, REDIS_START_TIMEOUT_S, "redis-server", echo)
+
+
+def _redis_server(service: _Service, echo: Echo) -> str | None:
+    """The redis-server binary, installed if missing; None if installing it started a
+    server that answers on ``service``'s address (the Debian package starts one)."""
+    server = _find_redis_server()
+    if server is None:
+        server = _install_redis_server(echo)
+        if service.answers():
+            return None
+    return server
+
+
+def _bind_address(host: str) -> str:
+    return "127.0.0.1" if host == "localhost" else host
 
 
 def _find_redis_server() -> str | None:
@@ -543,6 +758,241 @@ def _install_redis_server(echo: Echo) -> str:
         raise ServiceError("apt-get installed redis-server but no redis-server binary was found")
     echo(f"redis: installed {server} in {time.monotonic() - started:.1f} s")
     return server
+
+
+# --------------------------------------------------------------------------- Redis Cluster
+
+
+def start_cluster(
+    nodes: Sequence[ClusterNode], echo: Echo = print, timeout_s: float = REDIS_CLUSTER_TIMEOUT_S
+) -> None:
+    """Make ``nodes`` a working cluster: start the nodes that do not answer, form the
+    cluster if slots are unassigned, and wait until every node reports cluster_state:ok.
+
+    A node that answers already is used as it is (a cluster that works is left alone);
+    a node started again loads its nodes.conf and AOF, so it rejoins with its slots and
+    keys. Used by ``services up`` and by the fault tests' spare cluster.
+    """
+    with ExitStack() as stack:
+        for node in nodes:  # always in port order, so concurrent starts cannot deadlock
+            stack.enter_context(_locked(node.service.lock_file))
+        server: str | None = None
+        for node in nodes:
+            if _reuse(node.service, echo):
+                continue
+            _require_free_ports(node.service, [node.port, cluster_bus_port(node.port)])
+            if server is None:
+                server = _redis_server(node.service, echo)
+                if server is None:
+                    raise ServiceError(
+                        f"the redis-server package started a standalone server on "
+                        f"{node.service.address}, which cannot be a cluster node; stop it "
+                        "(`systemctl stop redis-server`) or choose another port"
+                    )
+            start_cluster_node(node, server, echo)
+        form_cluster(nodes, echo)
+        wait_cluster_ok(nodes, timeout_s)
+        first, last = nodes[0].service, nodes[-1].service
+        echo(
+            f"redis: cluster of {len(nodes)} masters on {first.host}:{first.port}-{last.port} "
+            "answers (cluster_state:ok, 16384 slots)"
+        )
+
+
+def cluster_bus_port(port: int) -> int:
+    """The cluster bus port of a node on ``port``; refused if beyond 65535.
+
+    >>> cluster_bus_port(7001)
+    17001
+    """
+    bus = port + CLUSTER_BUS_OFFSET
+    if bus > 65535:
+        raise ServiceError(
+            f"a cluster node on port {port} needs its bus port {bus}, beyond 65535; "
+            f"choose a port of at most {65535 - CLUSTER_BUS_OFFSET - CLUSTER_MASTERS + 1}"
+        )
+    return bus
+
+
+def cluster_node_command(
+    server: str,
+    host: str,
+    port: int,
+    data: Path,
+    log_file: Path,
+    node_timeout_ms: int = CLUSTER_NODE_TIMEOUT_MS,
+) -> list[str]:
+    """The command line of one cluster node: AOF ``everysec``, no RDB snapshots, its
+    own nodes.conf in ``data``, and a cluster that stops serving while any slot has no
+    node (``cluster-require-full-coverage``)."""
+    return [
+        server,
+        "--bind",
+        _bind_address(host),
+        "--port",
+        str(port),
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        str(data / "nodes.conf"),
+        "--cluster-node-timeout",
+        str(node_timeout_ms),
+        "--cluster-require-full-coverage",
+        "yes",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--dir",
+        str(data),
+        "--logfile",
+        str(log_file),
+        "--daemonize",
+        "no",
+    ]
+
+
+def start_cluster_node(node: ClusterNode, server: str, echo: Echo = print) -> None:
+    """Start one node (pid file, log, wait until it answers PING) with ``_start``."""
+    node.data.mkdir(parents=True, exist_ok=True)
+    command = cluster_node_command(
+        server, node.service.host, node.port, node.data, node.service.log_file
+    )
+    _start(node.service, command, REDIS_START_TIMEOUT_S, "redis-server (cluster node)", echo)
+
+
+def cluster_slot_ranges(count: int) -> list[tuple[int, int]]:
+    """All 16384 slots in ``count`` contiguous ranges, as ``redis-cli --cluster create``
+    splits them.
+
+    >>> cluster_slot_ranges(3)
+    [(0, 5460), (5461, 10922), (10923, 16383)]
+    """
+    bounds = [round(i * CLUSTER_SLOTS / count) for i in range(count + 1)]
+    return [(bounds[i], bounds[i + 1] - 1) for i in range(count)]
+
+
+def form_cluster(nodes: Sequence[ClusterNode], echo: Echo = print) -> bool:
+    """Join the nodes into one cluster and assign every slot; False if nothing was missing.
+
+    Node *i* gets range *i* of ``cluster_slot_ranges`` (less any slot another node owns
+    already) and config epoch *i + 1* while it knows only itself; then the first node
+    meets the others. A formed cluster, also one whose nodes just restarted from their
+    nodes.conf, is left alone.
+    """
+    clients = [_node_client(node.url, REDIS_START_TIMEOUT_S) for node in nodes]
+    try:
+        infos: list[dict[str, str]] = []
+        for node, client in zip(nodes, clients, strict=True):
+            try:
+                infos.append(parse_cluster_info(client.execute_command("CLUSTER", "INFO")))
+            except redis.ResponseError as exc:  # "ERR This instance has cluster support disabled"
+                raise ServiceError(
+                    f"the Redis on {node.service.address} is not a cluster node ({exc}); "
+                    "stop it or choose other ports"
+                ) from exc
+        if all(
+            int(info.get("cluster_slots_assigned", 0)) == CLUSTER_SLOTS
+            and int(info.get("cluster_known_nodes", 0)) >= len(nodes)
+            for info in infos
+        ):
+            return False
+        owned = [_slot_set(own_slots(c.execute_command("CLUSTER", "NODES"))) for c in clients]
+        taken = set().union(*owned)
+        ranges = cluster_slot_ranges(len(nodes))
+        for i, (client, info) in enumerate(zip(clients, infos, strict=True)):
+            if not owned[i]:
+                wanted = set(range(ranges[i][0], ranges[i][1] + 1))
+                for first, last in _ranges(sorted(wanted - taken)):
+                    client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+            if info.get("cluster_known_nodes") == "1" and info.get("cluster_my_epoch") == "0":
+                client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+        address = _meet_address(nodes[0].service.host)
+        known = clients[0].execute_command("CLUSTER", "NODES")
+        for node in nodes[1:]:
+            if f"{address}:{node.port}@" not in known:
+                clients[0].execute_command("CLUSTER", "MEET", address, node.port)
+    finally:
+        for client in clients:
+            client.close()
+    echo(
+        f"redis: formed a cluster of {len(nodes)} masters on {address} ports "
+        f"{', '.join(str(n.port) for n in nodes)} (16384 slots, no replicas)"
+    )
+    return True
+
+
+def wait_cluster_ok(
+    nodes: Sequence[ClusterNode], timeout_s: float = REDIS_CLUSTER_TIMEOUT_S
+) -> None:
+    """Poll until ``redis_cluster_ok`` holds for the nodes; after ``timeout_s`` a
+    ServiceError with each node's view and the log of the first node that is not ok."""
+    urls = [node.url for node in nodes]
+    started = time.monotonic()
+    while not _cluster_ok(urls):
+        if time.monotonic() - started > timeout_s:
+            raise _cluster_not_ok(nodes, timeout_s)
+        time.sleep(POLL_INTERVAL_S)
+
+
+def _cluster_not_ok(nodes: Sequence[ClusterNode], timeout_s: float) -> ServiceError:
+    views: list[str] = []
+    log = nodes[0].service.log_file
+    for node in reversed(nodes):
+        info, known = _cluster_view(node.url) or ({}, "")
+        served = served_slots(known)
+        if info.get("cluster_state") != "ok" or served != CLUSTER_SLOTS:
+            log = node.service.log_file
+        views.insert(
+            0,
+            f"{node.service.address} cluster_state:{info.get('cluster_state', 'no answer')} "
+            f"slots_assigned:{info.get('cluster_slots_assigned', '?')} "
+            f"slots_served:{served} known_nodes:{info.get('cluster_known_nodes', '?')}",
+        )
+    return ServiceError(
+        f"the Redis Cluster did not reach cluster_state:ok with every slot served within "
+        f"{timeout_s:.0f} s "
+        f"({'; '.join(views)}). Its nodes still run (`segstream services down` stops "
+        "them). A node whose data dir was removed cannot rejoin: stop the nodes and delete "
+        f"{nodes[0].data.parent} to create the cluster anew. Logs: "
+        f"{', '.join(str(n.service.log_file) for n in nodes)}; last lines of {log}:\n"
+        f"{_tail_file(log)}"
+    )
+
+
+def _slot_set(ranges: list[str]) -> set[int]:
+    slots: set[int] = set()
+    for item in ranges:
+        first, _, last = item.partition("-")
+        slots.update(range(int(first), int(last or first) + 1))
+    return slots
+
+
+def _ranges(slots: list[int]) -> list[tuple[int, int]]:
+    """Sorted slots as contiguous (first, last) ranges.
+
+    >>> _ranges([0, 1, 2, 5, 7, 8])
+    [(0, 2), (5, 5), (7, 8)]
+    """
+    out: list[tuple[int, int]] = []
+    for slot in slots:
+        if out and out[-1][1] == slot - 1:
+            out[-1] = (out[-1][0], slot)
+        else:
+            out.append((slot, slot))
+    return out
+
+
+def _meet_address(host: str) -> str:
+    """The IP that CLUSTER MEET needs (Redis 7.0 takes no host names)."""
+    if host in ("localhost", "0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return host
 
 
 # --------------------------------------------------------------------------- processes
@@ -693,6 +1143,8 @@ def _state(service: _Service) -> ServiceState:
         detail = f"alive but not answering (starting or stuck?), log {service.log_file}"
     else:
         detail = "not running"
+    if answering and service.describe is not None:
+        detail = f"{service.describe()}, {detail}"
     return ServiceState(service.name, service.address, answering, pid, detail)
 
 

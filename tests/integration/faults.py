@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections import Counter, defaultdict
@@ -44,6 +45,8 @@ RESULTS = os.environ.get("SEGSTREAM_RELIABILITY_RESULTS")
 class SpareRedis:
     """A redis-server of the test's own on a spare port, persisting to an AOF
     (``appendfsync everysec``) in ``data``: SIGKILL loses up to its last second."""
+
+    cluster = False  # SEGSTREAM_REDIS_CLUSTER for a deployment on it
 
     def __init__(self, data: Path) -> None:
         self.port = free_port()
@@ -84,8 +87,7 @@ class SpareRedis:
 
     def aof(self) -> Path:
         """The file Redis appends to now (Redis 7: the newest ``*.incr.aof``)."""
-        parts = sorted((self.data / "appendonlydir").glob("*.incr.aof"))
-        return parts[-1] if parts else self.data / "appendonly.aof"
+        return newest_aof(self.data)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -97,6 +99,86 @@ class SpareRedis:
             self.proc.kill()
             self.proc.wait(10)
         shutil.rmtree(self.data, ignore_errors=True)
+
+
+class SpareRedisCluster:
+    """A 3-master Redis Cluster of the test's own on spare ports P, P+1, P+2, started
+    by the code of ``segstream services up`` (``services.start_cluster``): each node
+    persists to an AOF (``appendfsync everysec``) under ``data``. The same API as
+    ``SpareRedis``: ``url`` (the first node), ``start``, ``kill``, ``aof``, ``close``."""
+
+    cluster = True
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_cluster_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.nodes = svc.cluster_nodes(data, "127.0.0.1", self.port)
+        self.ports = [node.port for node in self.nodes]
+        self.lines: list[str] = []  # what the services code said
+        self.start()
+
+    def node(self, port: int | None = None) -> svc.ClusterNode:
+        """The node on ``port`` (default: the first)."""
+        wanted = self.port if port is None else port
+        found = [node for node in self.nodes if node.port == wanted]
+        assert found, f"no node on port {wanted}; the ports are {self.ports}"
+        return found[0]
+
+    def start(self) -> None:
+        """Start every node that does not run (a killed one comes back from its
+        nodes.conf and AOF) and wait until each reports cluster_state:ok."""
+        svc.start_cluster(self.nodes, self.lines.append)
+
+    def aof(self, port: int | None = None) -> Path:
+        """The file the node on ``port`` (default: the first) appends to now."""
+        return newest_aof(self.node(port).data)
+
+    def kill(self, port: int | None = None, *, every: bool = False) -> None:
+        """SIGKILL the node on ``port`` (default: the first), or ``every`` node."""
+        for node in self.nodes if every else [self.node(port)]:
+            pid = svc._our_pid(node.service)
+            assert pid is not None, f"node {node.port} does not run"
+            os.kill(pid, signal.SIGKILL)
+            assert svc._wait_gone(pid, 10), f"node {node.port} outlived SIGKILL"
+
+    def close(self) -> None:
+        for node in self.nodes:
+            with svc._locked(node.service.lock_file):
+                svc._stop(node.service, self.lines.append)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def newest_aof(data: Path) -> Path:
+    """The file a Redis with ``--dir data`` appends to now (Redis 7: the ``*.incr.aof``
+    with the highest sequence number; before 7: ``appendonly.aof``)."""
+    parts = sorted(
+        (data / "appendonlydir").glob("*.incr.aof"), key=lambda p: int(p.name.split(".")[-3])
+    )
+    return parts[-1] if parts else data / "appendonly.aof"
+
+
+def free_cluster_port(count: int = svc.CLUSTER_MASTERS) -> int:
+    """A port P with P .. P+count-1 and their cluster bus ports (+10000) all free.
+
+    Drawn from 20000-29999: under the ephemeral range, so a client socket rarely takes
+    one meanwhile, and away from 6379 and 7001-7003, which other runs use."""
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(20000, 30000 - count)
+        ports = range(first, first + count)
+        if all(_bindable(p) and _bindable(p + svc.CLUSTER_BUS_OFFSET) for p in ports):
+            return first
+    raise RuntimeError(f"no {count} adjacent free ports (and bus ports) in 20000-29999")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port_pair() -> int:
