@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from streams.keys import applied_key
 from streams.settings import Settings
 from streams.simulate import generate
 from tests.integration.conftest import Deployment
 from tests.integration.faults import (
     SpareKafka,
     SpareRedis,
+    SpareRedisCluster,
     Traffic,
     account,
     bad_messages,
@@ -95,8 +97,10 @@ def test_rebalances_two_workers_and_a_third_joins_and_leaves(deployment: Deploym
 
 
 @pytest.fixture
-def spare_redis(tmp_path: Path) -> Iterator[SpareRedis]:
-    server = SpareRedis(tmp_path / "redis-aof")
+def spare_redis(services: Settings, tmp_path: Path) -> Iterator[SpareRedis | SpareRedisCluster]:
+    """A Redis of the test's own, of the kind the suite runs against (cluster or not)."""
+    kind = SpareRedisCluster if services.redis_cluster else SpareRedis
+    server = kind(tmp_path / "redis-aof")
     try:
         yield server
     finally:
@@ -104,9 +108,13 @@ def spare_redis(tmp_path: Path) -> Iterator[SpareRedis]:
 
 
 def test_redis_sigkill_restart_from_aof(
-    services: Settings, spare_redis: SpareRedis, tmp_path: Path
+    services: Settings, spare_redis: SpareRedis | SpareRedisCluster, tmp_path: Path
 ) -> None:
-    base = Settings(kafka_bootstrap=services.kafka_bootstrap, redis_url=spare_redis.url)
+    base = Settings(
+        kafka_bootstrap=services.kafka_bootstrap,
+        redis_url=spare_redis.url,
+        redis_cluster=spare_redis.cluster,
+    )
     d = Deployment(base, tmp_path)
     try:
         events, bad, rng = traffic_for(23, 150, 4000)
@@ -114,10 +122,15 @@ def test_redis_sigkill_restart_from_aof(
         d.start_worker(SEGSTREAM_BATCH_SIZE="100")
         feeder = produce_while(d, traffic, events, bad, rng, rate=250)
         wait_progress(d, 1500)
-        aof = spare_redis.aof()
+        # On a cluster, the node that holds partition 0's slot loses its last second; the
+        # other nodes keep theirs (the replay must cover only what that node lost).
+        port = None
+        if isinstance(spare_redis, SpareRedisCluster):
+            port = d.redis.get_node_from_key(applied_key(d.settings.key_prefix, 0)).port
+        aof = spare_redis.aof(port) if port else spare_redis.aof()
         durable = aof.stat().st_size  # what an fsync a second before the crash kept
         time.sleep(1.0)
-        spare_redis.kill()
+        spare_redis.kill(port) if port else spare_redis.kill()
         # SIGKILL alone loses nothing (written data is in the page cache); losing the
         # machine loses what was not fsynced yet: up to a second with `everysec`.
         with aof.open("r+b") as f:
