@@ -341,6 +341,8 @@ def check_redis(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
             raise ConnectionCheckError(f"{where} refused user {user}: {exc}") from None
         raise ConnectionCheckError(f"{where} failed the start check: {exc}") from None
     except RedisClusterException as exc:
+        if "username-password" in str(exc) or "WRONGPASS" in str(exc):
+            raise ConnectionCheckError(f"{where} refused user {user}: {exc}") from None
         if "not enabled" in str(exc):
             raise ConnectionCheckError(
                 f"{where} is not a Redis Cluster node, but SEGSTREAM_REDIS_CLUSTER is set"

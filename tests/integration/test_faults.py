@@ -142,7 +142,7 @@ def test_redis_sigkill_restart_from_aof(
             "Redis loses its last second (AOF everysec)",
             d,
             traffic,
-            action_conflicts_allowed=True,
+            redis_lost_writes=True,
         )
         assert d.workers[0].poll() is None, "worker stopped"
         assert "Redis lost writes" in d.log(0), d.log(0)[-3000:]  # found, and replayed

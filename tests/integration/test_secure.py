@@ -103,6 +103,7 @@ class Secured:
             "SEGSTREAM_KAFKA_SECURITY__USERNAME": USER,
             "SEGSTREAM_KAFKA_SECURITY__PASSWORD": kafka_password,
             "SEGSTREAM_REDIS_URL": self.base.redis_url,
+            "SEGSTREAM_REDIS_CLUSTER": "false",  # its own standalone server, whatever the suite's
             "SEGSTREAM_REDIS_USERNAME": USER,
             "SEGSTREAM_REDIS_PASSWORD": redis_password,
             "SEGSTREAM_KEY_PREFIX": PREFIX,
@@ -148,6 +149,7 @@ def secured() -> Iterator[Secured]:
         cache_dir=Settings().cache_dir,  # the cached Kafka jars are reused
         kafka_heap="256m",
         topic_partitions=2,
+        redis_cluster=False,  # a standalone server with the ACL user, also in a cluster run
     )
     sasl_port = _free_port()
     lines: list[str] = []
@@ -331,7 +333,7 @@ def test_redis_over_tls(tmp_path: Path) -> None:
     )
     try:
         url = f"rediss://127.0.0.1:{port}/0"
-        trusted = Settings(redis_url=url, redis_ca_file=crt, key_prefix=PREFIX)
+        trusted = Settings(redis_url=url, redis_ca_file=crt, key_prefix=PREFIX, redis_cluster=False)
         ends = time.monotonic() + 20
         while True:
             try:
@@ -348,7 +350,9 @@ def test_redis_over_tls(tmp_path: Path) -> None:
         finally:
             client.close()
         with pytest.raises(ConnectionCheckError, match="certificate verify failed"):
-            check_redis(Settings(redis_url=url, key_prefix=PREFIX), timeout_s=2)
+            check_redis(
+                Settings(redis_url=url, key_prefix=PREFIX, redis_cluster=False), timeout_s=2
+            )
     finally:
         server.terminate()
         try:

@@ -68,6 +68,7 @@ def _spare_settings() -> Settings:
         kafka_bootstrap=f"127.0.0.1:{_free_port_pair()}",
         redis_url=f"redis://127.0.0.1:{_free_port()}/0",
         cache_dir=Settings().cache_dir,  # the cached Kafka jars are reused
+        redis_cluster=False,  # the standalone path (test_redis_cluster_up_down_up: a cluster)
     )
 
 
