@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install services-up services-down services-status browser test test-cluster unit demo lint clean collector-load
+.PHONY: install services-up services-down services-status browser test test-single test-cluster unit demo lint clean collector-load
 
 install: $(STAMP)
 
@@ -29,8 +29,12 @@ services-status: install
 browser:
 	bash scripts/install-chromium.sh
 
-## make test: install, start Kafka and Redis, run every test (unit and integration).
-test: services-up browser
+## make test: install, start Kafka and Redis, run every test (unit and integration),
+## then the integration tests again on a local Redis Cluster (test-cluster).
+test: test-single test-cluster
+
+## make test-single: every test against one redis-server.
+test-single: services-up browser
 	$(BIN)/python -m pytest
 
 ## make test-cluster: the integration suite against a local 3-master Redis Cluster on

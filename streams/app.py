@@ -17,7 +17,7 @@ from .erase import register_erasures
 from .metrics import Metrics
 from .pipeline import BatchProcessor
 from .progress import ProgressGuard
-from .security import async_redis_client, faust_credentials
+from .security import aiokafka_kwargs, async_redis_client, faust_credentials
 from .settings import Settings
 from .store import ProgressLost, StateStore
 from .timers import TimerService
@@ -102,7 +102,7 @@ def create_app(settings: Settings) -> faust.App:
         store=store,
         processor=processor,
         inputs=inputs,
-        bootstrap=settings.kafka_bootstrap,
+        kafka=aiokafka_kwargs(settings),
         batch_size=settings.batch_size,
     )
     guard.install(app)

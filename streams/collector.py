@@ -62,7 +62,7 @@ from .intake import (
     split_body,
     valid_id,
 )
-from .security import async_redis_client
+from .security import aiokafka_kwargs, async_redis_client
 from .settings import Settings
 from .topics import TOPIC_OF_TYPE, ensure_topics
 
@@ -142,7 +142,7 @@ class Collector:
     # --- lifecycle -------------------------------------------------------------------
     async def start(self, _app: web.Application | None = None) -> None:
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **aiokafka_kwargs(self.settings),
             client_id=f"{self.settings.app_id}-collector",
             acks="all",
             enable_idempotence=True,

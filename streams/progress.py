@@ -40,13 +40,14 @@ class ProgressGuard:
         store: StateStore,
         processor: BatchProcessor,
         inputs: set[str],
-        bootstrap: str,
+        kafka: Mapping[str, Any],
         batch_size: int = 500,
     ) -> None:
         self.store = store
         self.processor = processor
         self.inputs = inputs
-        self.bootstrap = bootstrap
+        #: aiokafka keyword arguments: bootstrap servers and security (SASL, TLS).
+        self.kafka = dict(kafka)
         self.batch_size = batch_size
         #: Partitions started below Kafka's committed offset, and records replayed after
         #: a loss found while running (for logs and tests).
@@ -164,7 +165,7 @@ class ProgressGuard:
     async def _read(self, lost: dict[str, tuple[int, int]]) -> list[tuple[int, Record]]:
         """Records (have, wrote] of each partition, with their Kafka timestamps."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.kafka,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             group_id=None,
