@@ -8,6 +8,7 @@ Each test gets its own topics, consumer group and Redis key prefix.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -51,10 +52,33 @@ def services() -> Settings:
     return settings
 
 
+def free_ports(count: int = 1, *, plus: int | None = None) -> int:
+    """The first of ``count`` adjacent free ports (and each port + ``plus``, if given).
+
+    Drawn from 20000-29999: under the kernel's ephemeral range (32768 and up), so an
+    outgoing connection does not take one between this check and the server's bind (a
+    broker's controller port once failed so); away from 6379 and 7001-7003, which the
+    shared services use."""
+    rng = random.Random()
+    for _ in range(500):
+        first = rng.randrange(20000, 30000 - count)
+        ports = [p for q in range(first, first + count) for p in (q, q + (plus or 0))]
+        if all(_bindable(p) for p in ports):
+            return first
+    raise RuntimeError(f"no {count} adjacent free ports in 20000-29999")
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class Deployment:

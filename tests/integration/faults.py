@@ -12,7 +12,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections import Counter, defaultdict
@@ -31,7 +30,7 @@ from streams.keys import applied_key
 from streams.settings import Settings
 from streams.topics import ACTION_TOPICS, TOPIC_OF_TYPE
 from streams.verify import stored_states, verify
-from tests.integration.conftest import Deployment, free_port
+from tests.integration.conftest import Deployment, free_port, free_ports
 from tests.integration.test_pipeline import POPULATION, assert_change_chains
 from tests.unit.factories import Events
 
@@ -160,34 +159,13 @@ def newest_aof(data: Path) -> Path:
 
 
 def free_cluster_port(count: int = svc.CLUSTER_MASTERS) -> int:
-    """A port P with P .. P+count-1 and their cluster bus ports (+10000) all free.
-
-    Drawn from 20000-29999: under the ephemeral range, so a client socket rarely takes
-    one meanwhile, and away from 6379 and 7001-7003, which other runs use."""
-    rng = random.Random()
-    for _ in range(200):
-        first = rng.randrange(20000, 30000 - count)
-        ports = range(first, first + count)
-        if all(_bindable(p) and _bindable(p + svc.CLUSTER_BUS_OFFSET) for p in ports):
-            return first
-    raise RuntimeError(f"no {count} adjacent free ports (and bus ports) in 20000-29999")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    """A port P with P .. P+count-1 and their cluster bus ports (+10000) all free."""
+    return free_ports(count, plus=svc.CLUSTER_BUS_OFFSET)
 
 
 def free_port_pair() -> int:
-    for _ in range(50):
-        port = free_port()
-        if port < 65535 and svc._listening("127.0.0.1", port + 1) is False:
-            return port
-    raise RuntimeError("no two adjacent free ports")
+    """A port p with p + 1 also free: a broker's listener and its controller."""
+    return free_ports(2)
 
 
 class SpareKafka:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from streams.services import ScramListener, down, up
 from streams.settings import KafkaSecurity, Settings
 from streams.store import load_doc
 from streams.topics import CHANGES, finish, input_producer
+from tests.integration.conftest import free_port, free_ports
 from tests.unit.factories import Events
 
 pytestmark = pytest.mark.integration
@@ -61,26 +61,6 @@ ACL_RULES = [
     "-@dangerous",
     "+memory|usage",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _free_port_pair() -> int:
-    """A port p with p + 1 also free: the broker's listener and its controller."""
-    for _ in range(50):
-        port = _free_port()
-        if port < 65535:
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no two adjacent free ports found")
 
 
 @dataclass(frozen=True)
@@ -144,14 +124,14 @@ def _port_files(settings: Settings) -> list[Path]:
 @pytest.fixture(scope="module")
 def secured() -> Iterator[Secured]:
     base = Settings(
-        kafka_bootstrap=f"127.0.0.1:{_free_port_pair()}",
-        redis_url=f"redis://127.0.0.1:{_free_port()}/0",
+        kafka_bootstrap=f"127.0.0.1:{free_ports(2)}",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
         cache_dir=Settings().cache_dir,  # the cached Kafka jars are reused
         kafka_heap="256m",
         topic_partitions=2,
         redis_cluster=False,  # a standalone server with the ACL user, also in a cluster run
     )
-    sasl_port = _free_port()
+    sasl_port = free_port()
     lines: list[str] = []
     try:
         up(base, echo=lines.append, scram=ScramListener(sasl_port, {USER: KAFKA_PASSWORD}))
@@ -322,7 +302,7 @@ def test_redis_over_tls(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", "0"]
         + ["--tls-port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]

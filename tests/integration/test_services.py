@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -37,36 +36,16 @@ from streams.services import (
     up,
 )
 from streams.settings import Settings
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, free_port, free_ports
 from tests.integration.faults import SpareRedisCluster, free_cluster_port
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _free_port_pair() -> int:
-    """A port p with p + 1 also free: the broker's listener and its controller."""
-    for _ in range(50):
-        port = _free_port()
-        if port < 65535:
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no two adjacent free ports found")
-
-
 def _spare_settings() -> Settings:
     return Settings(
-        kafka_bootstrap=f"127.0.0.1:{_free_port_pair()}",
-        redis_url=f"redis://127.0.0.1:{_free_port()}/0",
+        kafka_bootstrap=f"127.0.0.1:{free_ports(2)}",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
         cache_dir=Settings().cache_dir,  # the cached Kafka jars are reused
         redis_cluster=False,  # the standalone path (test_redis_cluster_up_down_up: a cluster)
     )
@@ -187,7 +166,7 @@ def test_redis_cluster_up_down_up(tmp_path: Path) -> None:
     port = free_cluster_port()
     ports = [port, port + 1, port + 2]
     settings = Settings(
-        kafka_bootstrap=f"127.0.0.1:{_free_port()}",  # no broker: only Redis is started
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",  # no broker: only Redis is started
         redis_cluster=True,
         redis_url=f"redis://127.0.0.1:{port}/0",
         cache_dir=tmp_path,
