@@ -246,6 +246,20 @@ def simulate(
     click.echo(f"simulated: {stats}")
 
 
+@main.command("migrate-keys")
+def migrate_keys() -> None:
+    """Move Redis data of the layout before partition tags into the current one (stop the
+    workers first; docs/state_format.md, "Layout history")."""
+    from .migrate import MigrateError, migrate_layout
+    from .security import redis_client
+
+    settings = _settings()
+    try:
+        migrate_layout(redis_client(settings), settings, echo=click.echo)
+    except MigrateError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @main.command()
 @click.argument("customer_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
