@@ -8,10 +8,12 @@ all events of a customer meet in one place.
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 from kafka import KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from .security import kafka_admin, kafka_python_kwargs
 from .settings import Settings
@@ -81,9 +83,35 @@ def ensure_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:
                 pass
         if created:
             log.info("created topics %s", ", ".join(created))
+            _wait_for_leaders(admin, created, timeout_ms / 1000)
         return created
     finally:
         admin.close()
+
+
+def _wait_for_leaders(admin: Any, topics: list[str], timeout_s: float) -> None:
+    """Until every partition of ``topics`` has a leader. A worker that joins its group
+    before a new topic is in the metadata is assigned nothing of it ("Ignoring missing
+    topic") until the next metadata refresh, minutes later; this wait closes that gap."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            described = admin.describe_topics(topics)
+        except KafkaError:
+            described = []
+        ready = {
+            str(t.get("name") or t.get("topic"))
+            for t in described
+            if not t.get("error_code")
+            and t.get("partitions")
+            and all(p.get("leader_id", p.get("leader", -1)) >= 0 for p in t["partitions"])
+        }
+        if ready >= set(topics):
+            return
+        if time.monotonic() > deadline:
+            log.warning("topics without a leader after %.0f s: %s", timeout_s, set(topics) - ready)
+            return
+        time.sleep(0.1)
 
 
 def input_producer(settings: Settings, role: str) -> tuple[KafkaProducer, dict[str, str]]:
