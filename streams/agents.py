@@ -164,8 +164,9 @@ async def process_until_done(
             processor.store.forget()  # reload: what the failed try left unsent is re-sent
             if isinstance(exc, ProgressLost) and guard is not None:
                 try:
-                    await guard.recover()
-                    continue
+                    if await guard.recover():
+                        continue
+                    # nothing left to replay (another caller did it): retry after a pause
                 except asyncio.CancelledError:
                     raise
                 except Exception:

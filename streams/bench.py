@@ -35,7 +35,7 @@ from .keys import customer_of, ids_key, outbox_key, partition_for, state_key
 from .security import aiokafka_kwargs, kafka_admin, kafka_consumer, redis_client
 from .settings import Settings
 from .simulate import generate
-from .topics import CHANGES, INPUTS, finish, input_producer
+from .topics import CHANGES, INPUTS, delete_topics, finish, input_producer
 
 POLL_S = 0.2
 
@@ -98,6 +98,15 @@ class Deployment:
                 proc.kill()
                 proc.wait()
         self.procs.clear()
+
+    def discard(self) -> None:
+        """Stop the processes, then delete the deployment's topics and Redis keys: a
+        bench run leaves nothing behind on the shared broker and Redis."""
+        self.stop()
+        delete_topics(self.settings)
+        client = redis_client(self.settings)
+        for key in client.scan_iter(match=f"{self.settings.key_prefix}:*", count=1000):
+            client.delete(key)
 
     def input_topics(self) -> list[str]:
         return [self.settings.topic(t) for t in INPUTS]
@@ -279,7 +288,7 @@ def throughput(base: Settings, log_dir: Path, res: Results, events: int, custome
             res.events_per_batch, res.round_trips_per_batch = counters
         res.memory = redis_memory(d.settings, sample=500)
     finally:
-        d.stop()
+        d.discard()
 
 
 def redis_memory(settings: Settings, *, sample: int) -> dict[str, float]:
@@ -374,7 +383,7 @@ def latency(base: Settings, log_dir: Path, rate: int, seconds: float) -> dict[st
         out["missing"] = len(sent) - len(lat)
         return out
     finally:
-        d.stop()
+        d.discard()
 
 
 def traffic_live(
@@ -475,7 +484,7 @@ def timer_lateness(base: Settings, log_dir: Path, customers: int = 200) -> dict[
         out["missing"] = len(due) - len(late)
         return out
     finally:
-        d.stop()
+        d.discard()
 
 
 def replay_time(base: Settings, log_dir: Path, path: Path) -> dict[str, Any]:
@@ -497,7 +506,10 @@ def replay_time(base: Settings, log_dir: Path, path: Path) -> dict[str, Any]:
         d.stop()
     from segmenters.verify import render as render_verify
 
-    report = verify(d.settings, progress=False)
+    try:
+        report = verify(d.settings, progress=False)
+    finally:
+        d.discard()
     (log_dir / "replay-verify.txt").write_text(render_verify(report))
     return {
         "file": path.name,

@@ -165,9 +165,11 @@ class BatchProcessor:
     async def process(self, records: Sequence[Record]) -> BatchStats:
         """Apply a batch of consumed messages."""
         async with self.lock:
-            return await self._process(records)
+            return await self.process_holding_lock(records)
 
-    async def _process(self, records: Sequence[Record]) -> BatchStats:
+    async def process_holding_lock(self, records: Sequence[Record]) -> BatchStats:
+        """``process`` for a caller that already holds ``lock`` (a replay of what Redis
+        lost, which must not let another batch in between its own)."""
         started = time.perf_counter()
         trips_before = self.store.round_trips
         stats = BatchStats(events=len(records))

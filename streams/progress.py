@@ -53,7 +53,6 @@ class ProgressGuard:
         #: a loss found while running (for logs and tests).
         self.rewound = 0
         self.replayed = 0
-        self._recovering = False
 
     # --- assignment -------------------------------------------------------------------
     async def resume_positions(
@@ -118,14 +117,15 @@ class ProgressGuard:
     # --- a loss found while running ---------------------------------------------------
     async def recover(self) -> int:
         """Replay, from Kafka, what Redis lost of the progress this worker recorded; the
-        number of records replayed. Safe to call again (it starts from what Redis has)."""
-        if self._recovering:
-            return 0
-        self._recovering = True
-        try:
+        number of records replayed. Safe to call again (it starts from what Redis has).
+
+        The whole replay holds the processor's lock. While the progress is lowered to
+        the last mark Redis kept, any other batch would pass the progress check and
+        write its later events ahead of the lost range; each customer would then take
+        the replayed events, older than what it holds, for duplicates. So the ingest
+        agent and the timer scan wait, and a second caller finds nothing left to do."""
+        async with self.processor.lock:
             return await self._recover()
-        finally:
-            self._recovering = False
 
     async def _recover(self) -> int:
         stored = await self.store.applied_offsets()
@@ -151,7 +151,8 @@ class ProgressGuard:
             # Interleave the partitions' topics by Kafka timestamp, as they were read live.
             records.sort(key=lambda r: (r[0], r[1].topic, r[1].offset))
             for i in range(0, len(records), self.batch_size):
-                await self.processor.process([r for _, r in records[i : i + self.batch_size]])
+                batch = [r for _, r in records[i : i + self.batch_size]]
+                await self.processor.process_holding_lock(batch)
         finally:
             # Done or not, the worker again expects what it had recorded: a replay that
             # failed half-way (Redis still restarting, say) must be found and run again,

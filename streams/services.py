@@ -23,6 +23,7 @@ import base64
 import fcntl
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -55,7 +56,7 @@ KAFKA_TOOLS = {
     "kafka-consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
 }
 
-KAFKA_START_TIMEOUT_S = 90.0
+KAFKA_START_TIMEOUT_S = 240.0  # a broker loads every partition on disk before it answers
 REDIS_START_TIMEOUT_S = 20.0
 REDIS_CLUSTER_TIMEOUT_S = 30.0  # from the nodes answering to cluster_state:ok everywhere
 STOP_TIMEOUT_S = 20.0
@@ -63,6 +64,8 @@ MAVEN_TIMEOUT_S = 1800.0
 LOG_TAIL_LINES = 30
 PROBE_TIMEOUT_S = 2.0
 POLL_INTERVAL_S = 0.25
+LOG_KEEP_BYTES = 32 * 1024 * 1024  # a server log past this is rotated at its next start
+PROGRESS_EVERY_S = 15.0  # a slow start says how far it got
 
 CLUSTER_MASTERS = 3
 CLUSTER_SLOTS = 16384
@@ -1058,6 +1061,7 @@ def _start(service: _Service, command: list[str], timeout_s: float, label: str, 
     service.log_file.parent.mkdir(parents=True, exist_ok=True)
     service.pid_file.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    _rotate(service.log_file)
     with service.log_file.open("ab") as log:
         log.write(f"\n==== segstream: starting {label} at {time.ctime()} ====\n".encode())
         log.flush()
@@ -1070,11 +1074,21 @@ def _start(service: _Service, command: list[str], timeout_s: float, label: str, 
             cwd=service.pid_file.parent,
         )
     service.pid_file.write_text(f"{process.pid}\n")
-    _wait_until_answering(service, lambda: process.poll() is None, timeout_s, started)
+    _wait_until_answering(service, lambda: process.poll() is None, timeout_s, started, echo=echo)
     echo(
         f"{service.name}: started {label} on {service.address} in "
         f"{time.monotonic() - started:.1f} s (pid {process.pid}, log {service.log_file})"
     )
+
+
+def _rotate(path: Path, keep_bytes: int = LOG_KEEP_BYTES) -> None:
+    """Move a log past ``keep_bytes`` to ``<name>.1`` (replacing the older one), so a
+    server's log, appended to at every start, stays bounded."""
+    try:
+        if path.stat().st_size > keep_bytes:
+            path.replace(path.with_name(path.name + ".1"))
+    except FileNotFoundError:
+        pass
 
 
 def _wait_until_answering(
@@ -1083,13 +1097,24 @@ def _wait_until_answering(
     timeout_s: float,
     started: float,
     ours: bool = True,
+    echo: Echo | None = None,
 ) -> None:
     """Poll until the service answers; raise with its log if it dies or takes too long.
 
     A server this call started (``ours``) is stopped on timeout, so no half-started
-    broker is left behind; one from an earlier ``up`` is left for ``down``.
+    broker is left behind; one from an earlier ``up`` is left for ``down``. Every
+    PROGRESS_EVERY_S the wait is reported to ``echo``, with the broker's log-loading
+    progress when its log shows it.
     """
+    told = started
     while not service.answers():
+        if echo is not None and time.monotonic() - told >= PROGRESS_EVERY_S:
+            told = time.monotonic()
+            loaded = _logs_loaded(service.log_file)
+            echo(
+                f"{service.name}: not answering yet after {told - started:.0f} s"
+                + (f" ({loaded} partition logs loaded)" if loaded else "")
+            )
         if not alive():
             service.pid_file.unlink(missing_ok=True)
             raise ServiceError(
@@ -1286,6 +1311,28 @@ def _run_checked(command: list[str], failure: str, timeout_s: float) -> None:
 
 def _tail_text(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+_LOGS_LOADED = re.compile(rb"\((\d+/\d+) completed in ")
+
+
+def _logs_loaded(path: Path, window: int = 64 * 1024) -> str | None:
+    """The broker's last "loaded N/M partition logs" count in the end of its log.
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(suffix=".log") as f:
+    ...     _ = f.write(b"Completed load of Log(...) in 9ms (11023/16076 completed in /d)")
+    ...     f.flush()
+    ...     _logs_loaded(Path(f.name))
+    '11023/16076'
+    """
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - window))
+            found = _LOGS_LOADED.findall(f.read())
+    except OSError:
+        return None
+    return found[-1].decode() if found else None
 
 
 def _tail_file(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from .security import kafka_admin, kafka_python_kwargs
 from .settings import Settings
@@ -85,6 +85,28 @@ def ensure_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:
             log.info("created topics %s", ", ".join(created))
             _wait_for_leaders(admin, created, timeout_ms / 1000)
         return created
+    finally:
+        admin.close()
+
+
+def delete_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:
+    """Delete the deployment's topics that exist; return their names.
+
+    For throw-away deployments (tests, benchmarks): every partition stays on the broker's
+    disk until deleted, and a broker with thousands of leftover partitions takes minutes
+    to start."""
+    admin = kafka_admin(
+        settings, client_id=f"{settings.app_id}-admin", request_timeout_ms=timeout_ms
+    )
+    try:
+        existing = set(admin.list_topics())
+        doomed = [t for t in all_topics(settings) if t in existing]
+        if doomed:
+            try:
+                admin.delete_topics(doomed, timeout_ms=timeout_ms)
+            except UnknownTopicOrPartitionError:
+                pass
+        return doomed
     finally:
         admin.close()
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,15 @@ from typing import Any
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from segmenters.core import Source
 from segmenters.events import parse_event
 from streams.keys import partition_for, state_key
-from streams.security import redis_client
+from streams.security import kafka_admin, redis_client
 from streams.settings import Settings
 from streams.store import load_doc
-from streams.topics import TOPIC_OF_TYPE, ensure_topics
+from streams.topics import TOPIC_OF_TYPE, delete_topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +51,56 @@ def services() -> Settings:
         svc.up(settings)
     states = svc.status(settings)
     assert all(s.answering for s in states), f"services not answering: {states}"
+    sweep_test_topics(settings)
     return settings
+
+
+def claim_topics(settings: Settings) -> Path:
+    """Note that this process owns the topics of ``settings.topic_prefix`` (a file named
+    for the prefix, holding the pid), so a later session can delete them if this one
+    dies before it does (``sweep_test_topics``)."""
+    claims = settings.cache_dir / "run" / "test-topics"
+    claims.mkdir(parents=True, exist_ok=True)
+    claim = claims / settings.topic_prefix
+    claim.write_text(f"{os.getpid()}\n")
+    return claim
+
+
+def release_topics(settings: Settings) -> None:
+    """Delete the topics of ``settings.topic_prefix`` and the claim on them."""
+    delete_topics(settings)
+    (settings.cache_dir / "run" / "test-topics" / settings.topic_prefix).unlink(missing_ok=True)
+
+
+def sweep_test_topics(settings: Settings) -> None:
+    """Delete the topics of test sessions that died before deleting their own. Without
+    this a killed run's partitions pile up on the shared broker, and a broker with
+    thousands of partitions takes minutes to start. Topics of a session still running
+    (another pytest on the same broker) are left alone."""
+    claims = settings.cache_dir / "run" / "test-topics"
+    dead = [c for c in claims.glob("*") if not _pid_alive(c.read_text())]
+    if not dead:
+        return
+    prefixes = tuple(c.name for c in dead)
+    admin = kafka_admin(settings, client_id="segstream-tests-sweep")
+    try:
+        leftovers = [t for t in admin.list_topics() if t.startswith(prefixes)]
+        for first in range(0, len(leftovers), 500):
+            admin.delete_topics(leftovers[first : first + 500], timeout_ms=60000)
+    finally:
+        admin.close()
+    for claim in dead:
+        claim.unlink(missing_ok=True)
+
+
+def _pid_alive(text: str) -> bool:
+    try:
+        os.kill(int(text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def free_ports(count: int = 1, *, plus: int | None = None) -> int:
@@ -104,6 +155,7 @@ class Deployment:
         self.tmp = tmp
         self.redis = redis_client(self.settings)
         self.workers: list[subprocess.Popen[bytes]] = []
+        claim_topics(self.settings)
         ensure_topics(self.settings)
         self.producer = KafkaProducer(
             bootstrap_servers=base.kafka_bootstrap, acks="all", linger_ms=2
@@ -251,6 +303,12 @@ class Deployment:
     def close(self) -> None:
         self.stop_all()
         self.producer.close()
+        try:
+            release_topics(self.settings)
+        except KafkaError as exc:  # a spare broker already gone: its topics went with it
+            warnings.warn(
+                f"topics of {self.settings.topic_prefix} not deleted: {exc}", stacklevel=2
+            )
         for key in self.redis.scan_iter(match=f"{self.settings.key_prefix}:*", count=1000):
             self.redis.delete(key)
 

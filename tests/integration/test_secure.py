@@ -32,7 +32,7 @@ from streams.services import ScramListener, down, up
 from streams.settings import KafkaSecurity, Settings
 from streams.store import load_doc
 from streams.topics import CHANGES, finish, input_producer
-from tests.integration.conftest import free_port, free_ports
+from tests.integration.conftest import claim_topics, free_port, free_ports, release_topics
 from tests.unit.factories import Events
 
 pytestmark = pytest.mark.integration
@@ -350,11 +350,17 @@ def test_the_start_check_names_a_partition_count_or_cluster_mode_that_does_not_f
     from streams.security import ConnectionCheckError, check_kafka, check_redis
     from streams.topics import ensure_topics
 
-    prefix = f"pc{uuid.uuid4().hex[:8]}."
-    ensure_topics(services.model_copy(update={"topic_prefix": prefix, "topic_partitions": 2}))
-    check_kafka(services.model_copy(update={"topic_prefix": prefix, "topic_partitions": 2}))
-    with pytest.raises(ConnectionCheckError, match="SEGSTREAM_TOPIC_PARTITIONS is 3"):
-        check_kafka(services.model_copy(update={"topic_prefix": prefix, "topic_partitions": 3}))
+    two = services.model_copy(
+        update={"topic_prefix": f"pc{uuid.uuid4().hex[:8]}.", "topic_partitions": 2}
+    )
+    claim_topics(two)
+    ensure_topics(two)
+    try:
+        check_kafka(two)
+        with pytest.raises(ConnectionCheckError, match="SEGSTREAM_TOPIC_PARTITIONS is 3"):
+            check_kafka(two.model_copy(update={"topic_partitions": 3}))
+    finally:
+        release_topics(two)
 
     wrong = services.model_copy(update={"redis_cluster": not services.redis_cluster})
     expected = "is a Redis Cluster node" if services.redis_cluster else "is not a Redis Cluster"

@@ -98,3 +98,16 @@ def test_node_url_replaces_only_the_port() -> None:
         "rediss://u:p@redis.example:7003/0?x=1"
     )
     assert svc._node_url("redis://[::1]:7001/0", 7002) == "redis://[::1]:7002/0"
+
+
+def test_a_server_log_past_its_limit_moves_aside_at_the_next_start(tmp_path: Path) -> None:
+    log = tmp_path / "kafka-9092.log"
+    svc._rotate(log, keep_bytes=10)  # no log yet: nothing to do
+    log.write_bytes(b"x" * 10)
+    svc._rotate(log, keep_bytes=10)
+    assert log.read_bytes() == b"x" * 10  # at the limit: kept
+    log.write_bytes(b"y" * 11)
+    (tmp_path / "kafka-9092.log.1").write_bytes(b"older")
+    svc._rotate(log, keep_bytes=10)
+    assert not log.exists()
+    assert (tmp_path / "kafka-9092.log.1").read_bytes() == b"y" * 11
