@@ -35,6 +35,7 @@ from typing import Any, cast
 
 import orjson
 from pydantic import ValidationError
+from redis.exceptions import ResponseError
 
 from segmenters.actions import Decision, consent_of, due, next_due, plan
 from segmenters.attribution import ActionDoc, current_segments, customer_features
@@ -47,6 +48,7 @@ from segmenters.uplift import ActionUplift, Assignment, Group, Purchase, uplift
 from .keys import (
     Homes,
     ScriptKeys,
+    actions_applied_key,
     actions_clock_key,
     actions_due_key,
     actions_key,
@@ -58,8 +60,17 @@ from .keys import (
     suppressed_key,
 )
 from .pipeline import Record
+from .progress import ProgressGuard, process_until_done
+from .security import aiokafka_kwargs
 from .settings import Settings
-from .store import load_doc
+from .store import (
+    PROGRESS_CHECK_LUA,
+    PROGRESS_RECORD_LUA,
+    ProgressLost,
+    by_partition_number,
+    load_doc,
+    progress_arg,
+)
 from .topics import ACTION_TOPICS, CHANGES, PURCHASE
 
 log = logging.getLogger(__name__)
@@ -75,13 +86,24 @@ UNCOUNTED = frozenset({"duplicate"})
 #: Writes a batch atomically, customer by customer: the action doc only if its stored
 #: revision is the one computed from (compare-and-set), then, only then, its outbox,
 #: decision records and due entry. ARGV[1]: the batch as JSON (see ``ActionStore.commit``).
-COMMIT_LUA = """
+#:
+#: Progress (ARGV[3], JSON), as in ``store.COMMIT_LUA``: ``a`` the input offsets the batch
+#: applied, recorded in ``<p>:act:applied`` only when every write won; ``x`` the offsets
+#: this worker recorded before. Less stored than ``x`` means Redis lost writes: nothing is
+#: written, and the call fails with SEGSTREAM_PROGRESS_LOST.
+COMMIT_LUA = (
+    """
 local writes = cjson.decode(ARGV[1])
+local progress = cjson.decode(ARGV[3])
+"""
+    + PROGRESS_CHECK_LUA
+    + """local all_ok = true
 local out = {}
 for i, w in ipairs(writes) do
   local skey = KEYS[w.s]
   local rev = redis.call('HGET', skey, 'rev') or '0'
   if rev ~= w.r then
+    all_ok = false
     out[i] = {0, rev}
   else
     local new = tonumber(rev) + 1
@@ -109,8 +131,12 @@ for i, w in ipairs(writes) do
     out[i] = {1, tostring(new)}
   end
 end
+"""
+    + PROGRESS_RECORD_LUA
+    + """
 return out
 """
+)
 
 
 @dataclass(slots=True)
@@ -160,6 +186,9 @@ class ActionStore:
         self._cache: OrderedDict[str, Loaded] = OrderedDict()
         self._delivered: set[str] = set()
         self.round_trips = 0
+        #: "<topic>:<partition>" -> the offset this worker last recorded in ``act:applied``
+        #: (a ``ProgressGuard`` keeps it across assignments and replays it after a loss).
+        self.progress: dict[str, int] = {}
 
     def forget(self, customer_ids: Iterable[str] | None = None) -> None:
         if customer_ids is None:
@@ -223,21 +252,36 @@ class ActionStore:
         }
         return found, states
 
-    async def commit(self, writes: list[Write]) -> set[str]:
-        """Write in one round trip; return the customers whose write lost (recompute them)."""
-        if not writes and not self._delivered:
+    async def commit(self, writes: list[Write], applied: dict[str, int] | None = None) -> set[str]:
+        """Write in one round trip; return the customers whose write lost (recompute them).
+
+        ``applied``: the input offsets the batch applied, recorded with its writes. Every
+        partition written or recorded is checked against the progress this worker
+        recorded before (raises ``ProgressLost`` if Redis has less)."""
+        if not writes and not self._delivered and not applied:
             return set()
         pipe = self.client.pipeline(transaction=False)
         cleared = self._flush_delivered(pipe)
         by_partition: dict[int, list[Write]] = {}
         for w in writes:
             by_partition.setdefault(self.home(w.customer_id), []).append(w)
+        applied_by = by_partition_number(applied or {})
+        expected_by = by_partition_number(self.progress)
         calls = []  # the writes of each queued Lua call, in order
-        for p, part in sorted(by_partition.items()):
-            self._queue_commit(pipe, p, part)
+        for p in sorted({*by_partition, *applied_by}):
+            part = by_partition.get(p, [])
+            self._queue_commit(pipe, p, part, applied_by.get(p, {}), expected_by.get(p, {}))
             calls.append(part)
-        results = await pipe.execute()
+        try:
+            results = await pipe.execute()
+        except ResponseError as exc:
+            if "SEGSTREAM_PROGRESS_LOST" in str(exc):
+                raise ProgressLost(str(exc)) from exc
+            raise
         self.round_trips += 1
+        if applied and all(int(ok) == 1 for call in results[cleared:] for ok, _ in call):
+            for f, o in applied.items():
+                self.progress[f] = max(o, self.progress.get(f, -1))
         lost: set[str] = set()
         for part, replies in zip(calls, results[cleared:], strict=True):
             for w, (ok, rev) in zip(part, replies, strict=True):
@@ -248,8 +292,15 @@ class ActionStore:
                     self.forget([w.customer_id])
         return lost
 
-    def _queue_commit(self, pipe: Any, p: int, writes: list[Write]) -> None:
-        """Queue one ``COMMIT_LUA`` call: the writes of one partition (one slot)."""
+    def _queue_commit(
+        self,
+        pipe: Any,
+        p: int,
+        writes: list[Write],
+        applied: dict[str, int],
+        expected: dict[str, int],
+    ) -> None:
+        """Queue one ``COMMIT_LUA`` call: the writes and progress of one partition (one slot)."""
         script_keys = ScriptKeys()
         keys, ref = script_keys.keys, script_keys.ref
         batch = []
@@ -294,7 +345,26 @@ class ActionStore:
                 if w.due is not None:
                     item["due"] = repr(w.due)
             batch.append(item)
-        pipe.eval(COMMIT_LUA, len(keys), *keys, orjson.dumps(batch), OUTBOX_TTL_S)
+        key = actions_applied_key(self.prefix, p)
+        progress = progress_arg(lambda: ref(key), applied, expected)
+        pipe.eval(
+            COMMIT_LUA,
+            len(keys),
+            *keys,
+            orjson.dumps(batch),
+            OUTBOX_TTL_S,
+            progress,
+        )
+
+    async def applied_offsets(self) -> dict[str, int]:
+        """``<p>:act:applied`` of every partition: "<topic>:<partition>" -> last offset the
+        actions agent applied, as Redis has it."""
+        pipe = self.client.pipeline(transaction=False)
+        for p in range(self.home.partitions):
+            pipe.hgetall(actions_applied_key(self.prefix, p))
+        rows = await pipe.execute()
+        self.round_trips += 1
+        return {k.decode(): int(v) for row in rows for k, v in row.items()}
 
     async def due_customers(self, clocks: dict[int, float], limit: int) -> dict[int, list[str]]:
         """Customers with delayed actions due, per partition (and the pending outbox deletes)."""
@@ -395,21 +465,29 @@ class ActionsService:
     # --- the agent ---------------------------------------------------------------------
     async def process(self, records: Sequence[Record]) -> ActionStats:
         async with self.lock:
-            stats = ActionStats()
-            items: dict[str, list[_Item]] = {}
-            for n, r in enumerate(records):
-                item, cid = self._parse(r, n, stats)
-                if item is None or cid is None:
-                    continue
-                items.setdefault(cid, []).append(item)
-                if item.change is not None:
-                    if item.at > self.watermarks.get(r.partition, float("-inf")):
-                        self.watermarks[r.partition] = item.at
-            for lst in items.values():
-                lst.sort(key=lambda i: (i.at, i.order))
-            await self._run(items, None, stats)
-            self._add(stats)
-            return stats
+            return await self.process_holding_lock(records)
+
+    async def process_holding_lock(self, records: Sequence[Record]) -> ActionStats:
+        """``process`` for a caller that already holds ``lock`` (the replay of what Redis
+        lost, ``progress.ProgressGuard``)."""
+        stats = ActionStats()
+        items: dict[str, list[_Item]] = {}
+        applied: dict[str, int] = {}
+        for n, r in enumerate(records):
+            field = f"{r.topic}:{r.partition}"
+            applied[field] = max(r.offset, applied.get(field, -1))
+            item, cid = self._parse(r, n, stats)
+            if item is None or cid is None:
+                continue
+            items.setdefault(cid, []).append(item)
+            if item.change is not None:
+                if item.at > self.watermarks.get(r.partition, float("-inf")):
+                    self.watermarks[r.partition] = item.at
+        for lst in items.values():
+            lst.sort(key=lambda i: (i.at, i.order))
+        await self._run(items, None, stats, applied)
+        self._add(stats)
+        return stats
 
     def _parse(self, r: Record, n: int, stats: ActionStats) -> tuple[_Item | None, str | None]:
         if r.value is None:
@@ -488,7 +566,9 @@ class ActionsService:
         items: dict[str, list[_Item]],
         due_at: float | None,
         stats: ActionStats,
+        applied: dict[str, int] | None = None,
     ) -> None:
+        """Load, decide, write (with ``applied``, the batch's input offsets), then send."""
         policy = self.policy
         profiles = [
             c for c, lst in items.items() if due_at is not None or any(i.change for i in lst)
@@ -503,7 +583,7 @@ class ActionsService:
                 for cid, lst in todo.items()
             ]
             writes = [w for w in writes if w is not None]
-            lost = await self.store.commit(writes)
+            lost = await self.store.commit(writes, applied)
             for w in writes:
                 if w.customer_id in lost:
                     continue
@@ -677,6 +757,14 @@ def register_actions(app: Any, settings: Settings, client: Any) -> ActionsServic
         partitions=settings.topic_partitions,
     )
     changes = settings.topic(CHANGES)
+    guard = ProgressGuard(
+        store=service.store,
+        processor=service,
+        inputs={changes, settings.topic(PURCHASE)},
+        kafka=aiokafka_kwargs(settings),
+        batch_size=settings.actions_batch_size,
+    )
+    guard.install(app)
 
     @app.agent(source, name=f"{settings.app_id}.actions", concurrency=1)
     async def actions(stream: Any) -> None:
@@ -693,7 +781,7 @@ def register_actions(app: Any, settings: Settings, client: Any) -> ActionsServic
                 )
                 for e in events
             ]
-            await _until_done(service, records)
+            await process_until_done(service, records, None, guard)
 
     def owned() -> list[int]:
         return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == changes)
@@ -709,25 +797,12 @@ def register_actions(app: Any, settings: Settings, client: Any) -> ActionsServic
             if time.monotonic() >= state["next_save"]:
                 state["next_save"] = time.monotonic() + 1.0
                 await service.save_clocks(partitions)
+        except ProgressLost:  # Redis lost writes: replay them (the agent may be idle)
+            await guard.recover_after_scan("due-action scan")
         except Exception:  # retried at the next tick; never stop the worker
             log.exception("due-action scan failed")
 
     return service
-
-
-async def _until_done(service: ActionsService, records: list[Record]) -> ActionStats:
-    """Retry a failed batch with backoff (Faust acks a taken batch even when we raise)."""
-    delay = 0.2
-    while True:
-        try:
-            return await service.process(records)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("actions batch of %d failed; retrying in %.1f s", len(records), delay)
-            service.store.forget()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 # --- the report --------------------------------------------------------------------------

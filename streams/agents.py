@@ -8,19 +8,17 @@ same worker and are applied one batch at a time, in order, with no race on its s
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import faust
 import orjson
 
 from .pipeline import BatchProcessor, BatchStats, Record
-from .progress import ProgressGuard
+from .progress import ProgressGuard, process_until_done
 from .settings import Settings
-from .store import ProgressLost
 from .topics import FEATURES, INPUTS
 from .trainer import TrainerService
 
@@ -136,42 +134,3 @@ def register_agents(
                     observer.batch_done(records, [e.message.timestamp for e in events], stats)
                 except Exception:  # metrics never stop the stream
                     log.exception("recording metrics of a batch failed")
-
-
-async def process_until_done(
-    processor: BatchProcessor,
-    records: list[Record],
-    on_error: Callable[[BaseException], None] | None = None,
-    guard: ProgressGuard | None = None,
-) -> BatchStats:
-    """Process a batch, retrying with backoff until it succeeds.
-
-    Faust acks a taken batch even when the agent raises, so raising would drop the
-    batch. Retrying instead keeps the batch: an outage (Redis down, say) shows as
-    growing lag, never as lost events. Applying a batch twice is safe (offsets are
-    stored with the state), so a retry after a partial write double-counts nothing.
-    If Redis lost writes (``ProgressLost``), ``guard`` first replays the lost offsets.
-    """
-    delay = 0.2
-    while True:
-        try:
-            return await processor.process(records)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if on_error is not None:
-                on_error(exc)
-            processor.store.forget()  # reload: what the failed try left unsent is re-sent
-            if isinstance(exc, ProgressLost) and guard is not None:
-                try:
-                    if await guard.recover():
-                        continue
-                    # nothing left to replay (another caller did it): retry after a pause
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("replaying what Redis lost failed; retrying")
-            else:
-                log.exception("batch of %d events failed; retrying in %.1f s", len(records), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)

@@ -144,11 +144,7 @@ def create_app(settings: Settings) -> faust.App:
         try:
             await timer_service.run_once()
         except ProgressLost:  # Redis lost writes: replay them (the ingest may be idle)
-            log.warning("timer scan found Redis lost writes; replaying")
-            try:
-                await guard.recover()
-            except Exception:
-                log.exception("replaying what Redis lost failed; retried at the next tick")
+            await guard.recover_after_scan("timer scan")
         except Exception as exc:  # a failed scan is retried at the next tick; never stop
             log.exception("timer scan failed")
             if isinstance(exc, RedisError | OSError):

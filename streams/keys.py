@@ -173,6 +173,12 @@ def actions_due_key(prefix: str, partition: int) -> str:
     return f"{shard(prefix, partition)}:act:due"
 
 
+def actions_applied_key(prefix: str, partition: int) -> str:
+    """Hash ``<topic>:<partition>`` -> last offset the actions agent applied (written with
+    its action states, as ``applied_key`` is with the customer states)."""
+    return f"{shard(prefix, partition)}:act:applied"
+
+
 def actions_clock_key(prefix: str) -> str:
     """Hash partition -> latest ``changed_at`` the actions service has seen."""
     return f"{prefix}:act:clock"

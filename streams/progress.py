@@ -13,18 +13,23 @@ offset is only a hint:
   anything is written (``ProgressLost``); the worker then drops its state cache and
   re-reads the lost range of each partition straight from Kafka (a consumer of its own,
   outside the group), applies it, and goes on with the batch it had.
+
+The ingest agent (``store.StateStore`` with ``pipeline.BatchProcessor``) and the actions
+agent (``actions.ActionStore`` with ``actions.ActionsService``) each have a guard over
+their own record, so both resume and replay from what Redis kept of their own writes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from .pipeline import BatchProcessor, Record
-from .store import StateStore
+from .pipeline import Record
+from .store import ProgressLost
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +38,42 @@ def field_of(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
+class ProgressStore(Protocol):
+    """Writes that record their input offsets, and a cache to drop after a loss."""
+
+    progress: dict[str, int]
+
+    async def applied_offsets(self) -> dict[str, int]: ...
+
+    def forget(self) -> None: ...
+
+
+class Processor(Protocol):
+    """Applies batches under a lock that a replay may hold across several of them."""
+
+    lock: asyncio.Lock
+
+    async def process_holding_lock(self, records: Sequence[Record]) -> Any: ...
+
+
+S = TypeVar("S", covariant=True)
+
+
+class Retried(Protocol, Generic[S]):
+    """What ``process_until_done`` drives: a processor with a store whose cache it drops."""
+
+    @property
+    def store(self) -> ProgressStore: ...
+
+    async def process(self, records: Sequence[Record]) -> S: ...
+
+
 class ProgressGuard:
     def __init__(
         self,
         *,
-        store: StateStore,
-        processor: BatchProcessor,
+        store: ProgressStore,
+        processor: Processor,
         inputs: set[str],
         kafka: Mapping[str, Any],
         batch_size: int = 500,
@@ -115,6 +150,15 @@ class ProgressGuard:
             self.revoked(revoked)
 
     # --- a loss found while running ---------------------------------------------------
+    async def recover_after_scan(self, scan: str) -> None:
+        """A timer scan found the loss (its agent may be idle): replay, or log and let
+        the next tick try again."""
+        log.warning("%s found Redis lost writes; replaying", scan)
+        try:
+            await self.recover()
+        except Exception:
+            log.exception("replaying what Redis lost failed; retried at the next tick")
+
     async def recover(self) -> int:
         """Replay, from Kafka, what Redis lost of the progress this worker recorded; the
         number of records replayed. Safe to call again (it starts from what Redis has).
@@ -196,3 +240,42 @@ class ProgressGuard:
             return out
         finally:
             await consumer.stop()
+
+
+async def process_until_done(
+    processor: Retried[S],
+    records: list[Record],
+    on_error: Callable[[BaseException], None] | None = None,
+    guard: ProgressGuard | None = None,
+) -> S:
+    """Process a batch, retrying with backoff until it succeeds.
+
+    Faust acks a taken batch even when the agent raises, so raising would drop the
+    batch. Retrying instead keeps the batch: an outage (Redis down, say) shows as
+    growing lag, never as lost events. Applying a batch twice is safe (offsets are
+    stored with the state), so a retry after a partial write double-counts nothing.
+    If Redis lost writes (``ProgressLost``), ``guard`` first replays the lost offsets.
+    """
+    delay = 0.2
+    while True:
+        try:
+            return await processor.process(records)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if on_error is not None:
+                on_error(exc)
+            processor.store.forget()  # reload: what the failed try left unsent is re-sent
+            if isinstance(exc, ProgressLost) and guard is not None:
+                try:
+                    if await guard.recover():
+                        continue
+                    # nothing left to replay (another caller did it): retry after a pause
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("replaying what Redis lost failed; retrying")
+            else:
+                log.exception("batch of %d records failed; retrying in %.1f s", len(records), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,25 +48,42 @@ from .keys import (
 #: worker folds again without them. KEYS holds every key touched; ARGV[1] is the batch
 #: as JSON (see ``commit``).
 #:
-#: Partition progress (the last ARGV, JSON): ``a`` the input offsets this batch applied
-#: ("<topic>:<partition>" -> offset), recorded in ``<p>:applied`` only when every write
-#: won, so the record never runs ahead of the states; ``x`` the offsets this worker last
-#: recorded. A stored record below ``x`` means Redis lost writes (a restart from an AOF
-#: that missed its last second): the script then writes nothing and fails with
-#: SEGSTREAM_PROGRESS_LOST, and the worker replays from what Redis has.
-COMMIT_LUA = """
-local writes = cjson.decode(ARGV[1])
-local keep = tonumber(ARGV[2])
-local retention = tonumber(ARGV[4])
-local progress = cjson.decode(ARGV[#ARGV])
-if progress.k then
+#: Lua fragments of both commit scripts (this one and ``actions.COMMIT_LUA``), on a
+#: decoded ``progress``: ``k`` the KEYS index of the partition's progress hash, ``x`` the
+#: offsets this worker recorded before, ``a`` those this call applied. The check refuses
+#: the whole call when Redis holds less than ``x``; the record runs only if ``all_ok``.
+PROGRESS_CHECK_LUA = """if progress.k then
   for field, pos in pairs(progress.x) do
     if tonumber(redis.call('HGET', KEYS[progress.k], field) or '-1') < tonumber(pos) then
       return redis.error_reply('SEGSTREAM_PROGRESS_LOST ' .. field)
     end
   end
 end
-local all_ok = true
+"""
+PROGRESS_RECORD_LUA = """if progress.k and all_ok then
+  for field, pos in pairs(progress.a) do
+    if tonumber(redis.call('HGET', KEYS[progress.k], field) or '-1') < tonumber(pos) then
+      redis.call('HSET', KEYS[progress.k], field, pos)
+    end
+  end
+end
+"""
+
+#: Partition progress (the last ARGV, JSON): ``a`` the input offsets this batch applied
+#: ("<topic>:<partition>" -> offset), recorded in ``<p>:applied`` only when every write
+#: won, so the record never runs ahead of the states; ``x`` the offsets this worker last
+#: recorded. A stored record below ``x`` means Redis lost writes (a restart from an AOF
+#: that missed its last second): the script then writes nothing and fails with
+#: SEGSTREAM_PROGRESS_LOST, and the worker replays from what Redis has.
+COMMIT_LUA = (
+    """
+local writes = cjson.decode(ARGV[1])
+local keep = tonumber(ARGV[2])
+local retention = tonumber(ARGV[4])
+local progress = cjson.decode(ARGV[#ARGV])
+"""
+    + PROGRESS_CHECK_LUA
+    + """local all_ok = true
 local out = {}
 for i, w in ipairs(writes) do
   local skey = KEYS[w.s]
@@ -116,15 +133,12 @@ for i, w in ipairs(writes) do
     out[i] = {1, tostring(new), ''}
   end
 end
-if progress.k and all_ok then
-  for field, pos in pairs(progress.a) do
-    if tonumber(redis.call('HGET', KEYS[progress.k], field) or '-1') < tonumber(pos) then
-      redis.call('HSET', KEYS[progress.k], field, pos)
-    end
-  end
-end
+"""
+    + PROGRESS_RECORD_LUA
+    + """
 return out
 """
+)
 
 OUTBOX_KEEP = 16
 #: Position in ARGV of the first state document.
@@ -256,8 +270,8 @@ class StateStore:
         by_partition: dict[int, list[Write]] = {}
         for w in writes:
             by_partition.setdefault(self.home(w.customer_id), []).append(w)
-        applied_by = _by_partition(applied or {})
-        expected_by = _by_partition(self.progress)
+        applied_by = by_partition_number(applied or {})
+        expected_by = by_partition_number(self.progress)
         calls: list[list[Write]] = []  # the writes of each queued Lua call, in order
         for p in sorted({*by_partition, *applied_by, *expected_by}):
             part = by_partition.get(p, [])
@@ -333,13 +347,7 @@ class StateStore:
             if w.due is not None:
                 item["due"] = repr(w.due)  # a string: Lua numbers would lose digits
             batch.append(item)
-        progress: dict[str, Any] = {}
-        if applied or expected:
-            progress = {
-                "k": ref(applied_key(prefix, p)),
-                "x": {f: str(o) for f, o in expected.items()},
-                "a": {f: str(o) for f, o in applied.items()},
-            }
+        progress = progress_arg(lambda: ref(applied_key(prefix, p)), applied, expected)
         registry = ref(index_registry_key(prefix, p))
         # EVAL, not EVALSHA: nothing to reload after a restart or a failover, and no
         # SCRIPT EXISTS round trip per pipeline (redis-py's registered scripts add one).
@@ -352,7 +360,7 @@ class StateStore:
             registry,
             self.dedupe_retention_s,
             *docs,
-            orjson.dumps(progress),
+            progress,
         )
 
     async def applied_offsets(self) -> dict[str, int]:
@@ -440,10 +448,32 @@ class StateStore:
         return _decode(doc)
 
 
-def _by_partition(offsets: dict[str, int]) -> dict[int, dict[str, int]]:
+def progress_arg(
+    key: Callable[[], int], applied: dict[str, int], expected: dict[str, int]
+) -> bytes:
+    """The ``progress`` argument of a commit script (``PROGRESS_CHECK_LUA``); ``key`` adds the
+    progress hash to the call's KEYS, only when there is progress to check or record.
+
+    >>> progress_arg(lambda: 3, {"events.cart:1": 9}, {})
+    b'{"k":3,"x":{},"a":{"events.cart:1":"9"}}'
+    >>> progress_arg(lambda: 3, {}, {})
+    b'{}'
+    """
+    if not applied and not expected:
+        return b"{}"
+    return orjson.dumps(
+        {
+            "k": key(),
+            "x": {f: str(o) for f, o in expected.items()},  # strings: Lua numbers round
+            "a": {f: str(o) for f, o in applied.items()},
+        }
+    )
+
+
+def by_partition_number(offsets: dict[str, int]) -> dict[int, dict[str, int]]:
     """``{"<topic>:<partition>": offset}`` grouped by partition number.
 
-    >>> _by_partition({"events.cart:1": 5, "events.browse:1": 7, "events.cart:0": 2})
+    >>> by_partition_number({"events.cart:1": 5, "events.browse:1": 7, "events.cart:0": 2})
     {1: {'events.cart:1': 5, 'events.browse:1': 7}, 0: {'events.cart:0': 2}}
     """
     out: dict[int, dict[str, int]] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,17 +17,33 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from kafka import KafkaConsumer, TopicPartition
 
+from segmenters.changes import SegmentChange
 from segmenters.core import recompute
-from streams.agents import process_until_done
+from streams.actions import ActionsService, ActionStore, PolicySource
+from streams.keys import actions_key
 from streams.pipeline import BatchProcessor, Record
-from streams.progress import ProgressGuard
+from streams.progress import ProgressGuard, process_until_done
 from streams.security import aiokafka_kwargs, async_redis_client
 from streams.simulate import generate
 from streams.store import ProgressLost, StateStore
 from streams.topics import CHANGES, DEADLETTER, FEATURES, INPUTS
 from tests.integration.conftest import Deployment, parsed
 from tests.integration.test_pipeline import canonical
-from tests.unit.factories import Events
+from tests.unit.factories import T0, Events
+
+ACTIONS_POLICY = """
+version = "test"
+experiment = "exp-recovery"
+
+[actions.email.abandoned_cart]
+template = "abandoned_cart_v1"
+holdout = 0
+
+[[rules]]
+dimension = "journey"
+current = "cart_abandoner"
+actions = ["email/abandoned_cart"]
+"""
 
 
 def read_back(d: Deployment) -> list[Record]:
@@ -149,3 +166,86 @@ def test_a_batch_that_races_the_replay_waits_and_no_replayed_event_is_lost(
         assert canonical(deployment.state(cid)) == canonical(
             orjson.loads(orjson.dumps(result.state.to_doc()))
         ), cid
+
+
+def test_the_actions_agent_replays_what_redis_lost_and_decides_each_action_once(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The same loss for the actions agent: its decisions of the lost third are replayed
+    from segments.changes (Kafka's offsets already went past them). Without its own
+    progress record, those customers would never get their action."""
+    d = deployment
+    policy = tmp_path / "actions.toml"
+    policy.write_text(ACTIONS_POLICY)
+    customers = [f"a-{i}" for i in range(36)]
+    records = []
+    for i, cid in enumerate(customers):
+        change = SegmentChange.make(
+            customer_id=cid,
+            dimension="journey",
+            previous="active_cart",
+            current="cart_abandoner",
+            at=T0.timestamp() + i,
+            reason="cart idle",
+            cause=f"e-{i}",
+        )
+        value = orjson.dumps(change.model_dump(mode="json"))
+        src = d.produce_raw(CHANGES, cid.encode(), value)
+        records.append(Record(src.topic, src.partition, src.offset, cid.encode(), value))
+    a, b, c = thirds(records)
+    assert a and b and c
+    settings = d.settings
+    prefix = settings.key_prefix
+    sent: list[tuple[str, bytes, bytes]] = []
+
+    async def send(topic: str, key: bytes, value: bytes) -> Any:
+        sent.append((topic, key, value))
+        return asyncio.sleep(0)
+
+    async def run() -> tuple[int, dict[str, int]]:
+        client = async_redis_client(settings)
+        try:
+            store = ActionStore(
+                client, prefix=prefix, partitions=settings.topic_partitions, cache_size=1000
+            )
+            service = ActionsService(
+                settings=settings, store=store, policy=PolicySource(policy), send=send
+            )
+            guard = ProgressGuard(
+                store=store,
+                processor=service,
+                inputs={settings.topic(CHANGES)},
+                kafka=aiokafka_kwargs(settings),
+                batch_size=5,
+            )
+            await service.process(a)
+            keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+            snapshot = {k: await client.dump(k) for k in keys}
+            await service.process(b)
+            async for k in client.scan_iter(match=f"{prefix}:*", count=1000):
+                await client.delete(k)
+            for k, v in snapshot.items():
+                await client.restore(k, 0, v, replace=True)
+            with pytest.raises(ProgressLost):
+                await service.process(c[:1])
+            replayed, _ = await asyncio.gather(
+                guard.recover(), process_until_done(service, c, None, guard)
+            )
+            return replayed, await store.applied_offsets()
+        finally:
+            await client.aclose()
+
+    replayed, applied = asyncio.run(run())
+    assert replayed == len(b)
+    assert applied == {f"{r.topic}:{r.partition}": r.offset for r in a + b + c}
+    # Every customer's decision is in Redis, once; a decision re-made after the loss is
+    # the very same message under the same idempotency key.
+    by_key: dict[str, set[bytes]] = {}
+    for _, _, value in sent:
+        by_key.setdefault(orjson.loads(value)["idempotency_key"], set()).add(value)
+    assert all(len(v) == 1 for v in by_key.values())
+    assert {orjson.loads(next(iter(v)))["customer_id"] for v in by_key.values()} == set(customers)
+    for cid in customers:
+        raw = d.redis.hget(actions_key(prefix, d.home(cid), cid), "doc")
+        assert raw is not None, cid
+        assert orjson.loads(raw)["first"]["exp-recovery"]["email/abandoned_cart"][0] == "treated"

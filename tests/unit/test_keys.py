@@ -21,6 +21,7 @@ from streams.actions import Write as ActionWrite
 from streams.erase import plan_erase
 from streams.keys import (
     Homes,
+    actions_applied_key,
     customer_keys,
     customer_of,
     index_key,
@@ -140,8 +141,11 @@ def test_an_erase_and_an_actions_write_stay_in_one_slot(cid: str, partitions: in
     ]
     pipe = Recorder()
     doc = ActionDoc(ActionState(cid))
-    store._queue_commit(pipe, p, [ActionWrite(cid, 0, doc, True, decisions, "e", due=2.0)])
+    write = ActionWrite(cid, 0, doc, True, decisions, "e", due=2.0)
+    f = f"segments.changes:{p}"
+    store._queue_commit(pipe, p, [write], {f: 7}, {f: 5})  # with its progress record
     assert len(slots(pipe.keys()[0])) == 1
+    assert actions_applied_key("seg", p) in pipe.keys()[0]
 
 
 def test_an_event_on_another_partition_than_its_customers_is_invalid() -> None:
