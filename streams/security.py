@@ -316,6 +316,32 @@ def _cluster_enabled(client: Any) -> bool:
         return False
 
 
+def _no_slot_map(where: str, user: str, exc: Exception) -> str:
+    return (
+        f"{where}: user {user} may not read the cluster's slot map "
+        f"(ACL SETUSER {user} +cluster|slots): {exc}"
+    )
+
+
+def _not_a_cluster(settings: Settings, where: str, user: str, timeout_s: float) -> str:
+    """redis-py reports any refused CLUSTER SLOTS as "cluster mode is not enabled"; ask
+    the node itself, so a user without the permission is told so."""
+    probe = redis_client(
+        settings.model_copy(update={"redis_cluster": False}),
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+    )
+    try:
+        probe.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+    except redis.exceptions.NoPermissionError as exc:
+        return _no_slot_map(where, user, exc)
+    except redis.RedisError:
+        pass
+    finally:
+        probe.close()
+    return f"{where} is not a Redis Cluster node, but SEGSTREAM_REDIS_CLUSTER is set"
+
+
 def check_redis(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
     """PING, then read one of segstream's keys: the user must exist and reach the keys."""
     host, port = settings.redis_host_port
@@ -333,6 +359,8 @@ def check_redis(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
     except redis.AuthenticationError as exc:
         raise ConnectionCheckError(f"{where} refused user {user}: {exc}") from None
     except redis.exceptions.NoPermissionError as exc:
+        if "cluster|" in str(exc):
+            raise ConnectionCheckError(_no_slot_map(where, user, exc)) from None
         raise ConnectionCheckError(
             f"{where}: user {user} may not use segstream's keys ({settings.key_prefix}:*): {exc}"
         ) from None
@@ -344,9 +372,7 @@ def check_redis(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
         if "username-password" in str(exc) or "WRONGPASS" in str(exc):
             raise ConnectionCheckError(f"{where} refused user {user}: {exc}") from None
         if "not enabled" in str(exc):
-            raise ConnectionCheckError(
-                f"{where} is not a Redis Cluster node, but SEGSTREAM_REDIS_CLUSTER is set"
-            ) from None
+            raise ConnectionCheckError(_not_a_cluster(settings, where, user, timeout_s)) from None
         raise ConnectionCheckError(f"{where}: the cluster did not answer: {exc}") from None
     except (redis.RedisError, OSError) as exc:
         raise ConnectionCheckError(f"{where}: no connection: {type(exc).__name__}: {exc}") from None

@@ -27,12 +27,19 @@ import pytest
 import redis
 
 from streams.keys import partition_for, state_key
-from streams.security import kafka_consumer, redis_client
+from streams.security import ConnectionCheckError, check_redis, kafka_consumer, redis_client
 from streams.services import ScramListener, down, up
 from streams.settings import KafkaSecurity, Settings
 from streams.store import load_doc
 from streams.topics import CHANGES, finish, input_producer
-from tests.integration.conftest import claim_topics, free_port, free_ports, release_topics
+from tests.integration.conftest import (
+    Deployment,
+    claim_topics,
+    free_port,
+    free_ports,
+    release_topics,
+)
+from tests.integration.faults import SpareRedisCluster
 from tests.unit.factories import Events
 
 pytestmark = pytest.mark.integration
@@ -366,3 +373,66 @@ def test_the_start_check_names_a_partition_count_or_cluster_mode_that_does_not_f
     expected = "is a Redis Cluster node" if services.redis_cluster else "is not a Redis Cluster"
     with pytest.raises(ConnectionCheckError, match=expected):
         check_redis(wrong, timeout_s=3)
+
+
+#: On a Redis Cluster the client also reads the slot map; nothing else is added.
+CLUSTER_ACL_RULES = [*ACL_RULES, "+cluster|slots"]
+
+
+def test_worker_runs_on_a_redis_cluster_with_an_acl_user(
+    services: Settings, tmp_path: Path
+) -> None:
+    """The ACL user of the README, plus the slot-map reads, on every node of a cluster of
+    the test's own: the worker applies events, and the user stays confined to its keys."""
+    cluster = SpareRedisCluster(tmp_path / "cluster")
+    d = None
+    try:
+        for port in cluster.ports:
+            admin = redis.Redis(host="127.0.0.1", port=port)
+            try:
+                admin.execute_command("ACL", "SETUSER", USER, *CLUSTER_ACL_RULES)  # type: ignore[no-untyped-call]
+            finally:
+                admin.close()
+        d = Deployment(
+            services,
+            tmp_path,
+            SEGSTREAM_REDIS_URL=cluster.url,
+            SEGSTREAM_REDIS_CLUSTER="true",
+            SEGSTREAM_REDIS_USERNAME=USER,
+            SEGSTREAM_REDIS_PASSWORD=REDIS_PASSWORD,
+            SEGSTREAM_KEY_PREFIX=PREFIX,
+            SEGSTREAM_TOPIC_PARTITIONS=4,
+        )
+        d.start_worker()
+        people = [Events(f"c-acl-{i}") for i in range(8)]
+        events = [
+            e for p in people for e in (p.browse(0), p.add("A", 1), p.purchase("o", ["A"], 2))
+        ]
+        d.produce(events)
+        d.wait_applied({p.customer_id: 3 for p in people})
+        homes = {partition_for(p.customer_id, 4) for p in people}
+        assert len(homes) > 1  # more than one slot, so more than one node is written
+        for p in people:
+            state = d.state(p.customer_id)
+            assert state is not None and state["segments"]["journey"][0] == "first_time_buyer"
+        with pytest.raises(redis.exceptions.NoPermissionError):  # confined to its keys
+            d.redis.set("elsewhere:x", b"1")
+        text = d.log()
+        assert "NOPERM" not in text and "no permissions" not in text, text[-3000:]
+
+        # The standalone rules alone: the start check names the missing permission.
+        for port in cluster.ports:
+            admin = redis.Redis(host="127.0.0.1", port=port)
+            try:
+                admin.execute_command("ACL", "SETUSER", USER, *ACL_RULES)  # type: ignore[no-untyped-call]
+                admin.execute_command("ACL", "SETUSER", USER, "-cluster|slots")  # type: ignore[no-untyped-call]
+            finally:
+                admin.close()
+        with pytest.raises(
+            ConnectionCheckError, match=r"slot map \(ACL SETUSER segstream \+cluster\|slots\)"
+        ):
+            check_redis(d.settings)
+    finally:
+        if d is not None:
+            d.close()
+        cluster.close()
