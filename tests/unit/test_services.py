@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streams import services as svc
 from streams.settings import Settings
@@ -111,3 +114,17 @@ def test_a_server_log_past_its_limit_moves_aside_at_the_next_start(tmp_path: Pat
     svc._rotate(log, keep_bytes=10)
     assert not log.exists()
     assert (tmp_path / "kafka-9092.log.1").read_bytes() == b"y" * 11
+
+
+@given(st.lists(st.binary(min_size=16, max_size=16), min_size=1, max_size=5))
+def test_a_cluster_id_never_starts_with_a_dash(raw: list[bytes]) -> None:
+    """kafka-storage would read such an id as an option and refuse to format."""
+    ids = iter([*(uuid.UUID(bytes=b) for b in raw), uuid.UUID(int=7)])
+    cluster_id = svc.new_cluster_id(ids.__next__)
+    assert len(cluster_id) == 22 and not cluster_id.startswith("-")
+
+
+def test_a_cluster_id_that_would_start_with_a_dash_is_drawn_again() -> None:
+    dash = uuid.UUID(bytes=b"\xfb" + bytes(15))  # 111110.. : "-" in URL-safe base64
+    ids = iter([dash, dash, uuid.UUID(int=1)])
+    assert svc.new_cluster_id(ids.__next__) == "AAAAAAAAAAAAAAAAAAAAAQ"
