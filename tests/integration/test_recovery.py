@@ -67,6 +67,20 @@ def read_back(d: Deployment) -> list[Record]:
         consumer.close()
 
 
+async def take_snapshot(client: Any, prefix: str) -> dict[bytes, bytes]:
+    """Every key of the deployment, DUMPed: what an AOF would hold at this point."""
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+    return {k: await client.dump(k) for k in keys}
+
+
+async def restore_snapshot(client: Any, prefix: str, snapshot: dict[bytes, bytes]) -> None:
+    """Redis restarts from the snapshot: everything written since is gone."""
+    async for k in client.scan_iter(match=f"{prefix}:*", count=1000):
+        await client.delete(k)
+    for k, v in snapshot.items():
+        await client.restore(k, 0, v, replace=True)
+
+
 def thirds(records: list[Record]) -> tuple[list[Record], list[Record], list[Record]]:
     """Each partition's records cut in three consecutive ranges (by position)."""
     parts: dict[tuple[str, int], list[Record]] = {}
@@ -135,15 +149,9 @@ def test_a_batch_that_races_the_replay_waits_and_no_replayed_event_is_lost(
             batch_size=50,
         )
         await processor.process(a)
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        snapshot = {k: await client.dump(k) for k in keys}
+        snapshot = await take_snapshot(client, prefix)
         await processor.process(b)
-
-        # Redis restarts from the snapshot: everything written since is gone.
-        async for k in client.scan_iter(match=f"{prefix}:*", count=1000):
-            await client.delete(k)
-        for k, v in snapshot.items():
-            await client.restore(k, 0, v, replace=True)
+        await restore_snapshot(client, prefix, snapshot)
         with pytest.raises(ProgressLost):  # a write on the lost progress is refused
             await processor.process(c[:1])
 
@@ -219,13 +227,9 @@ def test_the_actions_agent_replays_what_redis_lost_and_decides_each_action_once(
                 batch_size=5,
             )
             await service.process(a)
-            keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-            snapshot = {k: await client.dump(k) for k in keys}
+            snapshot = await take_snapshot(client, prefix)
             await service.process(b)
-            async for k in client.scan_iter(match=f"{prefix}:*", count=1000):
-                await client.delete(k)
-            for k, v in snapshot.items():
-                await client.restore(k, 0, v, replace=True)
+            await restore_snapshot(client, prefix, snapshot)
             with pytest.raises(ProgressLost):
                 await service.process(c[:1])
             replayed, _ = await asyncio.gather(
