@@ -60,7 +60,7 @@ from .keys import (
     suppressed_key,
 )
 from .pipeline import Record
-from .progress import ProgressGuard, process_until_done
+from .progress import ProgressGuard, field_of, process_until_done
 from .security import aiokafka_kwargs
 from .settings import Settings
 from .store import (
@@ -474,7 +474,7 @@ class ActionsService:
         items: dict[str, list[_Item]] = {}
         applied: dict[str, int] = {}
         for n, r in enumerate(records):
-            field = f"{r.topic}:{r.partition}"
+            field = field_of(r.topic, r.partition)
             applied[field] = max(r.offset, applied.get(field, -1))
             item, cid = self._parse(r, n, stats)
             if item is None or cid is None:
