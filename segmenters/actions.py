@@ -5,6 +5,9 @@ does for segments: :func:`plan` when a segment change arrives, :func:`due` when 
 actions come due. The caller passes the time, the consent and the features; nothing here
 reads a clock or a store. Guards run in a fixed order, each with its reason:
 
+0. ``replay``: the change follows events replayed with ``--no-actions``; ``stale``: the
+   change is older than the action's ``max_age_s`` by the wall clock (``wall``, which the
+   shell passes in; ``now`` is event time), so history is never acted on;
 1. ``segment_changed`` (delayed only): the customer left the segment that triggered it;
 2. ``no_consent`` / ``consent_missing``: email and push need marketing consent;
 3. ``cooldown``: the same action for the same customer too recently;
@@ -17,18 +20,21 @@ assignment counts towards cooldown and cap as if it had been sent.
 
 >>> from segmenters.changes import SegmentChange
 >>> ch = SegmentChange.make(customer_id="c-1", dimension="journey", previous="active_cart",
-...                         current="cart_abandoner", at=0.0, reason="r", cause="timer:0")
+...                         current="cart_abandoner", at=43000.0, reason="r", position=1)
 >>> st, ds = plan(DEFAULT_POLICY, ch, ActionState("c-1"), now=43200.0, consent=True)
 >>> [(d.action, d.outcome, d.reason) for d in ds]
 [('email/abandoned_cart', 'send', 'sent')]
 >>> ds[0].message.topic, st.to_doc()["last"]
 ('actions.email', {'email/abandoned_cart': 43200.0})
+>>> [d.reason for d in plan(DEFAULT_POLICY, ch, ActionState("c-1"), now=43200.0,
+...                         consent=True, wall=43000.0 + 7 * 3600)[1]]
+['stale']
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -43,14 +49,17 @@ __all__ = [
     "DEFAULT_POLICY",
     "ActionMessage",
     "ActionState",
+    "CartLine",
     "Decision",
     "Pending",
+    "cart_lines",
     "consent_of",
     "due",
     "holdout_draw",
     "idempotency_key",
     "next_due",
     "plan",
+    "stale",
 ]
 
 ACTION_STATE_VERSION = 1
@@ -70,6 +79,8 @@ Reason = Literal[
     "frequency_cap",
     "duplicate",
     "action_removed",
+    "stale",
+    "replay",
 ]
 Feature = float | int | str | bool | None
 
@@ -114,6 +125,37 @@ def consent_of(profile: Mapping[str, Any]) -> bool | None:
     return None
 
 
+class CartLine(BaseModel):
+    """One line of the customer's cart when the action was decided."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: str
+    quantity: int
+    #: In the shop's currency, as the cart events carried it; None if they carried none.
+    unit_price: float | None = None
+
+
+def cart_lines(cart: Mapping[str, Sequence[Any]]) -> list[CartLine]:
+    """The cart of a customer state (sku -> [quantity, unit price, ...]) as message lines.
+
+    >>> [line.model_dump() for line in cart_lines({"A-7": [2, 59.9, []]})]
+    [{'sku': 'A-7', 'quantity': 2, 'unit_price': 59.9}]
+    """
+    return [
+        CartLine(
+            sku=sku,
+            quantity=int(line[0]),
+            unit_price=None if line[1] is None else float(line[1]),
+        )
+        for sku, line in sorted(cart.items())
+    ]
+
+
+#: Journey segments whose actions are about the cart: their messages carry its lines.
+CART_SEGMENTS = frozenset({"cart_abandoner", "active_cart"})
+
+
 class ActionMessage(BaseModel):
     """What goes to ``actions.<channel>``, keyed by customer (schema version 1)."""
 
@@ -131,6 +173,12 @@ class ActionMessage(BaseModel):
     experiment: str
     change: SegmentChange
     features: dict[str, Feature] = {}
+    #: ``max_age_s`` after the time it was meant to go out: a sender drops it after this.
+    expires_at: datetime
+    #: The ``marketing_consent`` the decision was made under (None: not given).
+    consent: bool | None
+    #: The cart's lines, for an action triggered by a journey cart segment; else None.
+    cart: list[CartLine] | None = None
 
     @property
     def topic(self) -> str:
@@ -272,6 +320,31 @@ def _consent_block(policy: Policy, channel: str, consent: bool | None) -> Reason
     return None
 
 
+def stale(spec: ActionSpec, since: float, wall: float) -> bool:
+    """True when an action meant to go out at ``since`` is older than ``spec.max_age_s``
+    at wall-clock time ``wall``.
+
+    ``since`` is the change's ``changed_at`` when the action is decided at once, and the
+    time it was scheduled for when the policy itself put it later (``delay_s``, quiet
+    hours): the policy's own wait never makes an action stale, a late worker does.
+
+    >>> from segmenters.policy import DEFAULT_POLICY as P
+    >>> spec = P.actions["email/abandoned_cart"]
+    >>> stale(spec, 0.0, wall=6 * 3600.0), stale(spec, 0.0, wall=6 * 3600.0 + 1)
+    (False, True)
+    """
+    return wall - since > spec.max_age_s
+
+
+def _gate(spec: ActionSpec, change: SegmentChange, since: float, wall: float) -> Reason | None:
+    """The guards before all others: a change marked no-actions, and history."""
+    if change.no_actions:
+        return "replay"
+    if stale(spec, since, wall):
+        return "stale"
+    return None
+
+
 def _decide(
     policy: Policy,
     spec: ActionSpec,
@@ -282,8 +355,13 @@ def _decide(
     now: float,
     consent: bool | None,
     features: Mapping[str, Feature],
+    cart: Mapping[str, Sequence[Any]],
+    since: float,
 ) -> Decision:
-    """The final decision at send time; records it in ``s`` (which the caller owns)."""
+    """The final decision at send time; records it in ``s`` (which the caller owns).
+
+    ``since`` is when the action was meant to go out (see :func:`stale`); the message
+    expires ``max_age_s`` after it."""
     _remember(s, key)
     base = {
         "customer_id": change.customer_id,
@@ -307,6 +385,8 @@ def _decide(
     s.sent.setdefault(spec.channel, []).append(now)
     if holdout_draw(change.customer_id, spec.id, policy.experiment) < spec.holdout:
         return Decision(outcome="control", reason="holdout", **base)
+    expires = since + spec.max_age_s
+    carted = change.dimension == "journey" and change.current in CART_SEGMENTS
     message = ActionMessage(
         idempotency_key=key,
         customer_id=change.customer_id,
@@ -319,6 +399,9 @@ def _decide(
         experiment=policy.experiment,
         change=change,
         features=dict(features),
+        expires_at=datetime.fromtimestamp(expires, UTC),
+        consent=consent,
+        cart=cart_lines(cart) if carted else None,
     )
     return Decision(outcome="send", reason="sent", message=message, **base)
 
@@ -344,14 +427,21 @@ def plan(
     now: float,
     consent: bool | None,
     features: Mapping[str, Feature] | None = None,
+    cart: Mapping[str, Sequence[Any]] | None = None,
+    wall: float | None = None,
 ) -> tuple[ActionState, list[Decision]]:
     """Decide the actions ``change`` triggers; ``state`` is not modified.
+
+    ``now`` is the decision's event time; ``wall`` the wall clock (default: ``now``),
+    against which each action's ``max_age_s`` is measured. ``cart`` is the customer's
+    cart (``CustomerState.cart``), for the lines of cart actions' messages.
 
     Pending actions of the same dimension whose segment this change leaves are dropped
     (``segment_changed``). Each triggered action is decided now, or scheduled when its
     ``delay_s`` or quiet hours put it later (the guards then run in :func:`due`).
     """
     s = _pruned(policy, state, now)
+    wall = now if wall is None else wall
     decisions: list[Decision] = []
     keep = []
     for p in s.pending:
@@ -368,6 +458,11 @@ def plan(
             decisions.append(
                 _dropped(Pending(key, spec.id, at, change), "duplicate", now, policy.experiment)
             )
+        elif (gate := _gate(spec, change, change.changed_at.timestamp(), wall)) is not None:
+            decisions.append(
+                _dropped(Pending(key, spec.id, at, change), gate, now, policy.experiment)
+            )
+            _remember(s, key)
         elif at > now and _consent_block(policy, spec.channel, consent) is None:
             s.pending.append(Pending(key, spec.id, at, change))
             reason: Reason = "delay" if at == now + spec.delay_s else "quiet_hours"
@@ -387,7 +482,16 @@ def plan(
         else:
             decisions.append(
                 _decide(
-                    policy, spec, change, key, s, now=now, consent=consent, features=features or {}
+                    policy,
+                    spec,
+                    change,
+                    key,
+                    s,
+                    now=now,
+                    consent=consent,
+                    features=features or {},
+                    cart=cart or {},
+                    since=change.changed_at.timestamp(),
                 )
             )
     return s, decisions
@@ -401,14 +505,21 @@ def due(
     current_segments: Mapping[str, str | None],
     consent: bool | None,
     features: Mapping[str, Feature] | None = None,
+    cart: Mapping[str, Sequence[Any]] | None = None,
+    wall: float | None = None,
 ) -> tuple[ActionState, list[Decision]]:
     """Decide the scheduled actions due at ``now``, highest priority first.
+
+    An action found due more than its ``max_age_s`` after the time it was scheduled for,
+    by ``wall`` (default ``now``), is dropped ``stale`` (a worker that was down for a day);
+    the policy's own delay and quiet hours never make it stale.
 
     ``current_segments`` maps dimension -> the customer's segment now; an action whose
     triggering segment is no longer current is dropped (``segment_changed``). One that
     falls into quiet hours again (a timer fired late) is re-scheduled to their end.
     """
     s = _pruned(policy, state, now)
+    wall = now if wall is None else wall
 
     def order(p: Pending) -> tuple[int, float, str]:
         spec = policy.actions.get(p.action)
@@ -421,6 +532,9 @@ def due(
         spec = policy.actions.get(p.action)
         if spec is None:
             decisions.append(_dropped(p, "action_removed", now, policy.experiment))
+            _remember(s, p.key)
+        elif (gate := _gate(spec, p.change, p.due_at, wall)) is not None:
+            decisions.append(_dropped(p, gate, now, policy.experiment))
             _remember(s, p.key)
         elif current_segments.get(p.change.dimension) != p.change.current:
             decisions.append(_dropped(p, "segment_changed", now, policy.experiment))
@@ -443,6 +557,8 @@ def due(
                     now=now,
                     consent=consent,
                     features=features or {},
+                    cart=cart or {},
+                    since=p.due_at,
                 )
             )
     return s, decisions

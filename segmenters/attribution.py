@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .actions import ActionState, Feature
@@ -33,28 +34,46 @@ from .state import CustomerState
 MAX_PURCHASES = 200
 
 
-def customer_features(state: CustomerState | None) -> dict[str, Feature]:
-    """The customer's key features, as a message carries them (scalars only).
+def iso_utc(at: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 UTC (``Z``), the output contract's time format.
+
+    >>> iso_utc(1.0e9), iso_utc(1.5), iso_utc(None)
+    ('2001-09-09T01:46:40Z', '1970-01-01T00:00:01.500000Z', None)
+    """
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+
+
+def customer_features(
+    state: CustomerState | None, currency: str | None = None
+) -> dict[str, Feature]:
+    """The customer's key features, as a message carries them (scalars only): times in
+    ISO-8601 UTC, amounts in ``currency`` (the deployment's, carried as ``currency``).
 
     >>> s = CustomerState("c-1", orders=2, revenue=59.8, last_order_at=1.0e9,
     ...                   cart={"A": [2, 10.0, []]})
-    >>> customer_features(s)["cart_value"], customer_features(None)
-    (20.0, {})
+    >>> f = customer_features(s, "EUR")
+    >>> f["cart_value"], f["currency"], f["last_order_at"], customer_features(None)
+    (20.0, 'EUR', '2001-09-09T01:46:40Z', {})
     """
     if state is None:
         return {}
-    return {
+    features: dict[str, Feature] = {
         "orders": state.orders,
         "revenue": round(state.revenue, 2),
         "refunded": round(state.refunded, 2),
-        "last_order_at": state.last_order_at,
-        "first_seen": state.first_seen,
-        "last_seen": state.last_seen,
+        "last_order_at": iso_utc(state.last_order_at),
+        "first_seen": iso_utc(state.first_seen),
+        "last_seen": iso_utc(state.last_seen),
         "cart_items": state.cart_items,
         "cart_value": state.cart_value,
         "country": state.geo.get("country"),
         "language": state.profile.get("language"),
     }
+    if currency is not None:
+        features["currency"] = currency
+    return features
 
 
 def current_segments(state: CustomerState | None) -> dict[str, str | None]:

@@ -523,6 +523,11 @@ class Trainer:
         if len(self._buffer) >= self.warmup:
             self._start()
 
+    def forget(self, key: Hashable) -> None:
+        """Drop ``key``'s vector from the window (an erased customer): the next refit no
+        longer sees it. What it already moved in the running centers stays, anonymous."""
+        self._recent.pop(key, None)
+
     def _remember(self, row: Mapping[str, float], key: Hashable | None) -> None:
         if key is None:
             key = (None, self.learned)  # a key of its own: plain first-in, first-out

@@ -141,16 +141,16 @@ def advance(
 ) -> list[SegmentChange]:
     """Fire, in order, every timer of ``state`` due up to event time ``until``.
 
-    A change fired by a timer happens at its deadline (``changed_at``) and its id derives
-    from the deadline, so it is the same whether the timer fired live, in a replay, or
-    just before the customer's next event.
+    A change fired by a timer happens at its deadline (``changed_at``), so it is the same
+    change, id included, whether the timer fired live, in a replay, or just before the
+    customer's next event.
     """
     changes: list[SegmentChange] = []
     while True:
         due = next_deadline(state, config, ctx)
         if due is None or due > until:
             return changes
-        changes.extend(segment_changes(state, due, config, f"timer:{due!r}", ctx))
+        changes.extend(segment_changes(state, due, config, ctx))
         state.eval_at = due
 
 
@@ -167,24 +167,28 @@ def _duplicate(
 
 
 def segment_changes(
-    state: CustomerState, now: float, config: EngineConfig, cause: str, ctx: Context = NO_CONTEXT
+    state: CustomerState, now: float, config: EngineConfig, ctx: Context = NO_CONTEXT
 ) -> list[SegmentChange]:
-    """Re-evaluate every dimension; record and return the ones that changed."""
+    """Re-evaluate every dimension; record and return the ones that changed.
+
+    Each change takes the next position in its dimension's history (``state.positions``),
+    so two changes never share an id: not even two rescoring passes at one event time.
+    """
     # built-in dimensions first, then custom rules, which may read this evaluation's segments
-    changes = _record(state, evaluate(state, now, config, ctx), now, cause)
-    changes += _record(state, evaluate_custom(state, now, ctx.custom), now, cause)
+    changes = _record(state, evaluate(state, now, config, ctx), now)
+    changes += _record(state, evaluate_custom(state, now, ctx.custom), now)
     return changes
 
 
 def _record(
-    state: CustomerState, segments: dict[str, tuple[str, str]], now: float, cause: str
+    state: CustomerState, segments: dict[str, tuple[str, str]], now: float
 ) -> list[SegmentChange]:
     changes = []
     for dimension, (segment, reason) in segments.items():
         previous = state.segment(dimension)
         if segment == previous:
             continue
-        state.segments[dimension] = [segment, now]
+        position = state.enter(dimension, segment, now)
         changes.append(
             SegmentChange.make(
                 customer_id=state.customer_id,
@@ -193,7 +197,7 @@ def _record(
                 current=segment,
                 at=now,
                 reason=reason,
-                cause=cause,
+                position=position,
             )
         )
     return changes
@@ -241,7 +245,7 @@ def fold(
         result.applied += 1
         result.applied_ids.append(event.event_id)
         now = max(at, work.eval_at if work.eval_at is not None else at)
-        changed = segment_changes(work, now, config, f"event:{event.event_id}", ctx)
+        changed = segment_changes(work, now, config, ctx)
         work.eval_at = now
         result.changes.extend(changed)
         result.causes.extend([source] * len(changed))
@@ -268,7 +272,7 @@ def rescore(
     result = FoldResult(work)
     result.changes = advance(work, now, config, ctx)
     at = max(now, work.eval_at if work.eval_at is not None else now)
-    result.changes.extend(segment_changes(work, at, config, f"rescore:{at!r}", ctx))
+    result.changes.extend(segment_changes(work, at, config, ctx))
     work.eval_at = at
     result.causes = [None] * len(result.changes)
     return result

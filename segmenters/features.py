@@ -45,6 +45,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 from .state import CustomerState, decayed_value
 
@@ -125,3 +126,47 @@ def feature_vector(
         "inactivity": _log(_days(state.last_seen, now)),
         "tenure": _log(_days(state.first_seen, now)),
     }
+
+
+#: How far (Euclidean, in the trainer's scaled space: standard deviations) a customer's
+#: vector must move from the last one sent before the trainer gets another one.
+MIN_MOVE = 0.25
+
+
+def as_row(vector: Mapping[str, float]) -> tuple[float, ...]:
+    """``vector`` as a tuple in :data:`FEATURES` order (a missing feature counts as 0)."""
+    return tuple(float(vector.get(f, 0.0)) for f in FEATURES)
+
+
+def moved_enough(
+    last: Sequence[float] | None,
+    new: Sequence[float],
+    scale: Sequence[float] | None = None,
+    min_move: float = MIN_MOVE,
+) -> bool:
+    """Whether the trainer needs ``new``: there is no ``last`` vector sent for this
+    customer, or ``new`` lies at least ``min_move`` from it once each feature is divided by
+    its ``scale`` (the model's standard deviations; 1 without a model).
+
+    The trainer keeps the latest vector per customer and refits the clusters to those
+    (:class:`segmenters.clustering.Trainer`); a vector a fraction of a standard
+    deviation from the one it holds changes no centroid that matters, so sending it
+    would only fill ``segments.features``. An idle customer's vector does not move at all.
+
+    >>> moved_enough(None, (1.0, 2.0))
+    True
+    >>> moved_enough((1.0, 2.0), (1.1, 2.1))
+    False
+    >>> moved_enough((1.0, 2.0), (1.1, 2.1), scale=(0.1, 0.1))
+    True
+    """
+    if last is None or len(last) != len(new):
+        return True
+    total = 0.0
+    for i, (a, b) in enumerate(zip(last, new, strict=True)):
+        s = scale[i] if scale is not None and scale[i] > 0 else 1.0
+        d = (b - a) / s
+        if not math.isfinite(d):
+            return True
+        total += d * d
+    return math.sqrt(total) >= min_move

@@ -17,7 +17,7 @@ cooldown and holdout. Errors name the line and the offending action or rule.
 >>> load_policy('[[rules]]\\ndimension = "journey"\\ncurrent = "lapsed"\\nactions = ["ads/x"]\\n')
 Traceback (most recent call last):
 ...
-segmenters.policy.PolicyError: line 1: rule 1 (journey -> lapsed): unknown action 'ads/x' ...
+segmenters.policy.PolicyError: line 4: rule 1 (journey -> lapsed): unknown action 'ads/x' ...
 """
 
 from __future__ import annotations
@@ -30,20 +30,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from . import journey, rfm
+from .vocabulary import Vocabulary
 
 Channel = Literal["email", "ads", "push", "webhook"]
 #: Channels that reach the customer directly: they need consent and respect quiet hours.
 PERSONAL: frozenset[str] = frozenset({"email", "push"})
 Cap = Annotated[int, Field(ge=0)]
 DAY = 86400.0
-
-#: Segments a rule may name, for the dimensions whose segments are a fixed list.
-KNOWN_SEGMENTS: dict[str, tuple[str, ...]] = {
-    journey.DIMENSION: journey.SEGMENTS,
-    rfm.DIMENSION: rfm.SEGMENTS,
-}
-_CUSTOM = ("member", "non_member")
 
 
 class PolicyError(ValueError):
@@ -65,6 +58,8 @@ class ActionSpec(BaseModel):
     cooldown_s: float = Field(0.0, ge=0)
     #: Share of customers held out as a control group (recorded, not sent).
     holdout: float = Field(0.0, ge=0, le=1)
+    #: Act only on a change at most this old by the wall clock (history is not news).
+    max_age_s: float = Field(DAY, gt=0)
 
     @property
     def id(self) -> str:
@@ -220,20 +215,40 @@ def _rule_label(raw: dict[str, Any], i: int) -> str:
     return f"rule {i + 1} ({raw.get('dimension')} -> {raw.get('current')})"
 
 
-def _check_rule(rule: Rule, actions: dict[str, ActionSpec]) -> None:
+class _RuleError(ValueError):
+    """A rule that can never fire; ``key`` is the line's key (``current``, ``actions``...)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _check_rule(rule: Rule, actions: dict[str, ActionSpec], vocabulary: Vocabulary) -> None:
+    """Refuse a rule that can never fire: unknown action, dimension or segment."""
     for a in rule.actions:
         if a not in actions:
-            raise ValueError(f"unknown action {a!r} (defined: {', '.join(sorted(actions))})")
-    known = KNOWN_SEGMENTS.get(rule.dimension)
-    if rule.dimension.startswith("custom:"):
-        known = _CUSTOM
-    for seg in (rule.previous, rule.current):
-        if known is not None and seg is not None and seg not in known:
-            raise ValueError(f"unknown segment {seg!r} for {rule.dimension} ({', '.join(known)})")
+            raise _RuleError(
+                "actions", f"unknown action {a!r} (defined: {', '.join(sorted(actions))})"
+            )
+    error = vocabulary.dimension_error(rule.dimension)
+    if error is not None:
+        raise _RuleError("dimension", error)
+    for key, seg in (("previous", rule.previous), ("current", rule.current)):
+        error = None if seg is None else vocabulary.segment_error(rule.dimension, seg)
+        if error is not None:
+            raise _RuleError(key, error)
+    if rule.previous == rule.current:
+        raise _RuleError(
+            "previous", f"previous and current are both {rule.current!r}: no change does that"
+        )
 
 
-def load_policy(text: str) -> Policy:
-    """Parse and validate a policy file; errors name the line and the action or rule."""
+def load_policy(text: str, vocabulary: Vocabulary | None = None) -> Policy:
+    """Parse and validate a policy file; errors name the line and the action or rule.
+
+    ``vocabulary`` says which segments exist (the configured cluster count, the custom
+    segments); without it any ``cluster_<n>`` and any ``custom:<name>`` is accepted.
+    """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -263,14 +278,15 @@ def load_policy(text: str) -> Policy:
         label = _rule_label(entry, i)
         try:
             rule = Rule.model_validate(entry)
-            _check_rule(rule, actions)
+            _check_rule(rule, actions, vocabulary or Vocabulary())
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             field = ".".join(str(p) for p in err["loc"])
             line = _line_of(text, "[[rules]]", i, key=str(err["loc"][0]) if err["loc"] else None)
             raise PolicyError(f"line {line}: {label}: {field}: {err['msg']}") from None
-        except ValueError as exc:
-            raise PolicyError(f"line {_line_of(text, '[[rules]]', i)}: {label}: {exc}") from None
+        except _RuleError as exc:
+            line = _line_of(text, "[[rules]]", i, key=exc.key)
+            raise PolicyError(f"line {line}: {label}: {exc}") from None
         rules.append(rule)
     try:
         return Policy(**doc.model_dump(exclude={"actions", "rules"}), actions=actions, rules=rules)

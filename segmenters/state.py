@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 def short_hash(value: str) -> str:
@@ -98,10 +98,16 @@ class CustomerState:
     geo_at: float | None = None
     profile: dict[str, Any] = field(default_factory=dict)
     segments: dict[str, list[Any]] = field(default_factory=dict)
+    #: dimension -> changes recorded in it so far: the latest change's position in the
+    #: dimension's history, from which its ``change_id`` derives (0 when absent).
+    positions: dict[str, int] = field(default_factory=dict)
     #: Event time the segments were last evaluated at (by an event or a timer).
     eval_at: float | None = None
     offsets: dict[str, int] = field(default_factory=dict)
     order_ids: list[str] = field(default_factory=list)
+    #: True while the latest event applied was replayed with ``--no-actions``: changes
+    #: from timers and rescoring then carry the mark too, until a live event clears it.
+    no_actions: bool = False
 
     @property
     def cart_items(self) -> int:
@@ -114,6 +120,13 @@ class CustomerState:
     def segment(self, dimension: str) -> str | None:
         entry = self.segments.get(dimension)
         return None if entry is None else str(entry[0])
+
+    def enter(self, dimension: str, segment: str, at: float) -> int:
+        """Record entering ``segment`` at ``at``; its position in the dimension's history."""
+        self.segments[dimension] = [segment, at]
+        position = self.positions.get(dimension, 0) + 1
+        self.positions[dimension] = position
+        return position
 
     def copy(self) -> CustomerState:
         """A copy whose containers can be changed without touching this one."""
@@ -142,9 +155,11 @@ class CustomerState:
             geo_at=self.geo_at,
             profile=dict(self.profile),
             segments={k: list(v) for k, v in self.segments.items()},
+            positions=dict(self.positions),
             eval_at=self.eval_at,
             offsets=dict(self.offsets),
             order_ids=list(self.order_ids),
+            no_actions=self.no_actions,
         )
 
     def to_doc(self) -> dict[str, Any]:
@@ -170,15 +185,22 @@ def _drop_recent_event_ids(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _count_positions(doc: dict[str, Any]) -> dict[str, Any]:
+    """v2 -> v3: ``positions`` counts each dimension's changes. How many a v2 state had is
+    not known; counting from 0 is safe, because a change id digests the change's content
+    too, and no v2 id was built this way."""
+    return {**doc, "state_version": 3}
+
+
 #: Migrations from each older ``state_version`` to the next one, pure functions on docs.
-MIGRATIONS: dict[int, Any] = {1: _drop_recent_event_ids}
+MIGRATIONS: dict[int, Any] = {1: _drop_recent_event_ids, 2: _count_positions}
 
 
 def migrate(doc: dict[str, Any]) -> dict[str, Any]:
     """Bring a stored document to the current ``state_version``.
 
     >>> migrate({"customer_id": "c-1", "state_version": 1, "event_ids": ["8eb3e1bcef"]})
-    {'customer_id': 'c-1', 'state_version': 2}
+    {'customer_id': 'c-1', 'state_version': 3}
     """
     version = int(doc.get("state_version", 1))
     if version > STATE_VERSION:

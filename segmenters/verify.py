@@ -5,6 +5,10 @@ scratch (the same rules, no shortcuts), fires the timers due by each partition's
 scores RFM against **exact** quantiles of the final population, and compares each
 dimension and each state field with what is in Redis.
 
+Erased customers (a tombstone on ``customers.erased``) are listed apart and not
+compared: the input topics still hold their events from before the erase, which no
+longer count in Redis, so a comparison would call every one of them a mismatch.
+
 >>> exact_quantiles([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
 (2.0, 4.0, 6.0, 8.0)
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +86,8 @@ class Report:
     customers_stored: int = 0
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    #: Erased customers the input still names: listed, not compared.
+    erased: list[str] = field(default_factory=list)
     dimensions: dict[str, DimensionAgreement] = field(default_factory=dict)
     field_mismatches: Counter[str] = field(default_factory=Counter)
     field_examples: dict[str, tuple[str, Any, Any]] = field(default_factory=dict)
@@ -133,9 +139,24 @@ def compare(
     offline: Mapping[str, CustomerState],
     clocks: Mapping[str, float],
     as_of: float,
+    erased: Collection[str] = (),
 ) -> Report:
-    """Compare stored states with offline ones; ``clocks`` is each customer's clock."""
+    """Compare stored states with offline ones; ``clocks`` is each customer's clock.
+
+    ``erased`` customers are listed in ``report.erased`` (those the input or Redis
+    names) and left out of every comparison, the exact RFM quantiles included (the
+    erase took them out of the worker's histograms too).
+
+    >>> a = CustomerState("c-1", events=1)
+    >>> r = compare({}, {"c-1": a}, {"c-1": 0.0}, 0.0, erased={"c-1"})
+    >>> r.erased, r.missing, r.ok
+    (['c-1'], [], True)
+    """
+    gone = set(erased)
     report = Report(customers_offline=len(offline), customers_stored=len(stored))
+    report.erased = sorted(gone & (set(offline) | set(stored)))
+    offline = {cid: s for cid, s in offline.items() if cid not in gone}
+    stored = {cid: s for cid, s in stored.items() if cid not in gone}
     report.missing = sorted(set(offline) - set(stored))
     report.unexpected = sorted(set(stored) - set(offline))
     q = exact_rfm_quantiles(list(offline.values()), as_of)
@@ -207,6 +228,14 @@ def render(report: Report) -> str:
     lines = [
         f"customers: {report.customers_offline} recomputed, {report.customers_stored} stored,"
         f" {len(report.missing)} missing, {len(report.unexpected)} not in the input",
+    ]
+    if report.erased:
+        shown = ", ".join(report.erased[:20]) + (" ..." if len(report.erased) > 20 else "")
+        lines.append(f"erased (not compared): {len(report.erased)}: {shown}")
+    if report.missing:
+        shown = ", ".join(report.missing[:20]) + (" ..." if len(report.missing) > 20 else "")
+        lines.append(f"missing from Redis: {shown}")
+    lines += [
         "",
         f"{'dimension':<12} {'compared':>9} {'agree':>9} {'agreement':>10}",
     ]

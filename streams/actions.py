@@ -19,7 +19,9 @@ from Redis first re-sends what its outbox still holds, under the same idempotenc
 
 Time is event time: a change is decided at its ``changed_at``, delayed actions come due
 by a per-partition clock (the latest ``changed_at`` seen; in ``live`` mode at least the
-wall clock), and purchases count at their ``occurred_at``.
+wall clock), and purchases count at their ``occurred_at``. The wall clock is read once per
+round and passed in only to tell news from history: an action on a change older than its
+``max_age_s`` is suppressed ``stale`` (counted like every suppression), never sent.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ from segmenters.changes import SegmentChange
 from segmenters.events import InvalidEvent, parse_event
 from segmenters.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from segmenters.state import CustomerState
-from segmenters.uplift import ActionUplift, Assignment, Group, Purchase, uplift
+from segmenters.uplift import ActionUplift, Assignment, Group, Purchase, to_json, uplift
 
+from .clock import ClockResets
 from .keys import (
     Homes,
     ScriptKeys,
@@ -61,6 +64,7 @@ from .keys import (
 )
 from .pipeline import Record
 from .progress import ProgressGuard, field_of, process_until_done
+from .rules import load_policy_file
 from .security import aiokafka_kwargs
 from .settings import Settings
 from .store import (
@@ -173,6 +177,8 @@ class ActionStats:
     due: int = 0
     #: Changes of a dimension no rule names: nothing to decide or cancel, not loaded.
     ignored: int = 0
+    #: (action, outcome, reason) -> decisions written (for the metrics).
+    decided: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
 
 class ActionStore:
@@ -383,27 +389,46 @@ class ActionStore:
 
 
 class PolicySource:
-    """The policy in force: the packaged defaults, or a file reloaded when it changes."""
+    """The policy in force: the packaged defaults, or a file reloaded when it changes.
 
-    def __init__(self, path: Path | None) -> None:
+    With ``settings``, the file is checked against the deployment's segments (clusters,
+    custom segments: streams/rules.py) and read again when the segments file changes too,
+    so a rule left naming a removed custom segment is reported.
+    """
+
+    def __init__(self, path: Path | None, settings: Settings | None = None) -> None:
         self.path = path
+        self.settings = settings
         self.policy: Policy = DEFAULT_POLICY
-        self._mtime: float | None = None
+        self._mtime: tuple[float | None, ...] | None = None
         if path is not None:
-            self.policy = load_policy(path.read_text())  # a bad file stops the start
-            self._mtime = path.stat().st_mtime
+            self.policy = self._load(path)  # a bad file stops the start
+            self._mtime = self._mtimes(path)
             log.info("retention policy %s loaded: version %s", path, self.policy.version)
+
+    def _load(self, path: Path) -> Policy:
+        if self.settings is None:
+            return load_policy(path.read_text())
+        return load_policy_file(path, self.settings, strict=False)
+
+    def _mtimes(self, path: Path) -> tuple[float | None, ...]:
+        segments = None if self.settings is None else self.settings.segments_file
+        try:  # a missing segments file is reported by the segments reload
+            seg_mtime = None if segments is None else segments.stat().st_mtime
+        except OSError:
+            seg_mtime = None
+        return (path.stat().st_mtime, seg_mtime)
 
     def reload(self) -> Policy:
         """Load the file again if its mtime changed; a bad file keeps the previous policy."""
         if self.path is None:
             return self.policy
         try:
-            mtime = self.path.stat().st_mtime
+            mtime = self._mtimes(self.path)
             if mtime == self._mtime:
                 return self.policy
             self._mtime = mtime
-            policy = load_policy(self.path.read_text())
+            policy = self._load(self.path)
         except (OSError, PolicyError) as exc:
             log.error(
                 "retention policy %s: %s (keeping version %s)", self.path, exc, self.policy.version
@@ -441,8 +466,11 @@ class ActionsService:
         policy: PolicySource,
         send: SendTo,
         clock: Callable[[], float] = time.time,
+        observer: Callable[[Counter[tuple[str, str, str]]], None] | None = None,
     ) -> None:
         self.settings = settings
+        #: Gets each round's decisions by (action, outcome, reason): the metrics.
+        self.observer = observer
         self.store = store
         self.policies = policy
         self.send = send
@@ -452,11 +480,15 @@ class ActionsService:
         #: Per partition of segments.changes, the latest ``changed_at`` seen.
         self.watermarks: dict[int, float] = {}
         self._clocks_loaded = False
+        #: ``segstream clock reset``s applied to the action clocks (streams/clock.py).
+        self._resets: ClockResets | None = None
         self.lock = asyncio.Lock()
         self._dims: frozenset[str] = frozenset()
         self._dims_of: Policy | None = None
         self.total = ActionStats()
         self._last_report = time.monotonic()
+        #: Purchase currencies other than SEGSTREAM_CURRENCY seen (each is warned about once).
+        self.other_currencies: set[str] = set()
 
     @property
     def policy(self) -> Policy:
@@ -500,6 +532,8 @@ class ActionsService:
             if event.type != "purchase":
                 return None, None
             stats.purchases += 1
+            if event.currency != self.settings.currency:
+                self._other_currency(event.currency)
             at = event.occurred_at.timestamp()
             return _Item(at, n, purchase=(event.order_id, event.total)), event.customer_id
         try:
@@ -521,6 +555,17 @@ class ActionsService:
         stats.changes += 1
         return _Item(change.changed_at.timestamp(), n, change=change), change.customer_id
 
+    def _other_currency(self, currency: str) -> None:
+        """Totals are summed as sent, never converted: say once that the report mixes."""
+        if currency not in self.other_currencies:
+            self.other_currencies.add(currency)
+            log.warning(
+                "purchases in %s: the uplift report sums them with %s amounts "
+                "(SEGSTREAM_CURRENCY; segstream does not convert currencies)",
+                currency,
+                self.settings.currency,
+            )
+
     def _dimensions(self) -> frozenset[str]:
         """The dimensions the current policy's rules name (cached per policy object)."""
         policy = self.policy
@@ -538,6 +583,8 @@ class ActionsService:
                 raw = await self.store.client.hgetall(actions_clock_key(self.store.prefix))
                 for p, w in raw.items():
                     self.watermarks.setdefault(int(p), float(w))
+                self._resets = ClockResets(self.store.client, self.store.prefix)
+                await self._resets.prime()
                 self._clocks_loaded = True
             clocks = {}
             for p in partitions:
@@ -556,6 +603,8 @@ class ActionsService:
             return stats
 
     async def save_clocks(self, partitions: Iterable[int]) -> None:
+        if self._resets is not None:  # a clock reset lowers the partition's action clock
+            await self._resets.adopt(self.watermarks, field="clock")
         mine = {str(p): repr(w) for p, w in self.watermarks.items() if p in set(partitions)}
         if mine:
             await self.store.client.hset(actions_clock_key(self.store.prefix), mapping=mine)
@@ -577,9 +626,10 @@ class ActionsService:
         unsent = {c: list(b.unsent) for c, b in loaded.items() if b.unsent}
         todo = dict(items)
         messages: list[tuple[str, bytes, bytes]] = []
+        wall = self.wall()  # against which each action's max_age_s is measured
         for _attempt in range(MAX_CONFLICT_RETRIES + 1):
             writes = [
-                self._decide(policy, cid, lst, loaded[cid], states.get(cid), due_at)
+                self._decide(policy, cid, lst, loaded[cid], states.get(cid), due_at, wall)
                 for cid, lst in todo.items()
             ]
             writes = [w for w in writes if w is not None]
@@ -590,6 +640,7 @@ class ActionsService:
                 stats.outcomes.update(
                     d.outcome if d.outcome != "suppressed" else d.reason for d in w.decisions
                 )
+                stats.decided.update((d.action, d.outcome, d.reason) for d in w.decisions)
                 for entry in w.outbox:
                     msg = orjson.loads(entry)
                     messages.append((msg["topic"], w.customer_id.encode(), entry))
@@ -628,13 +679,15 @@ class ActionsService:
         before: Loaded,
         customer: CustomerState | None,
         due_at: float | None,
+        wall: float,
     ) -> Write | None:
         doc = ActionDoc(before.doc.state, dict(before.doc.first), list(before.doc.buys))
         doc.first = {e: dict(m) for e, m in doc.first.items()}
         state = doc.state
         decisions: list[Decision] = []
         consent = _consent(customer)
-        features = customer_features(customer)
+        features = customer_features(customer, self.settings.currency)
+        cart = {} if customer is None else customer.cart
         latest = float("-inf")
         changed = False
         for item in items:
@@ -644,7 +697,14 @@ class ActionsService:
                 continue
             if item.change is not None:
                 state, ds = plan(
-                    policy, item.change, state, now=item.at, consent=consent, features=features
+                    policy,
+                    item.change,
+                    state,
+                    now=item.at,
+                    consent=consent,
+                    features=features,
+                    cart=cart,
+                    wall=wall,
                 )
             else:  # a due-index visit: always written, so the index entry moves on
                 changed = True
@@ -655,6 +715,8 @@ class ActionsService:
                     current_segments=current_segments(customer),
                     consent=consent,
                     features=features,
+                    cart=cart,
+                    wall=wall,
                 )
             decisions.extend(ds)
             changed |= bool(ds)
@@ -702,6 +764,11 @@ class ActionsService:
         t.conflicts += s.conflicts
         t.due += s.due
         t.ignored += s.ignored
+        if self.observer is not None and s.decided:
+            try:
+                self.observer(s.decided)
+            except Exception:  # metrics never stop the stream
+                log.exception("recording action metrics failed")
         now = time.monotonic()
         if now - self._last_report >= REPORT_EVERY_S and (s.changes or s.due or s.purchases):
             self._last_report = now
@@ -725,8 +792,14 @@ def _consent(state: CustomerState | None) -> bool | None:
 
 
 # --- Faust wiring ------------------------------------------------------------------------
-def register_actions(app: Any, settings: Settings, client: Any) -> ActionsService | None:
-    """The actions agent (segments.changes + events.purchase) and its due-action timer."""
+def register_actions(
+    app: Any,
+    settings: Settings,
+    client: Any,
+    observer: Callable[[Counter[tuple[str, str, str]]], None] | None = None,
+) -> ActionsService | None:
+    """The actions agent (segments.changes + events.purchase) and its due-action timer;
+    ``observer`` gets the decisions' counts (``Metrics.actions_decided``)."""
     if not settings.actions_enabled:
         return None
     outputs = {
@@ -746,8 +819,9 @@ def register_actions(app: Any, settings: Settings, client: Any) -> ActionsServic
             partitions=settings.topic_partitions,
             cache_size=settings.state_cache_size,
         ),
-        policy=PolicySource(settings.actions_file),
+        policy=PolicySource(settings.actions_file, settings),
         send=send,
+        observer=observer,
     )
     source = app.topic(
         settings.topic(CHANGES),
@@ -814,13 +888,38 @@ class ReportData:
     purchases: list[Purchase]
     suppressions: list[tuple[str, str]]
 
-    def results(self) -> list[ActionUplift]:
+    def results(
+        self, *, min_group: int, since: float | None = None, until: float | None = None
+    ) -> list[ActionUplift]:
+        """Per action; only first assignments decided in ``[since, until)`` count."""
         return uplift(
             self.assignments,
             self.purchases,
             window_s=self.window_s,
             suppressions=self.suppressions,
+            min_group=min_group,
+            since=since,
+            until=until,
         )
+
+    def to_json(
+        self, settings: Settings, *, since: float | None = None, until: float | None = None
+    ) -> dict[str, Any]:
+        """The report as numbers (``/api/actions``, ``actions report --json``)."""
+        min_group = settings.uplift_min_group
+        return {
+            "experiment": self.experiment,
+            "conversion_window_s": self.window_s,
+            "since": since,
+            "until": until,
+            "min_group": min_group,
+            "currency": settings.currency,
+            "level": 0.95,
+            "rows": [
+                to_json(r, currency=settings.currency)
+                for r in self.results(min_group=min_group, since=since, until=until)
+            ],
+        }
 
 
 def report_data(
@@ -877,33 +976,18 @@ def report_data(
 
 def uplift_rows(
     settings: Settings, policy: Callable[[], Policy]
-) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
-    """The dashboard's uplift table: ``actions report`` as rows, read off the event loop."""
+) -> Callable[[float | None, float | None], Awaitable[dict[str, Any]]]:
+    """The dashboard's uplift table: ``actions report --json`` for a window of decision
+    times ``[since, until)`` (epoch seconds, either None), read off the event loop."""
     from .security import redis_client
 
     client = redis_client(settings)
 
-    def ci(i: Any, scale: float, unit: str) -> str:
-        if i is None:
-            return "-"
-        return f"{i.estimate * scale:+.2f}{unit} [{i.low * scale:+.2f}, {i.high * scale:+.2f}]"
+    def compute(since: float | None, until: float | None) -> dict[str, Any]:
+        data = report_data(client, settings, policy())
+        return data.to_json(settings, since=since, until=until)
 
-    def compute() -> list[dict[str, Any]]:
-        return [
-            {
-                "action": r.action,
-                "treated": r.treated.customers,
-                "control": r.control.customers,
-                "conv treated": f"{r.treated.conversion_rate:.2%}",
-                "conv control": f"{r.control.conversion_rate:.2%}",
-                "Δ conv (95% CI)": ci(r.conversion, 100, " pp"),
-                "Δ revenue/customer (95% CI)": ci(r.revenue, 1, ""),
-                "suppressed": " ".join(f"{k}={v}" for k, v in sorted(r.suppressed.items())),
-            }
-            for r in report_data(client, settings, policy()).results()
-        ]
-
-    async def rows() -> list[dict[str, Any]]:
-        return await asyncio.to_thread(compute)
+    async def rows(since: float | None, until: float | None) -> dict[str, Any]:
+        return await asyncio.to_thread(compute, since, until)
 
     return rows

@@ -16,7 +16,7 @@ from typing import Protocol
 import faust
 import orjson
 
-from .pipeline import BatchProcessor, BatchStats, Record
+from .pipeline import BatchProcessor, BatchStats, Record, no_actions_of
 from .progress import ProgressGuard, process_until_done
 from .settings import Settings
 from .topics import FEATURES, INPUTS
@@ -84,15 +84,16 @@ def register_trainer(app: faust.App, settings: Settings, trainer: TrainerService
     async def train(stream: faust.StreamT) -> None:
         async for events in stream.take_events(500, within=1.0):
             try:
-                await trainer.learn(
-                    [
-                        (
-                            e.message.key.decode(errors="replace") if e.message.key else None,
-                            orjson.loads(e.message.value),
-                        )
-                        for e in events
-                    ]
-                )
+                vectors: list[tuple[str | None, dict[str, float]]] = []
+                for e in events:
+                    key = e.message.key.decode(errors="replace") if e.message.key else None
+                    if e.message.value is not None:
+                        vectors.append((key, orjson.loads(e.message.value)))
+                    elif key is not None:  # a tombstone: the customer was erased
+                        await trainer.learn(vectors)  # what came before it, in order
+                        vectors = []
+                        trainer.trainer.forget(key)
+                await trainer.learn(vectors)
             except Exception:  # the model is a sample's summary: skip a bad batch, go on
                 log.exception("cluster trainer failed on a batch of %d vectors", len(events))
 
@@ -122,6 +123,8 @@ def register_agents(
                     e.message.offset,
                     e.message.key,
                     e.message.value,
+                    e.message.timestamp,
+                    no_actions=no_actions_of(e.message.headers),
                 )
                 for e in events
             ]

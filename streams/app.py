@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from .actions import register_actions, uplift_rows
 from .agents import register_agents, register_trainer
 from .erase import register_erasures
+from .feature_feed import FeatureFeed
 from .metrics import Metrics
 from .pipeline import BatchProcessor
 from .progress import ProgressGuard
@@ -96,6 +97,9 @@ def create_app(settings: Settings) -> faust.App:
         send_features=send_features,
         sample_percent=settings.cluster_sample_percent,
         clock=time.time,
+        max_future_s=settings.max_future_s,
+        live=settings.clock == "live",
+        feed=FeatureFeed(settings.features_min_move, settings.features_memory),
     )
     inputs = {settings.topic(name) for name in INPUTS}
     guard = ProgressGuard(
@@ -119,12 +123,13 @@ def create_app(settings: Settings) -> faust.App:
         highwater=consumer_offset(app, "highwater"),
         committed=consumer_offset(app, "committed"),
         clocks=timer_service.clocks,
+        max_future_s=settings.max_future_s,
     )
     timer_service.metrics = metrics
     register_agents(app, settings, processor, metrics, guard)
     register_trainer(app, settings, TrainerService(settings, store))
-    register_erasures(app, settings, store.forget)
-    actions = register_actions(app, settings, client)
+    register_erasures(app, settings, lambda ids: (store.forget(ids), processor.feed.forget(ids)))
+    actions = register_actions(app, settings, client, metrics.actions_decided)
     register_web(
         app,
         WebContext(
@@ -135,6 +140,7 @@ def create_app(settings: Settings) -> faust.App:
             send_tombstone=tombstone_sender(app, settings),
             lock=processor.lock,
             metrics=metrics,
+            clocks=timer_service.clocks,
             actions=None if actions is None else uplift_rows(settings, lambda: actions.policy),
         ),
     )

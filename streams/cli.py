@@ -156,11 +156,26 @@ def topics() -> None:
 
 
 @main.command()
-def schema() -> None:
-    """Print the JSON Schema of event contract v1."""
-    from segmenters.events import json_schema
+@click.option(
+    "--topic",
+    "topic",
+    default=None,
+    help="a topic segstream writes (segments.changes, actions.email, events.deadletter, "
+    "customers.erased, ...) or an input topic; default: the input events",
+)
+@click.option("--list", "listing", is_flag=True, help="list the topics and what they carry")
+def schema(topic: str | None, listing: bool) -> None:
+    """Print the JSON Schema of a topic's messages (default: event contract v1)."""
+    from segmenters.contract import TOPICS, schema_for
 
-    click.echo(json.dumps(json_schema(), indent=2))
+    if listing:
+        for name, (what, _build) in TOPICS.items():
+            click.echo(f"{name:<20} {what}")
+        return
+    try:
+        click.echo(json.dumps(schema_for(topic or "events"), indent=2))
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--topic") from None
 
 
 @main.command()
@@ -174,17 +189,21 @@ def worker() -> None:
 
     settings = _settings()
     if settings.segments_file is not None:  # a bad file stops the start, with the line
-        from segmenters.custom import SegmentConfigError, parse_segments
+        from segmenters.custom import SegmentConfigError
+
+        from .rules import load_segments
 
         try:
-            parse_segments(settings.segments_file.read_text())
+            load_segments(settings.segments_file, settings)
         except (OSError, SegmentConfigError) as exc:
             raise click.ClickException(f"{settings.segments_file}: {exc}") from None
     if settings.actions_file is not None:  # likewise the retention policy
-        from segmenters.policy import PolicyError, load_policy
+        from segmenters.policy import PolicyError
+
+        from .rules import load_policy_file
 
         try:
-            load_policy(settings.actions_file.read_text())
+            load_policy_file(settings.actions_file, settings)
         except (OSError, PolicyError) as exc:
             raise click.ClickException(f"{settings.actions_file}: {exc}") from None
     try:  # wrong credentials: a clear message now, not a client retrying forever
@@ -297,11 +316,14 @@ def segments() -> None:
 @segments.command("check")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def segments_check(path: Path) -> None:
-    """Validate a custom-segment file; errors name the line."""
-    from segmenters.custom import FIELDS, SegmentConfigError, parse_segments
+    """Type-check a custom-segment file (fields, segment names, SEGSTREAM_CLUSTERS);
+    errors name the line."""
+    from segmenters.custom import FIELDS, SegmentConfigError
+
+    from .rules import load_segments
 
     try:
-        parsed = parse_segments(path.read_text())
+        parsed = load_segments(path, _settings())
     except SegmentConfigError as exc:
         raise click.ClickException(f"{path}: {exc}") from None
     click.echo(f"{path}: version {parsed.version}, {len(parsed.rules)} segment(s) OK")
@@ -345,12 +367,20 @@ def actions() -> None:
 
 @actions.command("check")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def actions_check(path: Path) -> None:
-    """Validate a retention policy file; errors name the line."""
-    from segmenters.policy import PolicyError, load_policy
+@click.option(
+    "--segments",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Custom-segment file the rules may use (default: SEGSTREAM_SEGMENTS_FILE).",
+)
+def actions_check(path: Path, segments: Path | None) -> None:
+    """Validate a retention policy file against the segments that exist (journey, rfm,
+    SEGSTREAM_CLUSTERS clusters, the custom segments); errors name the line."""
+    from segmenters.policy import PolicyError
+
+    from .rules import load_policy_file
 
     try:
-        policy = load_policy(path.read_text())
+        policy = load_policy_file(path, _settings(), segments)
     except PolicyError as exc:
         raise click.ClickException(f"{path}: {exc}") from None
     click.echo(
@@ -371,19 +401,44 @@ def actions_check(path: Path) -> None:
 
 @actions.command("report")
 @click.option("--experiment", help="Experiment id (default: the policy's).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def actions_report(experiment: str | None, as_json: bool) -> None:
+@click.option(
+    "--since", help="Count decisions made at or after this ISO date/datetime (UTC if no offset)."
+)
+@click.option(
+    "--until", help="Count decisions made before this ISO datetime (a date: to its end)."
+)
+@click.option(
+    "--min-group",
+    type=click.IntRange(min=0),
+    help="Fewest customers per group for an interval (default SEGSTREAM_UPLIFT_MIN_GROUP, 30).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (numbers, no display strings).")
+def actions_report(
+    experiment: str | None,
+    since: str | None,
+    until: str | None,
+    min_group: int | None,
+    as_json: bool,
+) -> None:
     """Per action: treated vs control customers, conversion and revenue per customer in
-    the policy's conversion window, the differences with 95% CI, suppressions by reason."""
-    import dataclasses
-
+    the policy's conversion window, the differences with 95% CI (or "too few" below
+    --min-group customers per group), suppressions by reason (docs/actions.md)."""
     from segmenters.policy import DEFAULT_POLICY, PolicyError, load_policy
-    from segmenters.uplift import render
+    from segmenters.uplift import parse_when, render
 
     from .actions import report_data
     from .security import redis_client
 
     settings = _settings()
+    if min_group is not None:
+        settings = settings.model_copy(update={"uplift_min_group": min_group})
+    try:
+        start = parse_when(since) if since else None
+        end = parse_when(until, end=True) if until else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if start is not None and end is not None and end <= start:
+        raise click.BadParameter("--until must be after --since")
     policy = DEFAULT_POLICY
     if settings.actions_file is not None:
         try:
@@ -391,21 +446,25 @@ def actions_report(experiment: str | None, as_json: bool) -> None:
         except (OSError, PolicyError) as exc:
             raise click.ClickException(f"{settings.actions_file}: {exc}") from None
     data = report_data(redis_client(settings), settings, policy, experiment)
-    results = data.results()
     if as_json:
-        out = {
-            "experiment": data.experiment,
-            "conversion_window_s": data.window_s,
-            "actions": [dataclasses.asdict(r) for r in results],
-        }
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(data.to_json(settings, since=start, until=end), indent=2))
         return
+    results = data.results(min_group=settings.uplift_min_group, since=start, until=end)
     days = data.window_s / 86400
+    window = "all decisions"
+    if start is not None or end is not None:
+        window = f"decisions {iso(start) or '…'} .. {iso(end) or '…'}"
     click.echo(
-        f"experiment {data.experiment}: {len(data.assignments)} assignment(s), "
-        f"conversion window {days:g} day(s)"
+        f"experiment {data.experiment}: {len(data.assignments)} assignment(s) recorded, "
+        f"{window}, conversion window {days:g} day(s), intervals from "
+        f"{settings.uplift_min_group} customers per group, amounts in {settings.currency}"
     )
-    click.echo(render(results) if results else "no decisions recorded yet")
+    if start is not None or end is not None:
+        click.echo("(suppressions are counted over all time: they carry no time)")
+    if not results:
+        click.echo("no decisions recorded yet")
+        return
+    click.echo(render(results, currency=settings.currency))
 
 
 @main.command()
@@ -476,6 +535,11 @@ def verify(quiet: bool, truth: Path | None) -> None:
 @click.option("--max", "as_fast", is_flag=True, help="Send as fast as possible (the default).")
 @click.option("--limit", type=click.IntRange(min=0), help="Send only the first N events by time.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--no-actions",
+    is_flag=True,
+    help="Mark the events (Kafka header segstream-no-actions): segmented, never acted on.",
+)
 def replay(
     file: Path,
     fmt: str,
@@ -484,6 +548,7 @@ def replay(
     as_fast: bool,
     limit: int | None,
     quiet: bool,
+    no_actions: bool,
 ) -> None:
     """Replay recorded shop data from FILE to the input topics, in event-time order.
 
@@ -491,6 +556,10 @@ def replay(
     file again sends the same event and order ids; workers skip those still in each
     customer's de-duplication memory (its most recent ids). Ends with a summary: events
     by type, rows read, rows skipped by reason, seconds.
+
+    Before sending, it says which retention actions the deployment's policy would take:
+    only on segment changes newer than each action's max age (older ones are suppressed
+    `stale`), or none with --no-actions.
     """
     from .replay import ReplayError, load_mapping, render
     from .replay import replay as run
@@ -509,6 +578,8 @@ def replay(
             rate=rate,
             limit=limit,
             progress=not quiet,
+            no_actions=no_actions,
+            announce=lambda text: click.echo(text, err=True),
         )
     except ReplayError as exc:
         raise click.ClickException(str(exc)) from None
@@ -612,6 +683,48 @@ def bench(
     out.write_text(report)
     click.echo(report)
     click.echo(f"written to {out}")
+
+
+@main.group()
+def clock() -> None:
+    """Partition clocks: show them, repair one an event dated in the future moved."""
+
+
+@clock.command("show")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per partition.")
+def clock_show(as_json: bool) -> None:
+    """Every partition's clock, how far it is from wall time, and whether it is a fault."""
+    from . import clock as clocks
+    from .security import redis_client
+
+    settings = _settings()
+    wall = time.time()
+    rows = clocks.show(redis_client(settings), settings, wall)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.to_json()))
+    else:
+        click.echo(clocks.render(rows, wall))
+
+
+@clock.command("reset")
+@click.argument("partition", type=int)
+@click.option("--to", "to", required=True, help="The clock to set: ISO-8601 with a zone, or now.")
+def clock_reset(partition: int, to: str) -> None:
+    """Set PARTITION's clock (running workers take it within a second); see
+    docs/reliability.md for what a reset does not undo."""
+    from . import clock as clocks
+    from .security import redis_client
+
+    settings = _settings()
+    wall = time.time()
+    try:
+        done = clocks.reset(
+            redis_client(settings), settings, partition, clocks.parse_when(to, wall), wall
+        )
+    except clocks.ClockError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(done))
 
 
 if __name__ == "__main__":  # pragma: no cover

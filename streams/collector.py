@@ -9,6 +9,7 @@
 ``GET /v1/segstream.js``               the browser snippet
 ``GET /demo``                          a demo shop page (``SEGSTREAM_COLLECTOR__DEMO``)
 ``GET /health``                        the process is alive
+``GET /ready``                         Kafka and Redis answer (else 503 with ``reasons``)
 =====================================  ===================================================
 
 The ``/v1/events``, ``/v1/pixel.gif`` and ``/v1/identify`` endpoints check the Origin
@@ -22,6 +23,11 @@ idempotent producer). Each event goes to its type's topic keyed by its ``custome
 with the headers ``received_at`` (server time, ISO-8601) and ``site``. Events with only an
 ``anonymous_id`` go to customer ``anon:<anonymous_id>`` until the id is linked; see
 docs/collector.md.
+
+A wrong method on those paths (``GET /v1/events``) answers 405 with ``Allow``. Redis is
+needed only for anonymous events and identify: while it does not answer, those get 503
+with ``Retry-After`` (each such event ``failed``; identified events of the same batch go
+on), and ``/ready`` says so.
 
 Nothing identifying is logged: no customer ids, no addresses, no access log.
 """
@@ -40,6 +46,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+import redis.exceptions
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
@@ -76,6 +83,12 @@ GIF = (
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
 NO_STORE = {"Cache-Control": "no-store"}
+#: Seconds a client should wait before retrying when Redis or Kafka did not answer.
+RETRY_AFTER_S = 5
+#: How long ``/ready`` and the start check wait for each service.
+PROBE_TIMEOUT_S = 3.0
+#: What a Redis that does not answer raises.
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 #: An anonymous event: the linked customer if there is one, else the event joins the
 #: anonymous id's history. One atomic step, so an identify sees every event it must move.
@@ -152,6 +165,13 @@ class Collector:
         await self.producer.start()
         self.redis = async_redis_client(self.settings)
         self._reporter = asyncio.create_task(self._report())
+        redis_down = await self._redis_problem()
+        if redis_down:
+            log.error(
+                "Redis does not answer (%s): anonymous events and identify get 503 until it "
+                "does; /ready says not ready",
+                redis_down,
+            )
         if not self.keys:
             log.warning(
                 "SEGSTREAM_COLLECTOR__WRITE_KEYS is not set: anyone who can reach the "
@@ -187,6 +207,7 @@ class Collector:
         app.router.add_post("/v1/identify", self.identify)
         app.router.add_get("/v1/segstream.js", self.snippet)
         app.router.add_get("/health", self.health)
+        app.router.add_get("/ready", self.ready)
         if self.cfg.demo:
             app.router.add_get("/demo", self.demo)
         app.on_startup.append(self.start)
@@ -233,6 +254,23 @@ class Collector:
                 f"the body is larger than {self.cfg.max_body_bytes} bytes",
                 headers,
             )
+        except web.HTTPMethodNotAllowed as exc:
+            self.counts["refused:method"] += 1
+            allow = ", ".join(sorted({*exc.allowed_methods, "OPTIONS"}))
+            return _error(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed on {request.path}; use {allow}",
+                {**headers, "Allow": allow},
+            )
+        except REDIS_DOWN as exc:
+            self.counts["failed:redis"] += 1
+            return _error(
+                503,
+                "redis_unavailable",
+                f"Redis does not answer ({type(exc).__name__}); retry later",
+                {**headers, "Retry-After": str(RETRY_AFTER_S)},
+            )
         except Exception:
             log.exception("request to %s failed", request.path)
             return _error(500, "internal", "internal error; retry later", headers)
@@ -273,6 +311,7 @@ class Collector:
                 new_id=lambda: str(uuid.uuid4()),
                 skew=skew,
                 max_event_bytes=self.settings.max_event_bytes,
+                max_future_s=self.settings.max_future_s,
             )
             if isinstance(r, Outcome):
                 outcomes[i] = r
@@ -295,9 +334,17 @@ class Collector:
                     self.cfg.anonymous_history,
                     self.ttl,
                 )
-            for p, customer in zip(anonymous, await pipe.execute(), strict=True):
-                if customer:
-                    p.event["customer_id"] = customer.decode()
+            try:
+                linked = await pipe.execute()
+            except REDIS_DOWN as exc:  # anonymous events need Redis; the others go on
+                reason = f"Redis does not answer ({type(exc).__name__}); retry"
+                for p in anonymous:
+                    outcomes[p.index] = Outcome(p.index, "failed", p.event_id, reason)
+                accepted = [p for p in accepted if p.anonymous_id is None]
+            else:
+                for p, customer in zip(anonymous, linked, strict=True):
+                    if customer:
+                        p.event["customer_id"] = customer.decode()
         acked = await self._produce(
             [(p.event, self.topics[p.event["type"]]) for p in accepted],
             site=site,
@@ -359,7 +406,8 @@ class Collector:
             "failed": n["failed"],
             "results": [o.to_json() for o in outcomes],
         }
-        return web.json_response(body, status=status, headers=NO_STORE)
+        retry = {"Retry-After": str(RETRY_AFTER_S)} if n["failed"] else {}
+        return web.json_response(body, status=status, headers={**NO_STORE, **retry})
 
     # --- endpoints -------------------------------------------------------------------
     async def events(self, request: web.Request) -> web.Response:
@@ -437,7 +485,33 @@ class Collector:
         )
 
     async def health(self, request: web.Request) -> web.Response:
+        """Liveness only: the process answers. Load balancers should probe ``/ready``."""
         return web.json_response({"status": "ok"})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        """200 when Kafka and Redis answer, else 503 with the ``reasons``."""
+        reasons = [r for r in (await self._kafka_problem(), await self._redis_problem()) if r]
+        return web.json_response(
+            {"ready": not reasons, "reasons": reasons},
+            status=503 if reasons else 200,
+            headers=NO_STORE,
+        )
+
+    async def _redis_problem(self) -> str | None:
+        try:
+            assert self.redis is not None
+            await asyncio.wait_for(self.redis.ping(), PROBE_TIMEOUT_S)
+        except Exception as exc:  # any failure is the reason
+            return f"redis: {type(exc).__name__}: {exc}"
+        return None
+
+    async def _kafka_problem(self) -> str | None:
+        try:
+            assert self.producer is not None
+            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), PROBE_TIMEOUT_S)
+        except Exception as exc:  # any failure is the reason
+            return f"kafka: {type(exc).__name__}: {exc}"
+        return None
 
 
 def run(settings: Settings) -> None:

@@ -19,7 +19,9 @@ half a customer. A worker that still holds the customer in memory loses its next
 (the stored revision is gone) and starts from nothing: later events build a fresh profile.
 
 Then a tombstone (key ``customer_id``, no value) goes to the compacted topic
-``customers.erased``, for downstream services to erase their copies. Workers read that
+``customers.erased``, for downstream services to erase their copies, and one to
+``segments.features`` (compacted too), so the trainer forgets the customer's vector and
+the topic's cleaner drops the vectors sent before. Workers read that
 topic too (``register_erasures``): it has the input topics' key and partition count, so
 Faust's co-partitioning hands partition *n* to the owner of input partition *n*, which
 drops the customer from its memory.
@@ -33,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from segmenters.contract import Erasure
 from segmenters.rfm import histogram_buckets as rfm_buckets
 from segmenters.state import CustomerState
 
@@ -237,9 +240,10 @@ def register_erasures(app: Any, settings: Settings, forget: Any) -> None:
 
 
 def publish_tombstone(settings: Settings, customer_id: str, timeout_s: float = 30.0) -> None:
-    """Send the tombstone to ``customers.erased`` with a blocking producer (command line)."""
+    """Send the tombstones (``customers.erased``, and ``segments.features`` so the trainer
+    and the compacted topic drop the customer's vectors) with a blocking producer."""
     from .security import kafka_producer
-    from .topics import ERASED
+    from .topics import TOMBSTONED
 
     producer = kafka_producer(
         settings,
@@ -247,8 +251,9 @@ def publish_tombstone(settings: Settings, customer_id: str, timeout_s: float = 3
         acks="all",
     )
     try:
-        producer.send(settings.topic(ERASED), key=customer_id.encode(), value=None).get(
-            timeout=timeout_s
-        )
+        key = Erasure(customer_id=customer_id).key()
+        sent = [producer.send(settings.topic(name), key=key, value=None) for name in TOMBSTONED]
+        for future in sent:
+            future.get(timeout=timeout_s)
     finally:
         producer.close()

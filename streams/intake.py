@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from segmenters.events import InvalidEvent, parse_event
+from segmenters.eventtime import ahead_reason
 
 from .topics import TOPIC_OF_TYPE
 
@@ -237,6 +238,27 @@ def clock_skew(sent_at: str | None, received: datetime) -> timedelta:
     return received - sent
 
 
+def skew_corrected(at: datetime, skew: timedelta, received: datetime) -> datetime:
+    """``at`` moved by the client's clock error, but never past the receive time by it:
+    a client whose clock is behind (``sent_at`` early) moves its events forward at most
+    to ``received``, since nothing it sent can have happened after it arrived. A time
+    that is already later than ``received`` stays as given (the bound judges it).
+
+    >>> from datetime import UTC
+    >>> got = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+    >>> skew_corrected(got - timedelta(minutes=30), timedelta(hours=1), got) == got
+    True
+    >>> skew_corrected(got - timedelta(hours=2), timedelta(hours=1), got).hour
+    9
+    >>> skew_corrected(got, timedelta(hours=-1), got).hour
+    9
+    """
+    moved = at + skew
+    if skew > timedelta(0) and moved > received:
+        return max(at, received)
+    return moved
+
+
 def prepare(
     index: int,
     item: Any,
@@ -245,11 +267,14 @@ def prepare(
     new_id: Callable[[], str],
     skew: timedelta = timedelta(0),
     max_event_bytes: int = 65536,
+    max_future_s: float | None = None,
 ) -> Prepared | Outcome:
     """Fill the defaults of one event and validate it against contract v1.
 
     ``schema_version`` defaults to 1, ``event_id`` to ``new_id()``, ``occurred_at`` to
-    ``now``; a given ``occurred_at`` is moved by ``skew`` (the client's clock error). An
+    ``now``; a given ``occurred_at`` is moved by ``skew`` (the client's clock error, never
+    past ``now``: ``skew_corrected``). With ``max_future_s``, an event dated more than that
+    ahead of ``now`` is rejected (bounded event time, segmenters/eventtime.py). An
     event needs a ``customer_id`` or an ``anonymous_id``; one with only the latter is
     validated as customer ``anon:<anonymous_id>`` (the collector may link it to a customer).
     """
@@ -270,7 +295,7 @@ def prepare(
             pass  # the validator names it
         else:
             if at.tzinfo is not None:
-                event["occurred_at"] = iso(at + skew)
+                event["occurred_at"] = iso(skew_corrected(at, skew, now))
     anonymous_id: str | None = None
     customer = event.get("customer_id")
     if customer is None or customer == "":
@@ -296,6 +321,12 @@ def prepare(
         parsed = parse_event(raw, max_bytes=max_event_bytes)
     except InvalidEvent as exc:
         return Outcome(index, "rejected", event_id, exc.reason)
+    if max_future_s is not None:
+        ahead = ahead_reason(
+            parsed.occurred_at.timestamp(), now.timestamp(), "its receive time", max_future_s
+        )
+        if ahead is not None:
+            return Outcome(index, "rejected", event_id, ahead)
     return Prepared(index, event, TOPIC_OF_TYPE[parsed.type], anonymous_id)
 
 

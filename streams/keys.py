@@ -142,6 +142,16 @@ def clock_key(prefix: str) -> str:
     return f"{prefix}:clock"
 
 
+def clock_reset_key(prefix: str) -> str:
+    """Hash partition -> the last ``segstream clock reset`` of it (JSON: ``id``,
+    ``watermark``, ``at``); every worker adopts a reset it has not seen (streams/clock.py).
+
+    >>> clock_reset_key("seg")
+    'seg:clock:reset'
+    """
+    return f"{prefix}:clock:reset"
+
+
 def applied_key(prefix: str, partition: int) -> str:
     """Hash ``<topic>:<partition>`` -> last input offset applied (written with the state)."""
     return f"{shard(prefix, partition)}:applied"

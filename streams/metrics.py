@@ -19,7 +19,7 @@ import math
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -27,6 +27,8 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PCounter
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
+
+from segmenters.eventtime import clock_ahead
 
 from .keys import flows_key, sizes_key
 from .pipeline import BatchProcessor, BatchStats, Record
@@ -62,6 +64,7 @@ class Metrics:
         clocks: Callable[[Iterable[int]], dict[int, float]] | None = None,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        max_future_s: float = 300.0,
     ) -> None:
         self.processor = processor
         self.prefix = prefix
@@ -72,6 +75,8 @@ class Metrics:
         self.clocks = clocks
         self.wall = wall
         self.monotonic = monotonic
+        #: A partition clock further ahead of wall time than this is a fault.
+        self.max_future_s = max_future_s
         self.started = wall()
         #: (topic, partition) -> next offset to apply (last applied + 1).
         self.positions: dict[tuple[str, int], int] = {}
@@ -134,6 +139,14 @@ class Metrics:
             registry=r,
         )
         self.m_timers = PCounter("segstream_timers_fired", "Timers fired.", registry=r)
+        self.m_actions = PCounter(
+            "segstream_action_decisions",
+            "Retention-action decisions, by action, outcome and reason (suppressed `stale`: "
+            "the change was older than the action's max_age_s; `replay`: it followed events "
+            "replayed with --no-actions).",
+            ["action", "outcome", "reason"],
+            registry=r,
+        )
         self.m_timer_lateness = Histogram(
             "segstream_timer_lateness_seconds",
             "Per scan and partition with due timers: the partition clock minus the due time "
@@ -169,6 +182,13 @@ class Metrics:
         self.m_clock = Gauge(
             "segstream_partition_clock_seconds",
             "Event-time clock of each owned partition (unix seconds) that fires timers.",
+            ["partition"],
+            registry=r,
+        )
+        self.m_ahead = Gauge(
+            "segstream_partition_clock_ahead_seconds",
+            "How far each owned partition's clock runs ahead of wall time (0 if not); above "
+            "SEGSTREAM_MAX_FUTURE_S it is a fault: timers fire early (segstream clock reset).",
             ["partition"],
             registry=r,
         )
@@ -245,6 +265,11 @@ class Metrics:
         if isinstance(exc, RedisError | OSError):
             self.redis_error("batch")
 
+    def actions_decided(self, decided: Mapping[tuple[str, str, str], int]) -> None:
+        """Count decisions of the actions agent: (action, outcome, reason) -> how many."""
+        for (action, outcome, reason), n in decided.items():
+            self.m_actions.labels(action, outcome, reason).inc(n)
+
     def redis_error(self, where: str) -> None:
         self.totals["redis_errors"] += 1
         self.m_redis_errors.labels(where).inc()
@@ -313,7 +338,7 @@ class Metrics:
             lag_of[p] = (lag_of[p] or 0) + lag
         clocks = self.clocks(partitions) if self.clocks is not None else {}
         watermarks = self.processor.watermarks
-        for gauge in (self.m_event_age, self.m_clock, self.m_idle, self.m_stalled):
+        for gauge in (self.m_event_age, self.m_clock, self.m_ahead, self.m_idle, self.m_stalled):
             gauge.clear()
         rows = []
         for p in partitions:
@@ -330,6 +355,8 @@ class Metrics:
                 self.m_event_age.labels(label).set(age)
             if p in clocks:
                 self.m_clock.labels(label).set(clocks[p])
+            ahead = clock_ahead(clocks.get(p), now)
+            self.m_ahead.labels(label).set(ahead)
             rows.append(
                 {
                     "partition": p,
@@ -339,6 +366,8 @@ class Metrics:
                     "clock": clocks.get(p),
                     "progress_age_s": _round(idle),
                     "stalled": stalled,
+                    "clock_ahead_s": _round(ahead),
+                    "clock_fault": ahead > self.max_future_s,
                 }
             )
         self.m_flows_pending.set(sum(self.pending_flows.values()))
@@ -348,6 +377,7 @@ class Metrics:
             "worker": socket.gethostname(),
             "started": self.started,
             "stall_after_s": self.stall_after_s,
+            "max_future_s": self.max_future_s,
             "totals": {
                 **{k: v for k, v in t.items() if not isinstance(v, Counter)},
                 "events": dict(t["events"]),

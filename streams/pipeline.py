@@ -17,7 +17,6 @@ topic, in order, at least once.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 import zlib
@@ -29,6 +28,7 @@ import orjson
 
 from segmenters.changes import SegmentChange
 from segmenters.config import EngineConfig
+from segmenters.contract import DeadLetter
 from segmenters.core import (
     Context,
     FoldResult,
@@ -40,10 +40,12 @@ from segmenters.core import (
     tick,
 )
 from segmenters.events import Event, InvalidEvent, check_routing, parse_event
+from segmenters.eventtime import check_event_time
 from segmenters.features import feature_vector
 from segmenters.rfm import histogram_buckets
 from segmenters.state import CustomerState, id_number
 
+from .feature_feed import FeatureFeed
 from .keys import partition_for
 from .store import Loaded, StateStore, Write
 
@@ -63,6 +65,26 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    #: The record timestamp in unix seconds (producer's send time, or the broker's append
+    #: time); None when unknown. Bounds how far ahead ``occurred_at`` may be.
+    timestamp: float | None = None
+    #: The record carries the ``segstream-no-actions`` header (``segstream replay
+    #: --no-actions``): segment it, never act on the changes it causes.
+    no_actions: bool = False
+
+
+#: Kafka header of an input record whose changes must never trigger an action.
+NO_ACTIONS_HEADER = "segstream-no-actions"
+
+
+def no_actions_of(headers: Any) -> bool:
+    """True when Kafka ``headers`` ((key, value) pairs, or a mapping) carry the mark.
+
+    >>> no_actions_of([("segstream-no-actions", b"1")]), no_actions_of(None)
+    (True, False)
+    """
+    pairs = headers.items() if isinstance(headers, dict) else (headers or ())
+    return any(k == NO_ACTIONS_HEADER and v not in (b"0", b"") for k, v in pairs)
 
 
 @dataclass(slots=True)
@@ -82,7 +104,14 @@ class BatchStats:
 
 
 def parse_record(
-    record: Record, *, topic_prefix: str, max_bytes: int, partitions: int | None = None
+    record: Record,
+    *,
+    topic_prefix: str,
+    max_bytes: int,
+    partitions: int | None = None,
+    max_future_s: float | None = None,
+    wall: float | None = None,
+    live: bool = False,
 ) -> Event:
     """The event in a consumed message, or :class:`InvalidEvent` saying why not.
 
@@ -92,6 +121,10 @@ def parse_record(
     partitioner on the key. The customer's keys in Redis carry that partition's hash tag
     (streams/keys.py), so a message elsewhere, sent with another partitioner, would be
     applied by a worker that does not own the customer.
+
+    With ``max_future_s``, event time is bounded (segmenters/eventtime.py): an event dated
+    further ahead of its record timestamp (or of ``wall``, in ``live`` mode) is invalid,
+    so it never moves a partition clock.
     """
     if record.value is None:
         raise InvalidEvent("empty message (no value)")
@@ -105,23 +138,29 @@ def parse_record(
                 f"partition {home} of {partitions} (Kafka's default partitioner, murmur2 of "
                 "the key)"
             )
+    if max_future_s is not None:
+        check_event_time(
+            event.occurred_at,
+            record_at=record.timestamp,
+            wall=wall,
+            live=live,
+            max_future_s=max_future_s,
+        )
     return event
 
 
 def deadletter_record(record: Record, reason: str, *, at: float) -> bytes:
-    """The dead-letter message: why, where from, and the original bytes (base64)."""
-    return orjson.dumps(
-        {
-            "schema_version": 1,
-            "reason": reason,
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "key_b64": None if record.key is None else base64.b64encode(record.key).decode(),
-            "value_b64": None if record.value is None else base64.b64encode(record.value).decode(),
-            "dead_lettered_at": at,
-        }
-    )
+    """The dead-letter message (``segmenters.contract.DeadLetter``): why, where from, the
+    original bytes (base64) and when (``at``, epoch seconds; written ISO-8601 UTC)."""
+    return DeadLetter.of(
+        reason=reason,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        at=at,
+    ).to_json()
 
 
 class BatchProcessor:
@@ -137,6 +176,9 @@ class BatchProcessor:
         send_features: Send | None = None,
         sample_percent: int = 0,
         clock: Callable[[], float] = time.time,
+        max_future_s: float | None = 300.0,
+        live: bool = False,
+        feed: FeatureFeed | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -147,6 +189,11 @@ class BatchProcessor:
         self.send_features = send_features
         self.sample_percent = sample_percent
         self.clock = clock
+        #: Bounded event time (``SEGSTREAM_MAX_FUTURE_S``; None: unbounded) and clock mode.
+        self.max_future_s = max_future_s
+        self.live = live
+        #: Which vectors the trainer still needs (only those that moved).
+        self.feed = feed if feed is not None else FeatureFeed()
         #: Population statistics and models the segments depend on, refreshed by the shell.
         self.context = Context()
         #: Per partition, the largest event time seen (the clock before allowed lateness).
@@ -160,6 +207,9 @@ class BatchProcessor:
             topic_prefix=self.topic_prefix,
             max_bytes=self.max_event_bytes,
             partitions=self.store.partitions,
+            max_future_s=self.max_future_s,
+            wall=self.clock(),
+            live=self.live,
         )
 
     async def process(self, records: Sequence[Record]) -> BatchStats:
@@ -176,6 +226,7 @@ class BatchProcessor:
         by_customer: dict[str, list[tuple[Event, Source]]] = {}
         acks: list[Awaitable[Any]] = []  # broker acknowledgements to wait for
         applied: dict[str, int] = {}  # partition progress, written with the states
+        marked: set[Source] = set()  # records replayed with --no-actions
         for record in records:
             applied[f"{record.topic}:{record.partition}"] = record.offset
             try:
@@ -190,13 +241,15 @@ class BatchProcessor:
                 continue
             stats.by_type[event.type] = stats.by_type.get(event.type, 0) + 1
             source = Source(record.topic, record.partition, record.offset)
+            if record.no_actions:
+                marked.add(source)
             by_customer.setdefault(event.customer_id, []).append((event, source))
             at = event.occurred_at.timestamp()
             if at > self.watermarks.get(record.partition, float("-inf")):
                 self.watermarks[record.partition] = at
         stats.customers = len(by_customer)
         groups = {cid: merge_by_time(items) for cid, items in by_customer.items()}
-        await self._apply(groups, None, stats, acks, applied=applied)
+        await self._apply(groups, None, stats, acks, applied=applied, marked=marked)
         stats.round_trips = self.store.round_trips - trips_before
         stats.seconds = time.perf_counter() - started
         return stats
@@ -235,6 +288,7 @@ class BatchProcessor:
         acks: list[Awaitable[Any]],
         rescoring: bool = False,
         applied: dict[str, int] | None = None,
+        marked: set[Source] | None = None,
     ) -> None:
         """Load, fold (or tick, with ``until``; or rescore), write with CAS, publish.
         ``applied``: the batch's input offsets, recorded with its states."""
@@ -244,7 +298,7 @@ class BatchProcessor:
         results_ok: dict[str, Encoded] = {}
         pending = loaded
         for _attempt in range(MAX_CONFLICT_RETRIES + 1):
-            writes, results = self._fold_all(groups, pending, until, rescoring)
+            writes, results = self._fold_all(groups, pending, until, rescoring, marked or set())
             rejected = await self.store.commit(writes, applied)
             for cid, result in results.items():
                 if cid in rejected:
@@ -286,9 +340,10 @@ class BatchProcessor:
     async def _sample(
         self, results: dict[str, FoldResult], acks: list[Awaitable[Any]], percent: int
     ) -> None:
-        """Send feature vectors to the trainer: every customer the rescoring sweep visits
-        (the current population, what the clusters should describe) and a deterministic
-        sample of customers updated by events (fresh behaviour between passes)."""
+        """Send feature vectors to the trainer: of every customer the rescoring sweep visits
+        (the current population, what the clusters should describe) and of a deterministic
+        sample of customers updated by events (fresh behaviour between passes), those whose
+        vector moved since the last one sent (``FeatureFeed``): an idle customer sends none."""
         if self.send_features is None or percent <= 0:
             return
         for cid, result in results.items():
@@ -298,6 +353,8 @@ class BatchProcessor:
             if zlib.crc32(f"{cid}:{state.events}".encode()) % 100 >= percent:
                 continue
             vector = feature_vector(state, state.eval_at)
+            if not self.feed.admit(cid, vector, self.context.clusters):
+                continue
             acks.append(await self.send_features(cid.encode(), orjson.dumps(vector)))
 
     def _fold_all(
@@ -306,6 +363,7 @@ class BatchProcessor:
         loaded: dict[str, Loaded],
         until: float | None,
         rescoring: bool = False,
+        marked: set[Source] | None = None,
     ) -> tuple[list[Write], dict[str, Encoded]]:
         writes = []
         results: dict[str, Encoded] = {}
@@ -313,6 +371,7 @@ class BatchProcessor:
         for cid, items in groups.items():
             before = loaded[cid]
             marks = _marks(before.state)
+            was_marked = before.state is not None and before.state.no_actions
             if until is None:
                 # The state is this worker's (cached, or read for this batch): fold in place.
                 # A write that loses comes back with the stored state, never this one.
@@ -329,6 +388,8 @@ class BatchProcessor:
                     continue  # nothing moved: no write
             else:
                 result = tick(before.state, until, config=self.config, ctx=ctx)
+            if marked or was_marked:
+                _carry_mark(result, items, marked or set(), was_marked)
             encoded = Encoded.of(result)
             results[cid] = encoded
             write = Write(cid, before.rev, result.state)
@@ -343,6 +404,21 @@ class BatchProcessor:
             write.ids = [id_number(e) for e in result.applied_ids]
             writes.append(write)
         return writes, results
+
+
+def _carry_mark(
+    result: FoldResult, items: list[tuple[Event, Source]], marked: set[Source], was: bool
+) -> None:
+    """Mark ``no_actions`` the changes of events replayed with ``--no-actions`` and, while
+    the customer's latest event was one of those (``was``, the state before), the changes
+    of its timers and rescoring: they follow from replayed history, not from the customer
+    now. The state remembers whether its latest applied event was marked."""
+    ids = {e.event_id for e, src in items if src in marked}
+    if result.applied_ids:
+        result.state.no_actions = result.applied_ids[-1] in ids
+    for i, (change, src) in enumerate(zip(result.changes, result.causes, strict=True)):
+        if (src in marked) if src is not None else was:
+            result.changes[i] = change.model_copy(update={"no_actions": True})
 
 
 class Encoded(FoldResult):

@@ -28,7 +28,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from .pipeline import Record
+from .pipeline import Record, no_actions_of
 from .store import ProgressLost
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,15 @@ class ProgressGuard:
                 for tp, batch in got.items():
                     for m in batch:
                         if m.offset <= until[tp]:
-                            record = Record(m.topic, m.partition, m.offset, m.key, m.value)
+                            record = Record(
+                                m.topic,
+                                m.partition,
+                                m.offset,
+                                m.key,
+                                m.value,
+                                m.timestamp / 1000,
+                                no_actions=no_actions_of(m.headers),
+                            )
                             out.append((m.timestamp, record))
                 for tp in list(pending):
                     if await consumer.position(tp) > until[tp]:

@@ -17,6 +17,13 @@ recent ids of each customer (``SEGSTREAM_STATE__RECENT_EVENT_IDS``, default 16, 
 events and orders fit in that memory; older events of busier customers are applied again.
 Replay a file once per deployment (or into fresh topics and keys).
 
+Replayed history never sends a customer a message: each retention action acts only on a
+segment change at most its ``max_age_s`` old by the wall clock (docs/actions.md), and
+before sending, :func:`actions_notice` says which actions the target deployment's policy
+would take and from which date on. ``--no-actions`` marks every replayed record with the
+Kafka header ``segstream-no-actions: 1``: the worker segments those events and marks the
+changes they cause ``no_actions``, which the actions agent suppresses (``replay``).
+
 Formats:
 
 ``rees46``
@@ -58,7 +65,7 @@ import sys
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +77,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic import model_validator as _model_validator
 
 from segmenters.events import InvalidEvent, parse_event
+from segmenters.policy import DAY, Policy
 
 log = logging.getLogger(__name__)
 
@@ -849,6 +857,79 @@ def render(stats: ReplayStats) -> str:
     return "\n".join(out)
 
 
+def _age(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds < 2 * DAY else f"{seconds / DAY:g} days"
+
+
+def actions_notice(
+    policy: Policy | None, *, wall: float, no_actions: bool, times: list[float]
+) -> str:
+    """What the target deployment will do about the replayed events, said before sending.
+
+    ``policy``: the deployment's retention policy (None: its actions agent is off);
+    ``times``: the ``occurred_at`` of the events to send (epoch seconds).
+
+    >>> from segmenters.policy import DEFAULT_POLICY
+    >>> print(actions_notice(DEFAULT_POLICY, wall=100 * DAY, no_actions=False,
+    ...                      times=[0.0, 99.9 * DAY]))  # doctest: +NORMALIZE_WHITESPACE
+    actions: this deployment's policy (version 2026-11-24.1) sends ads/reactivation,
+      ads/win_back, email/abandoned_cart, email/vip_offer, email/win_back, but only for
+      segment changes recent by the wall clock; older ones are suppressed `stale`:
+      email/abandoned_cart (max age 6 h): changes dated before 1970-04-10T18:00:00Z;
+        1 of 2 events to send are newer
+      ads/reactivation, ads/win_back, email/vip_offer, email/win_back (max age 24 h):
+        changes dated before 1970-04-10T00:00:00Z; 1 of 2 events to send are newer
+      (timers fire later than the events: at_risk comes 30 days after the last order)
+      --no-actions: act on none of them
+    >>> actions_notice(DEFAULT_POLICY, wall=0.0, no_actions=True, times=[])[:60]
+    'actions: replayed events are marked no-actions (Kafka header'
+    """
+    if no_actions:
+        return (
+            "actions: replayed events are marked no-actions (Kafka header "
+            "segstream-no-actions: 1): the worker segments them and never acts on the "
+            "changes they cause (suppressed `replay`)"
+        )
+    if policy is None:
+        return "actions: this deployment runs no actions agent (SEGSTREAM_ACTIONS_ENABLED=false)"
+    used = sorted({a for rule in policy.rules for a in rule.actions})
+    if not used:
+        return f"actions: this deployment's policy (version {policy.version}) has no rules"
+    by_age: dict[float, list[str]] = {}
+    for a in used:
+        by_age.setdefault(policy.actions[a].max_age_s, []).append(a)
+    out = [
+        f"actions: this deployment's policy (version {policy.version}) sends "
+        f"{', '.join(used)}, but only for segment changes recent by the wall clock; older "
+        "ones are suppressed `stale`:"
+    ]
+    for age, ids in sorted(by_age.items()):
+        cutoff = wall - age
+        newer = sum(1 for t in times if t >= cutoff)
+        when = iso(datetime.fromtimestamp(cutoff, UTC))
+        out.append(
+            f"  {', '.join(ids)} (max age {_age(age)}): changes dated before {when}; "
+            f"{newer} of {len(times)} events to send are newer"
+        )
+    out.append("  (timers fire later than the events: at_risk comes 30 days after the last order)")
+    out.append("  --no-actions: act on none of them")
+    return "\n".join(out)
+
+
+def deployment_policy(settings: Any) -> Policy | None:
+    """The retention policy the target deployment's workers use (None: actions are off)."""
+    from segmenters.policy import DEFAULT_POLICY, PolicyError, load_policy
+
+    if not settings.actions_enabled:
+        return None
+    if settings.actions_file is None:
+        return DEFAULT_POLICY
+    try:
+        return load_policy(Path(settings.actions_file).read_text())
+    except (OSError, PolicyError) as exc:
+        raise ReplayError(f"retention policy {settings.actions_file}: {exc}") from None
+
+
 def replay(
     settings: Any,
     path: Path,
@@ -858,15 +939,21 @@ def replay(
     rate: float | None = None,
     limit: int | None = None,
     progress: bool = True,
+    no_actions: bool = False,
+    announce: Callable[[str], None] | None = None,
+    wall: float | None = None,
 ) -> ReplayStats:
     """Read, map, sort and produce ``path``; ``rate`` events/s, or as fast as possible.
 
     ``limit`` sends only the first ``limit`` events in time order (so a later full replay
     sends the same ids again and then the rest). Ctrl-C stops early; what was sent is
-    flushed and counted.
+    flushed and counted. ``announce`` (a ``print``-like callable) gets
+    :func:`actions_notice` before the first event is sent; ``no_actions`` marks every
+    record with the ``segstream-no-actions`` header; ``wall`` defaults to ``time.time()``.
     """
     from tqdm import tqdm
 
+    from .pipeline import NO_ACTIONS_HEADER
     from .topics import finish, input_producer
 
     if rate is not None and not (rate > 0 and math.isfinite(rate)):
@@ -883,6 +970,12 @@ def replay(
     )
     events = mapped.events if limit is None else mapped.events[: max(0, limit)]
     stats.not_sent = len(mapped.events) - len(events)
+    if announce is not None:
+        times = [_time_key(e).timestamp() for e in events]
+        now = float(int(time.time())) if wall is None else wall
+        policy = None if no_actions else deployment_policy(settings)
+        announce(actions_notice(policy, wall=now, no_actions=no_actions, times=times))
+    headers = [(NO_ACTIONS_HEADER, b"1")] if no_actions else None
 
     producer, topics = input_producer(settings, "replay")
     failures: list[BaseException] = []
@@ -907,6 +1000,7 @@ def replay(
                 topics[event["type"]],
                 key=str(event["customer_id"]).encode(),
                 value=orjson.dumps(event),
+                headers=headers,
             )
             future.add_errback(failures.append)
             by_type[event["type"]] += 1

@@ -122,6 +122,14 @@ class Settings(BaseSettings):
         "segments as living through them); live: it also follows wall time when idle.",
     )
     allowed_lateness_s: float = Field(5.0, ge=0, description="Clock = watermark - this.")
+    max_future_s: float = Field(
+        300.0,
+        ge=0,
+        description="Bounded event time: an event whose occurred_at is more than this ahead "
+        "of its Kafka record timestamp (in live mode also of the wall clock) is "
+        "dead-lettered, and the collector rejects it; a partition clock this far ahead of "
+        "the wall clock is a fault (/ready, metrics, dashboard).",
+    )
     timer_interval_s: float = Field(0.25, gt=0, description="How often due timers are scanned.")
     timer_batch: int = Field(1000, ge=1, description="Most timers fired per partition per scan.")
     rfm_refresh_s: float = Field(5.0, gt=0, description="How often RFM quantiles are refreshed.")
@@ -146,6 +154,15 @@ class Settings(BaseSettings):
     cluster_snapshot_s: float = Field(10.0, gt=0, description="How often the trainer publishes.")
     cluster_margin: float = Field(0.1, ge=0, lt=1, description="Hysteresis of cluster changes.")
     cluster_seed: int = 0
+    features_min_move: float = Field(
+        0.25,
+        ge=0,
+        description="A customer's vector goes to the trainer (segments.features) only when it "
+        "moved this far (in the model's standard deviations) from the last one sent.",
+    )
+    features_memory: int = Field(
+        200_000, ge=1, description="Customers whose last sent vector a worker remembers."
+    )
 
     sizes_every_s: float = Field(60.0, gt=0, description="How often segment sizes are recorded.")
     sizes_keep: int = Field(10080, ge=10, description="Size records kept (a week at 1/min).")
@@ -173,6 +190,18 @@ class Settings(BaseSettings):
         ge=0,
         description="Purchases outside every conversion window are kept this long, for "
         "assignments still on their way (segments.changes lags the purchases).",
+    )
+    currency: str = Field(
+        "EUR",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO-4217 code of the shop's amounts: the uplift report's revenue is "
+        "labelled with it (purchase totals are summed as sent, never converted).",
+    )
+    uplift_min_group: int = Field(
+        30,
+        ge=0,
+        description="Uplift rows with fewer customers than this in either group (treated, "
+        "control) show 'too few' instead of an interval.",
     )
 
     web_enabled: bool = True

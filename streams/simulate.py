@@ -664,7 +664,9 @@ def simulate(
     With ``days``, the same events span that many days of event time instead, ending
     now: weeks of shop life in a minute, for RFM recency, lapsing and tenure to show.
     ``rate=0`` sends as fast as possible, with event times spaced as if at
-    :data:`UNPACED_RATE` events/s (so ``UNPACED_RATE * duration`` events).
+    :data:`UNPACED_RATE` events/s (so ``UNPACED_RATE * duration`` events) and ending
+    now: an event is never dated after it is sent (workers dead-letter events dated
+    more than ``SEGSTREAM_MAX_FUTURE_S`` ahead of their record timestamp).
     Ctrl-C stops early; what was sent is flushed and counted.
     """
     if rate < 0:
@@ -686,7 +688,10 @@ def simulate(
 
     span = duration if days is None else days * 86400.0
     speed = span / duration if duration > 0 else 1.0  # event seconds per wall second
-    start = datetime.now(UTC) - timedelta(seconds=span - duration if days else 0)
+    if not paced:  # sent at once: event times end now
+        start = datetime.now(UTC) - timedelta(seconds=span)
+    else:  # each sent when due; with days, the last is due now
+        start = datetime.now(UTC) - timedelta(seconds=span - duration if days else 0)
     t0 = time.monotonic()
     bar = tqdm(
         total=round(event_rate * duration),

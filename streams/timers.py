@@ -20,8 +20,10 @@ from segmenters.core import Context
 from segmenters.custom import SegmentConfigError, parse_segments
 from segmenters.rfm import RfmQuantiles
 
+from .clock import ClockResets
 from .keys import timers_key
 from .pipeline import BatchProcessor, BatchStats
+from .rules import segments_vocabulary
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class TimerService:
         self.assigned = assigned
         self.wall = wall
         self._clocks_loaded = False
+        #: ``segstream clock reset``s this worker has applied (streams/clock.py).
+        self.resets: ClockResets | None = None
         self._next_rfm = 0.0
         self._next_save = 0.0
         self.fired = 0
@@ -90,6 +94,8 @@ class TimerService:
         if not self._clocks_loaded:
             for p, w in (await store.load_clocks()).items():
                 self.processor.watermarks.setdefault(p, w)
+            self.resets = ClockResets(store.client, self.settings.key_prefix)
+            await self.resets.prime()
             self._clocks_loaded = True
         partitions = sorted(set(self.assigned()))
         clocks = self.clocks(partitions)
@@ -99,6 +105,16 @@ class TimerService:
             await self.refresh_rfm(max(clocks.values(), default=None))
         if now >= self._next_save:
             self._next_save = now + 1.0
+            resets = (
+                [] if self.resets is None else await self.resets.adopt(self.processor.watermarks)
+            )
+            for p in resets:
+                log.warning(
+                    "partition %d: clock reset to watermark %s by segstream clock reset",
+                    p,
+                    self.processor.watermarks[p],
+                )
+            clocks = self.clocks(partitions)
             await store.save_clocks(
                 {p: w for p, w in self.processor.watermarks.items() if p in partitions}
             )
@@ -142,7 +158,7 @@ class TimerService:
             return ctx
         self._segments_mtime = mtime
         try:
-            custom = parse_segments(path.read_text())
+            custom = parse_segments(path.read_text(), segments_vocabulary(self.settings))
         except SegmentConfigError as exc:
             log.error("custom segments file %s: %s (keeping the previous rules)", path, exc)
             return ctx

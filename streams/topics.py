@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from .security import kafka_admin, kafka_python_kwargs
@@ -27,15 +27,32 @@ PROFILE = "events.profile"
 INPUTS = (BROWSE, CART, PURCHASE, PROFILE)
 DEADLETTER = "events.deadletter"
 CHANGES = "segments.changes"
-#: Internal: a sample of feature vectors for the one cluster trainer (one partition).
+#: Internal: feature vectors that moved, for the one cluster trainer (one partition).
 FEATURES = "segments.features"
 #: Compacted: a tombstone (key ``customer_id``, no value) per erased customer.
 ERASED = "customers.erased"
 #: Retention actions, one topic per channel, keyed by customer (docs/actions.md).
 ACTION_TOPICS = ("actions.email", "actions.ads", "actions.push", "actions.webhook")
 
-#: Topic configs other than the broker's defaults.
-TOPIC_CONFIGS = {ERASED: {"cleanup.policy": "compact"}}
+#: Topics that get a tombstone (key ``customer_id``, no value) when a customer is erased.
+TOMBSTONED = (ERASED, FEATURES)
+
+HOUR_MS = 3_600_000
+#: Topic configs other than the broker's defaults. ``segments.features`` is internal and
+#: only its latest vector per customer matters: compacted by customer (an erase tombstone
+#: removes the customer's vectors), and what is older than 6 h is deleted anyway; its
+#: segments roll hourly so both apply (the broker's default segment is a week).
+TOPIC_CONFIGS = {
+    # Tombstones stay a week (Kafka's default retention of the input topics), so
+    # downstream services and ``segstream verify`` see every erase whose events remain.
+    ERASED: {"cleanup.policy": "compact", "delete.retention.ms": str(7 * 24 * HOUR_MS)},
+    FEATURES: {
+        "cleanup.policy": "compact,delete",
+        "retention.ms": str(6 * HOUR_MS),
+        "segment.ms": str(HOUR_MS),
+        "delete.retention.ms": str(HOUR_MS),
+    },
+}
 
 #: Topic name of each event ``type`` (without the deployment prefix).
 TOPIC_OF_TYPE = {
@@ -84,9 +101,24 @@ def ensure_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:
         if created:
             log.info("created topics %s", ", ".join(created))
             _wait_for_leaders(admin, created, timeout_ms / 1000)
+        features = settings.topic(FEATURES)
+        if features in existing:
+            _bound_features(admin, features)
         return created
     finally:
         admin.close()
+
+
+def _bound_features(admin: Any, topic: str) -> None:
+    """Give a ``segments.features`` made by an older version (7-day retention, not
+    compacted) its bounds. Internal topic, so segstream owns its config; a broker that
+    refuses (no ALTER_CONFIGS right) only costs disk, hence a warning."""
+    try:
+        admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=TOPIC_CONFIGS[FEATURES])]
+        )
+    except Exception as exc:  # any refusal: keep going
+        log.warning("could not bound %s (%s); it keeps its retention", topic, exc)
 
 
 def delete_topics(settings: Settings, *, timeout_ms: int = 30000) -> list[str]:

@@ -19,7 +19,7 @@ from .security import kafka_consumer, redis_client
 from .settings import Settings
 from .store import load_doc
 from .timers import partition_clock
-from .topics import INPUTS
+from .topics import ERASED, INPUTS
 
 
 class VerifyError(RuntimeError):
@@ -61,13 +61,16 @@ def read_inputs(
                     if r.offset >= ends[tp]:
                         continue
                     bar.update(1)
-                    record = Record(tp.topic, tp.partition, r.offset, r.key, r.value)
+                    record = Record(
+                        tp.topic, tp.partition, r.offset, r.key, r.value, r.timestamp / 1000
+                    )
                     try:
                         event = parse_record(
                             record,
                             topic_prefix=settings.topic_prefix,
                             max_bytes=settings.max_event_bytes,
                             partitions=settings.topic_partitions,
+                            max_future_s=settings.max_future_s,
                         )
                     except InvalidEvent:
                         invalid += 1
@@ -76,6 +79,36 @@ def read_inputs(
             remaining = {tp for tp in remaining if consumer.position(tp) < ends[tp]}
         bar.close()
         return events, invalid
+    finally:
+        consumer.close()
+
+
+def erased_customers(settings: Settings) -> set[str]:
+    """The customers with an erase tombstone (key, no value) on ``customers.erased``.
+
+    Tombstones stay on that compacted topic for its ``delete.retention.ms`` (7 days, as
+    long as the input topics keep events), so verify knows every erased customer whose
+    old events it can still read."""
+    consumer = kafka_consumer(settings, enable_auto_commit=False)
+    try:
+        topic = settings.topic(ERASED)
+        parts = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        if not parts:
+            return set()
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        latest: dict[str, bool] = {}  # customer -> erased by its latest record
+        remaining = {tp for tp in parts if consumer.position(tp) < ends[tp]}
+        while remaining:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for r in records:
+                    if r.key is not None and r.offset < ends[tp]:
+                        latest[r.key.decode(errors="replace")] = r.value is None
+            remaining = {tp for tp in remaining if consumer.position(tp) < ends[tp]}
+        return {cid for cid, gone in latest.items() if gone}
     finally:
         consumer.close()
 
@@ -126,8 +159,10 @@ def verify(
             clocks[cid] = clock if clock is not None else 0.0
     stored = stored_states(settings, list(offline))
     as_of = max(clocks.values(), default=0.0)
-    report = compare(stored, offline, clocks, as_of)
-    ari = cluster_agreement(stored, offline, clocks, settings.clusters, personas)
+    erased = erased_customers(settings)
+    report = compare(stored, offline, clocks, as_of, erased=erased)
+    kept = {cid: s for cid, s in offline.items() if cid not in erased}
+    ari = cluster_agreement(stored, kept, clocks, settings.clusters, personas)
     for name, value in ari.items():
         if name != "customers":
             report.extra[f"clusters ARI {name}"] = (

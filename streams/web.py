@@ -2,10 +2,12 @@
 
 =======================================================  ==========================
 ``GET /health``                                          the process is alive
-``GET /ready``                                           Kafka and Redis answer and
+``GET /ready``                                           Kafka and Redis answer,
                                                          input partitions are
-                                                         assigned: 200, else 503
-                                                         with the reasons
+                                                         assigned and no clock of
+                                                         theirs is ahead of wall
+                                                         time: 200, else 503 with
+                                                         the reasons
 ``GET /customers/{id}``                                  the customer look-up (as
                                                          ``segstream customer --json``)
 ``DELETE /customers/{id}``                               erase the customer
@@ -19,7 +21,7 @@
                                                          freshness, clocks, stalls
 ``GET /api/sizes?count=``                                segment sizes over time
 ``GET /api/flows?window=``                               segment flows in a window
-``GET /api/actions``                                     retention-action uplift rows
+``GET /api/actions?since=&until=``                      retention-action uplift (numbers)
 =======================================================  ==========================
 
 Every endpoint but ``/health``, ``/ready``, ``/dashboard`` and ``/static/*`` requires
@@ -44,13 +46,17 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from segmenters.contract import Erasure
+from segmenters.eventtime import clock_fault, iso_utc, span
+from segmenters.uplift import parse_when
+
 from .erase import EraseConflict, erase_async
 from .keys import index_key, index_registry_key
 from .lookup import customer_view
 from .metrics import CONTENT_TYPE_LATEST, Metrics, read_flows, read_sizes
 from .settings import Settings
 from .store import StateStore, segment_sizes
-from .topics import ERASED
+from .topics import ERASED, TOMBSTONED
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +99,12 @@ class WebContext:
     lock: asyncio.Lock | None = None
     #: The worker's metrics (``/metrics``, ``/api/status``); None: those answer 503.
     metrics: Metrics | None = None
-    #: Rows of the action uplift table; None: no actions yet (``/api/actions`` gives []).
-    actions: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
+    #: Owned partitions -> their clocks; a clock too far ahead of wall time makes
+    #: ``/ready`` fail (None: not checked).
+    clocks: Callable[[Iterable[int]], dict[int, float]] | None = None
+    #: The uplift report for a window of decision times (``since``, ``until``: epoch
+    #: seconds or None); None: no actions in this worker (``/api/actions`` gives no rows).
+    actions: Callable[[float | None, float | None], Awaitable[dict[str, Any]]] | None = None
 
 
 def bearer_ok(header: str | None, token: str | None) -> bool:
@@ -136,6 +146,27 @@ def page_params(query: Any) -> tuple[int, int] | str:
     return cursor, count
 
 
+def report_window(query: Any) -> tuple[float | None, float | None] | str:
+    """(since, until) of ``/api/actions`` as epoch seconds, or why they are invalid.
+
+    >>> report_window({}), report_window({"since": "2026-11-01", "until": "2026-11-01"})
+    ((None, None), (1793491200.0, 1793577600.0))
+    >>> report_window({"since": "yesterday"})
+    "since: 'yesterday' is not an ISO-8601 date or datetime (2026-11-01, 2026-11-01T09:30Z)"
+    """
+    bounds: list[float | None] = []
+    for name in ("since", "until"):
+        text = query.get(name) or ""
+        try:
+            bounds.append(parse_when(text, end=name == "until") if text.strip() else None)
+        except ValueError as exc:
+            return f"{name}: {exc}"
+    since, until = bounds
+    if since is not None and until is not None and until <= since:
+        return "until must be after since"
+    return since, until
+
+
 def kafka_probe_for(app: faust.App, settings: Settings) -> Callable[[], Awaitable[None]]:
     """A Kafka probe: a metadata request on the worker's producer connection.
 
@@ -158,13 +189,16 @@ def kafka_probe_for(app: faust.App, settings: Settings) -> Callable[[], Awaitabl
 
 
 def tombstone_sender(app: faust.App, settings: Settings) -> Callable[[str], Awaitable[None]]:
-    """Send ``key=customer_id, value=None`` to the compacted ``customers.erased`` topic."""
-    topic = settings.topic(ERASED)
+    """Send ``key=customer_id, value=None`` to the compacted ``customers.erased`` topic
+    (and to ``segments.features``, which drops the customer's vectors)."""
+    topics = [settings.topic(name) for name in TOMBSTONED]
 
     async def send(customer_id: str) -> None:
-        await app.producer.send_and_wait(
-            topic, customer_id.encode(), None, partition=None, timestamp=None, headers=None
-        )
+        key = Erasure(customer_id=customer_id).key()
+        for topic in topics:
+            await app.producer.send_and_wait(
+                topic, key, None, partition=None, timestamp=None, headers=None
+            )
 
     return send
 
@@ -257,8 +291,21 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
     @app.page("/api/actions", name="segstream.api.actions")
     class Actions(Protected):
         async def get(self, request: Request) -> Response:
-            rows = [] if ctx.actions is None else await ctx.actions()
-            return self.json({"rows": rows})
+            window = report_window(request.query)
+            if isinstance(window, str):
+                return self.error(400, window)
+            since, until = window
+            if ctx.actions is None:
+                return self.json(
+                    {
+                        "since": since,
+                        "until": until,
+                        "min_group": settings.uplift_min_group,
+                        "currency": settings.currency,
+                        "rows": [],
+                    }
+                )
+            return self.json(await ctx.actions(since, until))
 
     @app.page("/ready", name="segstream.ready")
     class Ready(View):
@@ -377,10 +424,29 @@ async def readiness(ctx: WebContext) -> tuple[bool, dict[str, Any]]:
     else:
         if not partitions:
             reasons.append("partitions: no input partition assigned to this worker")
+    faults = clock_faults(ctx, partitions, time.time())
+    reasons += faults.values()
     body: dict[str, Any] = {"ready": not reasons, "partitions": partitions}
+    if faults:
+        body["clock_ahead"] = sorted(faults)
     if reasons:
         body["reasons"] = reasons
     return not reasons, body
+
+
+def clock_faults(ctx: WebContext, partitions: list[int], wall: float) -> dict[int, str]:
+    """Owned partitions whose clock runs more than ``SEGSTREAM_MAX_FUTURE_S`` ahead of
+    ``wall``, each with its reason for ``/ready``."""
+    if ctx.clocks is None or not partitions:
+        return {}
+    limit = ctx.settings.max_future_s
+    return {
+        p: f"clock: partition {p} clock {iso_utc(clock)} is {span(clock - wall)} ahead of the "
+        f"wall clock (limit SEGSTREAM_MAX_FUTURE_S={limit:g}); repair with "
+        f"segstream clock reset {p} --to <ISO time>"
+        for p, clock in sorted(ctx.clocks(partitions).items())
+        if clock_fault(clock, wall, limit)
+    }
 
 
 def _text(value: bytes | str) -> str:

@@ -21,6 +21,7 @@
     previous: null,
     sizes: null,
     flows: null,
+    actions: null, // the last /api/actions answer
   };
   window.segstream = state;
 
@@ -141,12 +142,16 @@
     const totalLag = lagKnown.reduce((a, p) => a + p.lag, 0);
     const ages = parts.map((p) => p.event_age_s).filter((a) => a !== null);
     const stalled = parts.filter((p) => p.stalled);
+    const ahead = parts.filter((p) => p.clock_fault);
     $("k-lag").textContent = lagKnown.length ? fmt(totalLag) : "–";
     $("k-fresh").textContent = ages.length ? duration(Math.max(...ages)) : "–";
     $("k-timers").textContent = fmt(status.totals.timers_fired);
     $("k-redis").textContent = fmt(status.totals.redis_errors);
     const pill = $("health");
-    if (stalled.length) {
+    if (ahead.length) {
+      pill.textContent = "clock ahead: partition " + ahead.map((p) => p.partition).join(", ");
+      pill.className = "pill bad";
+    } else if (stalled.length) {
       pill.textContent = "stalled: partition " + stalled.map((p) => p.partition).join(", ");
       pill.className = "pill bad";
     } else if (!parts.length) {
@@ -201,7 +206,8 @@
       cell(row, duration(p.event_age_s));
       cell(row, p.clock === null ? "–" : dateLabel(p.clock));
       cell(row, duration(p.progress_age_s) + " ago");
-      if (p.stalled) cell(row, "stalled", "stalled");
+      if (p.clock_fault) cell(row, "clock ahead " + duration(p.clock_ahead_s), "fault");
+      else if (p.stalled) cell(row, "stalled", "stalled");
       else cell(row, p.lag ? "catching up" : "up to date", "ok");
       body.appendChild(row);
     }
@@ -288,34 +294,65 @@
   }
 
   // --- actions ---------------------------------------------------------------------------
+  // /api/actions gives numbers; they are formatted here.
+  const pct = (x) => (x === null || x === undefined ? "–" : (x * 100).toFixed(2) + "%");
+  const signed = (x) => (x >= 0 ? "+" : "") + x.toFixed(2);
+  const money = (x) => (x === null || x === undefined ? "–" :
+    x.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 }));
+
+  function interval(i, scale, unit) {
+    return signed(i.estimate * scale) + unit + " [" + signed(i.low * scale) + ", " +
+      signed(i.high * scale) + "]";
+  }
+
+  function tooFew(r) {
+    return "too few (" + r.treated.customers + " treated, " + r.control.customers +
+      " control; " + Math.max(r.min_group, 1) + " each needed)";
+  }
+
   function renderActions(doc) {
+    state.actions = doc;
     const table = $("actions");
     table.replaceChildren();
     const rows = doc.rows || [];
     const body = document.createElement("tbody");
     if (!rows.length) {
       const row = document.createElement("tr");
-      cell(row, "no retention actions yet", "muted");
+      cell(row, doc.since || doc.until ? "no decisions in this window" : "no retention actions yet", "muted");
       body.appendChild(row);
       table.appendChild(body);
       return;
     }
-    const columns = Object.keys(rows[0]);
+    const level = Math.round((rows[0].conversion_diff || rows[0].revenue_diff || { level: doc.level || 0.95 }).level * 100);
+    const cur = doc.currency;
+    const columns = ["action", "treated", "control", "conv treated", "conv control",
+                     "Δ conv (" + level + "% CI)", "revenue/customer treated (" + cur + ")",
+                     "revenue/customer control (" + cur + ")",
+                     "Δ revenue/customer (" + cur + ", " + level + "% CI)", "suppressed"];
     const head = document.createElement("thead");
     const hr = document.createElement("tr");
     for (const c of columns) {
       const th = document.createElement("th");
-      th.textContent = c.replaceAll("_", " ");
+      th.textContent = c;
       hr.appendChild(th);
     }
     head.appendChild(hr);
     table.appendChild(head);
     for (const r of rows) {
       const row = document.createElement("tr");
-      for (const c of columns) {
-        const v = r[c];
-        cell(row, typeof v === "number" ? fmt(v, 4) : v === null || v === undefined ? "–" : String(v));
-      }
+      const few = r.status === "too_few";
+      let revenue = "–";
+      if (!few) revenue = r.revenue_diff ? interval(r.revenue_diff, 1, "") : "no variance (all amounts equal)";
+      cell(row, r.action);
+      cell(row, fmt(r.treated.customers));
+      cell(row, fmt(r.control.customers));
+      cell(row, pct(r.treated.conversion_rate));
+      cell(row, pct(r.control.conversion_rate));
+      cell(row, few ? tooFew(r) : interval(r.conversion_diff, 100, " pp"), few ? "muted" : "");
+      cell(row, money(r.treated.revenue_per_customer));
+      cell(row, money(r.control.revenue_per_customer));
+      cell(row, revenue, few || !r.revenue_diff ? "muted" : "");
+      cell(row, Object.entries(r.suppressed).map(([k, v]) => k + "=" + v).join(" ") || "–");
       body.appendChild(row);
     }
     table.appendChild(body);
@@ -361,7 +398,11 @@
   }
 
   async function pollActions() {
-    renderActions(await api("/api/actions"));
+    const query = new URLSearchParams();
+    if ($("actions-since").value) query.set("since", $("actions-since").value);
+    if ($("actions-until").value) query.set("until", $("actions-until").value);
+    const q = query.toString();
+    renderActions(await api("/api/actions" + (q ? "?" + q : "")));
   }
 
   function start() {
@@ -378,5 +419,8 @@
   $("sizes-dim").addEventListener("change", renderSizes);
   $("flows-dim").addEventListener("change", renderFlows);
   $("flows-window").addEventListener("change", () => pollFlows().catch((e) => state.errors.push(String(e))));
+  for (const id of ["actions-since", "actions-until"]) {
+    $(id).addEventListener("change", () => pollActions().catch((e) => state.errors.push(String(e))));
+  }
   start();
 })();

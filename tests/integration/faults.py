@@ -31,7 +31,7 @@ from streams.settings import Settings
 from streams.topics import ACTION_TOPICS, TOPIC_OF_TYPE
 from streams.verify import stored_states, verify
 from tests.integration.conftest import Deployment, free_port, free_ports
-from tests.integration.test_pipeline import POPULATION, assert_change_chains
+from tests.integration.test_pipeline import assert_change_chains
 from tests.unit.factories import Events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -357,11 +357,12 @@ def account(
 ) -> dict[str, Any]:
     """Wait for every valid event, verify, count; print and record the row.
 
-    ``redis_lost_writes``: after Redis lost writes, an RFM or behaviour change recomputed
-    by the replay may differ from the one sent before, and an action the actions agent
-    decides again (from its replay) carries the customer's features of the moment and,
-    if delayed, the time of the scan that sent it; counted, not failed. Any other
-    difference fails (docs/reliability.md)."""
+    ``redis_lost_writes``: after Redis lost writes, an action the actions agent decides
+    again (from its replay) carries the customer's features of the moment and, if
+    delayed, the time of the scan that sent it; counted, not failed. Any other difference
+    fails, and a change_id never comes back with other content: a change the replay
+    computes differently (RFM, behaviour) is another change, with its own id
+    (docs/reliability.md)."""
     expected = traffic.per_customer()
     d.wait_applied(expected, timeout=timeout)
     settings = d.settings
@@ -382,15 +383,7 @@ def account(
 
     changes = read_topics(settings.kafka_bootstrap, [settings.topic("segments.changes")])
 
-    # After Redis lost writes, a change of a population dimension (RFM, behaviour) is
-    # recomputed under the same change_id against the population of the moment: its
-    # content may differ (docs/reliability.md). A replay-exact one may not.
-    def recomputed(first: dict[str, Any], again: dict[str, Any]) -> bool:
-        return redis_lost_writes and again["dimension"] in POPULATION
-
-    distinct_changes, changes_resent, changes_differ, changes_recomputed = resends(
-        changes, "change_id", recomputed
-    )
+    distinct_changes, changes_resent, changes_differ, _ = resends(changes, "change_id")
     docs = {c: d.state(c) for c in expected}
     assert_change_chains(changes, docs)  # per customer and dimension: nothing lost, no fork
     actions = read_topics(settings.kafka_bootstrap, [settings.topic(t) for t in ACTION_TOPICS])
@@ -416,7 +409,6 @@ def account(
         "duplicated": duplicated,
         "changes": distinct_changes,
         "changes_resent": changes_resent,
-        "changes_recomputed": changes_recomputed,
         "actions": distinct_actions,
         "actions_resent": actions_resent,
         "actions_redecided": actions_again,

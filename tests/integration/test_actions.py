@@ -3,7 +3,11 @@ uplift report that measures a known effect."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from typing import Any
@@ -18,7 +22,7 @@ from streams.actions import ActionsService, ActionStore, PolicySource, report_da
 from streams.keys import actions_key
 from streams.pipeline import Record
 from streams.security import async_redis_client
-from tests.integration.conftest import Deployment
+from tests.integration.conftest import ROOT, Deployment
 from tests.unit.factories import T0, Events
 
 DAY = 86400.0
@@ -31,10 +35,12 @@ conversion_window_s = 604800
 template = "abandoned_cart_v1"
 cooldown_s = 3600
 holdout = 0.5
+max_age_s = 315360000  # 10 years: the events are dated 2026-01-01 (T0)
 
 [actions.ads.abandoned_cart]
 audience = "cart"
 holdout = 0.2
+max_age_s = 315360000  # 10 years: the events are dated 2026-01-01 (T0)
 
 [[rules]]
 dimension = "journey"
@@ -120,7 +126,7 @@ def test_a_simulated_shop_where_the_email_works_shows_its_uplift(shop):
             current="cart_abandoner",
             at=T0.timestamp() + 3600,
             reason="cart idle",
-            cause=f"test:{c}",
+            position=1,
         )
         changes.append(change)
         control = holdout_draw(c, "email/abandoned_cart", policy.experiment) < 0.5
@@ -146,7 +152,7 @@ def test_a_simulated_shop_where_the_email_works_shows_its_uplift(shop):
         if len(email) == len(customers) - len(refusing):
             break
         time.sleep(0.5)
-    results = {r.action: r for r in data.results()}
+    results = {r.action: r for r in data.results(min_group=d.settings.uplift_min_group)}
     r = results["email/abandoned_cart"]
     n = {g: sum(1 for gg, _ in truth.values() if gg == g) for g in ("treated", "control")}
     bought = {g: sum(1 for gg, b in truth.values() if gg == g and b) for g in n}
@@ -164,6 +170,59 @@ def test_a_simulated_shop_where_the_email_works_shows_its_uplift(shop):
     ].control.customers == len(customers)
     sent = d.read_topic("actions.email", expect=n["treated"], timeout=30, settle=0.5)
     assert len(sent) == n["treated"]
+
+    # The report as numbers (as /api/actions gives it), and for windows of decision times:
+    # every decision here was made at the change's changed_at.
+    decided = T0.timestamp() + 3600
+    row = next(x for x in data.to_json(d.settings)["rows"] if x["action"] == r.action)
+    assert row["status"] == "ok" and row["currency"] == "EUR" and row["revenue_note"] is None
+    assert row["treated"]["customers"] == n["treated"]
+    assert row["conversion_diff"]["low"] == pytest.approx(r.conversion.low)
+    assert row["revenue_diff"]["high"] == pytest.approx(r.revenue.high)
+    later = data.to_json(d.settings, since=decided + 1)["rows"]
+    assert {x["treated"]["customers"] + x["control"]["customers"] for x in later} == {0}
+    assert {x["status"] for x in later} == {"too_few"}
+    (same,) = [x for x in data.results(min_group=30, until=decided + 1) if x.action == r.action]
+    assert (same.treated, same.control) == (r.treated, r.control)
+    # The command line: a window by ISO date, a currency, and "too few" below --min-group.
+    day = T0.date().isoformat()
+    env = {**os.environ, **d.env, "SEGSTREAM_CURRENCY": "GBP"}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "actions",
+            "report",
+            "--since",
+            day,
+            "--until",
+            day,
+            "--min-group",
+            str(n["control"] + 1),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if x.startswith("email/abandoned_cart"))
+    assert f"too few ({n['treated']} treated, {n['control']} control;" in line
+    assert "rev T (GBP)" in out.stdout and f"decisions {day}T00:00:00+00:00" in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "actions", "report", "--json", "--until", day],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = {x["action"]: x for x in json.loads(out.stdout)["rows"]}
+    assert rows[r.action]["conversion_diff"]["estimate"] == pytest.approx(r.conversion.estimate)
+    assert rows[r.action]["currency"] == "GBP" and rows[r.action]["min_group"] == 30
 
 
 class FlakySend:
@@ -215,7 +274,7 @@ async def test_a_write_whose_send_failed_is_resent_from_the_outbox_never_decided
             current="cart_abandoner",
             at=T0.timestamp(),
             reason="r",
-            cause="x",
+            position=1,
         )
         record = Record(
             d.settings.topic("segments.changes"),
@@ -242,6 +301,46 @@ async def test_a_write_whose_send_failed_is_resent_from_the_outbox_never_decided
             d.redis.hget(actions_key(d.settings.key_prefix, d.home("c-9"), "c-9"), "doc")
         )
         assert doc["first"]["exp-x"]["email/abandoned_cart"][0] == "treated"
+    finally:
+        await client.aclose()
+        d.close()
+
+
+async def test_a_purchase_in_another_currency_is_kept_and_named(services, tmp_path, caplog):
+    """Totals are never converted: the report keeps the purchase and the worker says once
+    that it mixes currencies."""
+    d = Deployment(services, tmp_path, SEGSTREAM_CURRENCY="GBP")
+    client = async_redis_client(d.settings)
+    try:
+        service = ActionsService(
+            settings=d.settings,
+            store=ActionStore(
+                client,
+                prefix=d.settings.key_prefix,
+                partitions=d.settings.topic_partitions,
+                cache_size=100,
+            ),
+            policy=PolicySource(None),
+            send=FlakySend(failures=0),
+        )
+        records = [
+            Record(
+                d.settings.topic("events.purchase"),
+                d.home(c),
+                i,
+                c.encode(),
+                orjson.dumps(Events(c).purchase(f"o-{c}-{i}", ["A"], i, price=20.0)),
+            )
+            for i, c in enumerate(["c-eur", "c-eur", "c-eur2"])
+        ]
+        stats = await service.process(records)
+        assert stats.purchases == 3 and service.other_currencies == {"EUR"}
+        warned = [r for r in caplog.records if "purchases in EUR" in r.getMessage()]
+        assert len(warned) == 1 and "GBP" in warned[0].getMessage()
+        doc = orjson.loads(
+            d.redis.hget(actions_key(d.settings.key_prefix, d.home("c-eur"), "c-eur"), "doc")
+        )
+        assert [b[2] for b in doc["buys"]] == [20.0, 20.0]
     finally:
         await client.aclose()
         d.close()

@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +223,40 @@ def test_clock_skew_of_a_batch_is_corrected(
     assert abs((datetime.fromisoformat(stored["occurred_at"]) - now).total_seconds()) < 30
 
 
+def test_events_dated_ahead_are_rejected_and_skew_never_moves_past_receipt(
+    deployment: Deployment, collectors: Callable[..., CollectorProcess]
+) -> None:
+    c = collectors()
+    now = datetime.now(UTC)
+    sent = now - timedelta(hours=1)  # a client clock an hour behind
+    base = {"type": "browse", "page_type": "home"}
+    batch = [
+        {**base, "customer_id": "c-2099", "occurred_at": "2099-01-01T00:00:00Z"},
+        # 30 min after the client's sent_at: the hour of correction would put it 30 min
+        # after the collector received it.
+        {
+            **base,
+            "customer_id": "c-skew",
+            "occurred_at": (sent + timedelta(minutes=30)).isoformat(),
+        },
+        {**base, "customer_id": "c-late", "occurred_at": "2010-12-01T08:26:00Z"},
+    ]
+    status, body, _ = c.post("/v1/events", {"batch": batch, "sent_at": sent.isoformat()})
+    assert status == 200 and (body["accepted"], body["rejected"]) == (2, 1), body
+    rejected = body["results"][0]
+    assert rejected["status"] == "rejected"
+    assert rejected["reason"].startswith("occurred_at 2099-01-01T00:00:00Z is ")
+    assert "days ahead of its receive time" in rejected["reason"]
+    assert rejected["reason"].endswith("limit SEGSTREAM_MAX_FUTURE_S=300")
+    records = deployment.read_topic(BROWSE, expect=2, settle=0.5)
+    stored = by_key(records)
+    assert "c-2099" not in stored
+    [skewed] = [r for r in records if r.key == b"c-skew"]
+    received = datetime.fromisoformat(dict(skewed.headers)["received_at"].decode())
+    assert datetime.fromisoformat(stored["c-skew"][0]["occurred_at"]) == received  # clamped
+    assert stored["c-late"][0]["occurred_at"].startswith("2010-12-01T09:2")  # late data is kept
+
+
 def test_identify_moves_the_anonymous_history_onto_the_customer(
     deployment: Deployment, collectors: Callable[..., CollectorProcess]
 ) -> None:
@@ -356,3 +390,49 @@ def test_protection_answers_4xx_as_json(
         proc.stop()
         text = proc.log_path.read_text()
         assert "c-1" not in text and "Traceback" not in text, text
+
+
+def test_a_wrong_method_answers_405_with_allow(
+    deployment: Deployment, collectors: Callable[..., CollectorProcess]
+) -> None:
+    c = collectors()
+    status, body, headers = c.request("GET", "/v1/events", headers={"X-Write-Key": KEY})
+    assert (status, body["error"]) == (405, "method_not_allowed")
+    assert "POST" in headers["Allow"].split(", ")
+    status, body, headers = c.post("/v1/pixel.gif", {})
+    assert status == 405 and "GET" in headers["Allow"].split(", ")
+    assert c.request("GET", "/v1/identify", headers={"X-Write-Key": KEY})[0] == 405
+    assert c.request("GET", "/v1/events")[0] == 401  # the write key is checked first
+
+
+def test_ready_checks_redis_and_anonymous_events_get_503_without_it(
+    deployment: Deployment, collectors: Callable[..., CollectorProcess]
+) -> None:
+    ok = collectors()
+    status, body, _ = ok.request("GET", "/ready")
+    assert (status, body) == (200, {"ready": True, "reasons": []})
+
+    down = collectors(SEGSTREAM_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    assert "Redis does not answer" in down.log()  # said at start, not "healthy"
+    status, body, _ = down.request("GET", "/ready")
+    assert status == 503 and not body["ready"]
+    assert [r.split(":")[0] for r in body["reasons"]] == ["redis"]
+
+    now = datetime.now(UTC).isoformat()
+    anonymous = {
+        "type": "browse",
+        "anonymous_id": "a-down",
+        "page_type": "home",
+        "occurred_at": now,
+    }
+    known = {"type": "browse", "customer_id": "c-up", "page_type": "home", "occurred_at": now}
+    status, body, headers = down.post("/v1/events", [anonymous, known])
+    assert status == 503 and headers["Retry-After"].isdigit()
+    assert [r["status"] for r in body["results"]] == ["failed", "accepted"]
+    assert "Redis" in body["results"][0]["reason"]
+    status, body, headers = down.post(
+        "/v1/identify", {"anonymous_id": "a-down", "customer_id": "c-up"}
+    )
+    assert (status, body["error"]) == (503, "redis_unavailable") and "Retry-After" in headers
+    browse = [r for r in deployment.read_topic(BROWSE, expect=1) if r.key]
+    assert [r.key for r in browse] == [b"c-up"]

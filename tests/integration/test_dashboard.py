@@ -117,6 +117,40 @@ def total(found: dict[tuple[str, Any], float], name: str) -> float:
     return sum(v for (n, _), v in found.items() if n == name)
 
 
+def seed_decisions(d: Deployment, at: float) -> None:
+    """Decision records of the default experiment, as the actions agent writes them:
+    ``email/win_back`` with 19 treated and 2 control customers (11 treated bought),
+    ``ads/win_back`` with 60 and 40 (30 % against 20 % bought)."""
+    from segmenters.actions import ActionState
+    from segmenters.attribution import ActionDoc
+    from segmenters.policy import DEFAULT_POLICY
+    from streams.keys import actions_key, assigned_key, experiment_actions_key, partition_for
+
+    prefix, parts, exp = (
+        d.settings.key_prefix,
+        d.settings.topic_partitions,
+        DEFAULT_POLICY.experiment,
+    )
+    pipe = d.redis.pipeline(transaction=False)
+    for action, groups in {
+        "email/win_back": {"treated": (19, 11), "control": (2, 0)},
+        "ads/win_back": {"treated": (60, 18), "control": (40, 8)},
+    }.items():
+        for group, (n, bought) in groups.items():
+            for i in range(n):
+                cid = f"u-{action[0]}{group[0]}{i}"
+                p = partition_for(cid, parts)
+                pipe.hset(assigned_key(prefix, p, exp, action), cid, f"{group} {at!r}")
+                pipe.sadd(experiment_actions_key(prefix, p, exp), action)
+                doc = ActionDoc(ActionState(cid))
+                if i < bought:
+                    doc.add_purchase(f"o-{cid}", at + 3600.0, 40.0 + 7 * i)
+                pipe.hset(
+                    actions_key(prefix, p, cid), mapping={"rev": 1, "doc": json.dumps(doc.to_doc())}
+                )
+    pipe.execute()
+
+
 def test_metrics_and_dashboard(web: Deployment, chromium: str) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -166,7 +200,29 @@ def test_metrics_and_dashboard(web: Deployment, chromium: str) -> None:
     api = get_json(d, "/api/status")
     assert [p["partition"] for p in api["partitions"]] == [0, 1, 2, 3]
     assert api["totals"]["deadletters"] == 2 and api["totals"]["messages"] == len(first) + 2
-    assert get_json(d, "/api/actions") == {"rows": []}
+    empty = get_json(d, "/api/actions")
+    assert empty["rows"] == [] and empty["currency"] == "EUR" and empty["min_group"] == 30
+    assert get(d, "/api/actions?since=last-week")[0] == 400
+    assert get(d, "/api/actions?since=2026-11-02&until=2026-11-01")[0] == 400
+    decided = now - timedelta(days=2)
+    seed_decisions(d, decided.timestamp())
+    report = get_json(d, "/api/actions")
+    rows = {r["action"]: r for r in report["rows"]}
+    few, ok = rows["email/win_back"], rows["ads/win_back"]
+    assert (few["status"], few["treated"]["customers"], few["control"]["customers"]) == (
+        "too_few",
+        19,
+        2,
+    )
+    assert few["conversion_diff"] is None and few["treated"]["converted"] == 11
+    assert ok["status"] == "ok" and ok["currency"] == "EUR"
+    assert ok["conversion_diff"]["estimate"] == pytest.approx(0.3 - 0.2)
+    assert ok["conversion_diff"]["low"] < 0 < ok["conversion_diff"]["high"]
+    assert isinstance(ok["revenue_diff"]["high"], float)
+    after = (decided + timedelta(days=1)).date().isoformat()
+    later = get_json(d, f"/api/actions?since={after}")
+    assert later["since"] is not None and later["until"] is None
+    assert all(r["treated"]["customers"] == r["control"]["customers"] == 0 for r in later["rows"])
 
     def entered() -> int:  # flows are added to Redis every few seconds
         flows = get_json(d, "/api/flows?window=1h")["flows"]
@@ -223,7 +279,10 @@ def test_metrics_and_dashboard(web: Deployment, chromium: str) -> None:
             assert page.locator("#partitions tbody tr").count() == 4
             assert page.locator("#flows thead th").count() >= 2
             assert page.locator("#health").inner_text() == "running"
-            assert "no retention actions yet" in page.locator("#actions").inner_text()
+            wait_js(page, "window.segstream.actions && window.segstream.actions.rows.length")
+            table = page.locator("#actions").inner_text()
+            assert "too few (19 treated, 2 control; 30 each needed)" in table, table
+            assert "Δ revenue/customer (EUR, 95% CI)" in table and " pp [" in table, table
             assert page.evaluate("window.segstream.errors") == []
             rates = page.evaluate("window.segstream.history.map(h => h.rates && h.rates.all)")
             assert max(r or 0 for r in rates) > 0, rates
@@ -231,6 +290,11 @@ def test_metrics_and_dashboard(web: Deployment, chromium: str) -> None:
             page.screenshot(path=shot or str(d.tmp / "dashboard.png"), full_page=True)
             sender.join(60)
             wait_js(page, "window.segstream.previous.partitions.every(p => p.lag === 0)")
+            # a window of decision dates: nothing was decided after the seeded records
+            page.fill("#actions-since", after)
+            page.dispatch_event("#actions-since", "change")
+            wait_js(page, "window.segstream.actions.since !== null")
+            assert "too few (0 treated, 0 control;" in page.locator("#actions").inner_text()
 
             # without a token: the page asks for one, and shows no data
             other = browser.new_page()

@@ -38,6 +38,7 @@ experiment = "exp-recovery"
 [actions.email.abandoned_cart]
 template = "abandoned_cart_v1"
 holdout = 0
+max_age_s = 315360000  # 10 years: the events are dated 2026-01-01 (T0)
 
 [[rules]]
 dimension = "journey"
@@ -195,7 +196,7 @@ def test_the_actions_agent_replays_what_redis_lost_and_decides_each_action_once(
             current="cart_abandoner",
             at=T0.timestamp() + i,
             reason="cart idle",
-            cause=f"e-{i}",
+            position=1,
         )
         value = orjson.dumps(change.model_dump(mode="json"))
         src = d.produce_raw(CHANGES, cid.encode(), value)

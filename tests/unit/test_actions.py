@@ -74,7 +74,7 @@ actions = ["email/held"]
 )
 
 
-def change(current="cart_abandoner", dimension="journey", previous=None, *, cause="e1", at=NOON):
+def change(current="cart_abandoner", dimension="journey", previous=None, *, position=1, at=NOON):
     return SegmentChange.make(
         customer_id="c-1",
         dimension=dimension,
@@ -82,7 +82,7 @@ def change(current="cart_abandoner", dimension="journey", previous=None, *, caus
         current=current,
         at=at,
         reason="test",
-        cause=cause,
+        position=position,
     )
 
 
@@ -162,7 +162,7 @@ def test_previous_restricts_a_rule():
 def test_input_state_is_not_changed():
     s0 = ActionState("c-1")
     s1, _ = run(s0, now=NOON)
-    run(s1, now=NOON + 10, cause="e2")
+    run(s1, now=NOON + 10, position=2)
     assert s0.to_doc() == {"customer_id": "c-1", "state_version": 1}
     assert s1.last["email/cart"] == NOON
 
@@ -172,9 +172,9 @@ def test_input_state_is_not_changed():
 
 def test_cooldown_blocks_until_exactly_cooldown_s():
     s, _ = run(ActionState("c-1"), now=NOON)
-    _, ds = run(s, now=NOON + 3599, cause="e2")
+    _, ds = run(s, now=NOON + 3599, position=2)
     assert outcomes(ds, "email/cart") == [("email/cart", "suppressed", "cooldown")]
-    _, ds = run(s, now=NOON + 3600, cause="e2")
+    _, ds = run(s, now=NOON + 3600, position=2)
     assert outcomes(ds, "email/cart") == [("email/cart", "send", "sent")]
 
 
@@ -189,9 +189,9 @@ def test_cooldown_is_per_action():
 
 def test_cap_allows_n_and_suppresses_n_plus_1():
     s = ActionState("c-1")
-    s, ds1 = run(s, now=NOON, dimension="rfm", current="champions", cause="a")
-    s, ds2 = run(s, now=NOON + 1, dimension="rfm", current="champions", cause="b")  # cooldown 0
-    s, ds3 = run(s, now=NOON + 2, dimension="rfm", current="champions", cause="c")
+    s, ds1 = run(s, now=NOON, dimension="rfm", current="champions", position=1)
+    s, ds2 = run(s, now=NOON + 1, dimension="rfm", current="champions", position=2)  # cooldown 0
+    s, ds3 = run(s, now=NOON + 2, dimension="rfm", current="champions", position=3)
     assert [d.outcome for d in ds1 + ds2] == ["send", "send"]
     assert outcomes(ds3) == [("email/other", "suppressed", "frequency_cap")]
     assert s.sent == {"email": [NOON, NOON + 1]}
@@ -352,10 +352,10 @@ def test_segment_changed_before_due_drops_the_action():
 
 def test_a_later_change_in_the_same_dimension_drops_pending_at_once():
     s, _ = run(ActionState("c-1"), now=NOON, current="at_risk", previous="loyal")
-    s2, ds = run(s, now=NOON + 60, current="repeat_buyer", previous="at_risk", cause="e2")
+    s2, ds = run(s, now=NOON + 60, current="repeat_buyer", previous="at_risk", position=2)
     assert outcomes(ds) == [("email/later", "suppressed", "segment_changed")]
     assert s2.pending == []
-    s3, ds = run(s, now=NOON + 60, dimension="rfm", current="loyal", cause="e2")
+    s3, ds = run(s, now=NOON + 60, dimension="rfm", current="loyal", position=2)
     assert ds == [] and len(s3.pending) == 1  # another dimension leaves it alone
 
 
@@ -374,10 +374,10 @@ def test_action_removed_from_the_policy_while_pending():
 def test_idempotency_key_is_stable_and_distinct():
     cid = change().change_id
     assert idempotency_key(cid, "cart", "email") == idempotency_key(cid, "cart", "email")
-    assert idempotency_key(cid, "cart", "email") == "e149de38268d22014105939d"
+    assert idempotency_key(cid, "cart", "email") == "916715657a7ebd9f64a82a87"
     keys = {idempotency_key(cid, a, c) for a in ("cart", "x") for c in ("email", "ads")}
     assert len(keys) == 4
-    assert idempotency_key(change(cause="e2").change_id, "cart", "email") not in keys
+    assert idempotency_key(change(position=2).change_id, "cart", "email") not in keys
 
 
 def test_a_redelivered_change_gets_the_same_keys_and_is_a_duplicate():
@@ -408,7 +408,7 @@ def test_holdout_is_recorded_not_sent_and_counts_for_cooldown_and_cap():
     held = POLICY.actions["email/held"].model_copy(update={"cooldown_s": 60.0})
     policy = POLICY.model_copy(update={"actions": {**POLICY.actions, "email/held": held}})
     s, _ = run(ActionState("c-1"), now=NOON, dimension="rfm", current="hibernating", policy=policy)
-    _, ds = run(s, now=NOON + 59, dimension="rfm", current="hibernating", cause="e2", policy=policy)
+    _, ds = run(s, now=NOON + 59, dimension="rfm", current="hibernating", position=2, policy=policy)
     assert outcomes(ds) == [("email/held", "suppressed", "cooldown")]
 
 
@@ -450,7 +450,7 @@ def test_holdout_share_through_plan():
             current="hibernating",
             at=NOON,
             reason="t",
-            cause="x",
+            position=1,
         )
         _, ds = plan(policy, c, ActionState(f"c{i}"), now=NOON, consent=True)
         groups.append(ds[0].outcome)
@@ -485,5 +485,5 @@ def test_expired_history_is_pruned():
 def test_remembered_keys_are_bounded():
     s = ActionState("c-1")
     for i in range(40):
-        s, _ = run(s, now=NOON + i * DAY, cause=f"e{i}")
+        s, _ = run(s, now=NOON + i * DAY, position=i + 1)
     assert len(s.keys) == 16

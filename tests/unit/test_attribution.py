@@ -69,7 +69,9 @@ def test_features_and_segments_of_a_customer():
         segments={"journey": ["loyal", 1.0], "rfm": ["champions", 2.0]},
     )
     f = customer_features(s)
-    assert f["orders"] == 3 and f["revenue"] == 120.46 and f["last_order_at"] == 5.0
+    assert f["orders"] == 3 and f["revenue"] == 120.46
+    assert f["last_order_at"] == "1970-01-01T00:00:05Z" and "currency" not in f
+    assert customer_features(s, "EUR")["currency"] == "EUR"
     assert f["cart_value"] == 25.0 and f["cart_items"] == 2 and f["country"] == "DE"
     assert all(isinstance(v, int | float | str | bool | type(None)) for v in f.values())
     assert current_segments(s) == {"journey": "loyal", "rfm": "champions"}
@@ -97,7 +99,7 @@ def test_policy_reload_on_change_and_a_bad_file_keeps_the_old_policy(tmp_path, c
     with caplog.at_level(logging.ERROR):
         kept = source.reload()
     assert kept is source.policy and list(kept.actions) == ["email/hi"]
-    assert "line 3: rule 1 (journey -> lapsd): unknown segment" in caplog.text
+    assert "line 5: rule 1 (journey -> lapsd): unknown segment" in caplog.text
     assert source.reload() is kept  # unchanged mtime: not read again
     path.write_text(GOOD.replace("hi", "ho"))
     os.utime(path, (2, 2))

@@ -28,7 +28,7 @@ def test_fast_json_equals_the_validated_model(cid, dim, prev, cur, at, reason) -
         current=cur,
         at=at,
         reason=reason,
-        cause="event:e-1",
+        position=1,
     )
     validated = SegmentChange.model_validate(change.model_dump())
     assert validated == change

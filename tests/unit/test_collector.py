@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from segmenters.events import parse_event
 from streams.collector import Collector
@@ -24,6 +26,7 @@ from streams.intake import (
     query_to_event,
     republished,
     site_for_key,
+    skew_corrected,
     split_body,
 )
 from streams.settings import Settings
@@ -125,6 +128,54 @@ def test_given_fields_are_kept_and_skew_moves_client_times() -> None:
     assert p.event["occurred_at"] == "2026-11-22T09:00:00+01:00"
     moved = prep(e, skew=timedelta(minutes=5))
     assert isinstance(moved, Prepared) and moved.event["occurred_at"] == "2026-11-22T09:05:00+01:00"
+
+
+def test_skew_correction_never_moves_an_event_past_the_receive_time() -> None:
+    e = {"type": "browse", "customer_id": "c-1", "page_type": "home"}
+    # The client's clock is an hour behind; its event happened 10 minutes before sending.
+    ten_before = {**e, "occurred_at": iso_z(NOW - timedelta(minutes=10))}
+    p = prep(ten_before, skew=timedelta(hours=1))
+    assert isinstance(p, Prepared) and p.event["occurred_at"] == "2026-11-22T10:00:00Z"
+    # Moving back (a client clock ahead) is not clamped.
+    p = prep(ten_before, skew=timedelta(hours=-1))
+    assert isinstance(p, Prepared) and p.event["occurred_at"] == "2026-11-22T08:50:00Z"
+
+
+@given(
+    offset=st.integers(min_value=-10 * 86400, max_value=10 * 86400),
+    skew=st.integers(min_value=-10 * 86400, max_value=10 * 86400),
+)
+def test_skew_correction_clamp_property(offset: int, skew: int) -> None:
+    given_at, shift = NOW + timedelta(seconds=offset), timedelta(seconds=skew)
+    out = skew_corrected(given_at, shift, NOW)
+    if given_at + shift <= NOW or skew <= 0:
+        assert out == given_at + shift  # the plain correction
+    else:
+        assert out == max(given_at, NOW)  # never pushed past the receive time by it
+    assert out <= max(given_at, NOW) or skew <= 0
+
+
+def test_an_event_dated_in_the_future_is_rejected_with_the_reason() -> None:
+    e = {"type": "browse", "customer_id": "c-1", "page_type": "home"}
+    out = prep({**e, "occurred_at": "2099-01-01T00:00:00Z"}, max_future_s=300)
+    assert isinstance(out, Outcome) and out.status == "rejected"
+    assert out.reason == (
+        "occurred_at 2099-01-01T00:00:00Z is 26337 days ahead of its receive time "
+        "2026-11-22T10:00:00Z; limit SEGSTREAM_MAX_FUTURE_S=300"
+    )
+    edge = prep({**e, "occurred_at": "2026-11-22T10:05:00Z"}, max_future_s=300)
+    assert isinstance(edge, Prepared)  # exactly the bound: accepted
+    late = prep({**e, "occurred_at": "2010-12-01T08:26:00Z"}, max_future_s=300)
+    assert isinstance(late, Prepared)  # late data is normal
+    # A client clock an hour ahead, corrected by its sent_at, is not refused.
+    ahead = prep(
+        {**e, "occurred_at": "2026-11-22T11:00:00Z"}, skew=-timedelta(hours=1), max_future_s=300
+    )
+    assert isinstance(ahead, Prepared) and ahead.event["occurred_at"] == "2026-11-22T10:00:00Z"
+
+
+def iso_z(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
 
 
 def test_anonymous_events() -> None:

@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 
 from segmenters.config import EngineConfig
 from segmenters.core import Source, fold, recompute
-from segmenters.state import CustomerState
+from segmenters.state import STATE_VERSION, CustomerState
 from tests.unit.factories import T0, Events, ev
 
 CFG = EngineConfig()
@@ -200,6 +200,15 @@ def test_state_doc_round_trips_and_is_small():
 
 
 GOLDEN = (
+    '{"customer_id":"c-1","state_version":3,"first_seen":1767261600.0,"last_seen":176'
+    '7261660.0,"events":2,"orders":1,"revenue":10.0,"items":1,"first_order_at":176726'
+    '1660.0,"last_order_at":1767261660.0,"cart_adds":[1.0,1767261600.0],"cart_at":176'
+    '7261600.0,"bought":{"A":1767261660.0},"categories":{"shoes":1},"segments":{"jour'
+    'ney":["first_time_buyer",1767261660.0]},"positions":{"journey":2},"eval_at":1767'
+    '261660.0,"offsets":{"events.x/0":1},"order_ids":["606fd39fbe"]}'
+)
+#: The same customer as a version-2 engine stored it (before ``positions``).
+GOLDEN_V2 = (
     '{"customer_id":"c-1","state_version":2,"first_seen":1767261600.0,"last_seen":176'
     '7261660.0,"events":2,"orders":1,"revenue":10.0,"items":1,"first_order_at":176726'
     '1660.0,"last_order_at":1767261660.0,"cart_adds":[1.0,1767261600.0],"cart_at":176'
@@ -214,6 +223,16 @@ def test_stored_format_is_pinned():
     e = Events()
     state = run([e.add("A"), e.purchase("o-1", ["A"], 1)]).state
     assert orjson.dumps(state.to_doc()).decode() == GOLDEN
+
+
+def test_a_version_2_state_still_loads():
+    """Its dimensions count their changes from 0 on: the next change is position 1."""
+    old = CustomerState.from_doc(orjson.loads(GOLDEN_V2))
+    assert old.state_version == STATE_VERSION and old.positions == {}
+    assert old.segment("journey") == "first_time_buyer"
+    e = Events()
+    r = run([e.purchase("o-2", ["B"], 120)], state=old, start_offset=2)
+    assert r.state.positions == {"journey": 1} and r.changes[0].current == "repeat_buyer"
 
 
 # --- properties -------------------------------------------------------------------------

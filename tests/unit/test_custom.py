@@ -1,9 +1,24 @@
-import pytest
+import ast
+import json
+import re
+from pathlib import Path
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from segmenters import custom
 from segmenters.config import EngineConfig
 from segmenters.core import Context, Source, fold
-from segmenters.custom import SegmentConfigError, evaluate_custom, parse_segments
+from segmenters.custom import (
+    FIELDS,
+    SegmentConfigError,
+    compile_rule,
+    evaluate_custom,
+    parse_segments,
+)
 from segmenters.state import CustomerState
+from segmenters.vocabulary import Vocabulary
 from tests.unit.factories import Events, ev
 
 FILE = """
@@ -82,3 +97,182 @@ def test_shipped_example_file_is_valid():
 
     path = Path(__file__).resolve().parents[2] / "config" / "segments.toml"
     assert len(parse_segments(path.read_text()).rules) == 3
+
+
+# --- type checking when loaded (issue: rules that can never match) -----------------------
+
+
+ROOT = Path(__file__).resolve().parents[2]
+SIX = Vocabulary(clusters=6)
+HEAD = 'version = "t"\n\n[segments.fine]\nrule = "orders >= 1"\n\n[segments.bad]\n'
+
+
+def _refusal(rule: str) -> str:
+    """The error for a file whose rule ``bad`` (on line 7) is ``rule``."""
+    text = HEAD + f"rule = {json.dumps(rule)}\n"
+    with pytest.raises(SegmentConfigError) as info:
+        parse_segments(text, SIX)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (
+            "journey == 'cart_abandonr'",
+            "unknown segment 'cart_abandonr' for journey (did you mean 'cart_abandoner'?)",
+        ),
+        ("country > 5", "`country > 5` compares country (text) with 5 (a number)"),
+        (
+            "revenue / items > 10",
+            "divides by items, which may be 0: guard it, e.g. `items > 0 and revenue / items > 10`",
+        ),
+        ("[1]*100000000 == []", "arithmetic on a list or text (repetition, concatenation)"),
+        ("'a'*10**9 == country", "arithmetic on a list or text (repetition, concatenation)"),
+        ("orders ** 100 > 1", "`**` is not allowed in a rule"),
+        ("country == []", "a list can only follow `in` or `not in`"),
+        ("journey in []", "the list is empty, so `in` never holds"),
+        ("mobile_share > 1", "can never hold: mobile_share is a number >= 0 and <= 1"),
+        (
+            "orders > 5 and orders < 2",
+            "can never hold: the conditions on orders exclude each other",
+        ),
+        ("orders == 1.5", "can never hold: orders is a whole number >= 0"),
+        ("behaviour == 'cluster_9'", "the model has 6 clusters, cluster_0 .. cluster_5"),
+        ("rfm in ['champions', 'loyl']", "unknown segment 'loyl' for rfm (did you mean 'loyal'?)"),
+        ("country == 'de'", "'de' never matches (did you mean 'DE'?)"),
+        ("orders == None", "orders is never missing"),
+        ("journey > 'browser'", "text can only be compared with ==, !=, in, not in"),
+        ("marketing_consent == 1", "compares marketing_consent (yes/no) with 1 (a number)"),
+        ("revenue", "`revenue` is number, not a condition"),
+        ("1 > 2", "compares constants only"),
+        ("revenue / 0 > 1", "divides by zero"),
+        ("not " * 50 + "orders > 1", "nests deeper than"),
+        ("revnue > 1", "unknown field 'revnue' (did you mean 'revenue'?)"),
+    ],
+)
+def test_rules_that_can_never_match_are_refused_with_their_line(rule, message):
+    error = _refusal(rule)
+    assert error.startswith("line 7: segment 'bad': "), error
+    assert message in error
+
+
+def test_the_shipped_and_documented_rules_load():
+    shipped = parse_segments((ROOT / "config" / "segments.toml").read_text(), SIX)
+    assert len(shipped.rules) == 3
+    doc = (ROOT / "docs" / "segmentation.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", doc, flags=re.S)
+    documented = [parse_segments(b, SIX) for b in blocks if "[segments." in b]
+    assert sum(len(d.rules) for d in documented) >= 5
+
+
+def test_every_field_is_documented_with_its_type_and_unit():
+    doc = (ROOT / "docs" / "segmentation.md").read_text()
+    table = doc.split("| field | type | unit | meaning |")[1].split("\n\n")[0].splitlines()
+    assert len(table) == len(FIELDS) + 2  # header rule, a row per field
+    for name, f in FIELDS.items():
+        row = next((ln for ln in table if ln.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"{name} is not in the field table"
+        assert f.type_text in row and f.unit in row, row
+
+
+def test_guarded_division_by_zero_is_no_match_without_an_exception():
+    segs = parse_segments('[segments.avg]\nrule = "items > 0 and revenue / items > 10"\n')
+    assert evaluate_custom(CustomerState("c", revenue=50.0, items=0), 0.0, segs) == {}
+    member = evaluate_custom(CustomerState("c", revenue=50.0, items=2), 0.0, segs)
+    assert member["custom:avg"][0] == "member"
+    # the run-time rule under the check: a division by zero is undefined, and a comparison
+    # with an undefined value is false (also `!=`), so an unguarded tree cannot raise either
+    for rule in ("revenue / items > 10", "revenue / items != 10", "revenue / items < 10"):
+        test = custom._compile(ast.parse(rule, mode="eval"))
+        assert test({"revenue": 50.0, "items": 0}) is False
+
+
+def test_a_missing_value_makes_a_comparison_false_except_the_none_tests():
+    _, unequal = compile_rule("country != 'DE'")
+    _, absent = compile_rule("country == None")
+    _, listed = compile_rule("country not in ['DE', 'AT']")
+    assert (unequal({"country": None}), absent({"country": None})) == (False, True)
+    assert (unequal({"country": "FR"}), absent({"country": "FR"})) == (True, False)
+    assert (listed({"country": None}), listed({"country": "FR"})) == (False, True)
+
+
+# Property: the checker refuses a part of a rule as "can never hold" only if it is dead:
+# putting False in its place changes the rule's value for no customer. Rules are random
+# conjunctions/disjunctions of comparisons of fields with constants; values are random
+# within each field's range (missing where a field may be missing).
+
+NUMERIC = {
+    "orders": st.integers(0, 6),
+    "cart_items": st.integers(0, 6),
+    "mobile_share": st.sampled_from([0.0, 0.25, 0.5, 1.0]),
+    "revenue": st.sampled_from([-10.0, 0.0, 5.0, 10.0, 99.5]),
+    "birth_year": st.one_of(st.none(), st.sampled_from([1900, 1990, 2000, 2100])),
+    "days_since_order": st.one_of(st.none(), st.sampled_from([0.0, 3.0, 30.0])),
+}
+TEXT = {
+    "journey": st.one_of(st.none(), st.sampled_from(journey_segments := ("loyal", "lapsed"))),
+    "marketing_consent": st.one_of(st.none(), st.booleans()),
+}
+CONSTANTS = st.sampled_from([-1, 0, 1, 2, 2.5, 5, 6, 10, 1900, 2100])
+OPS = st.sampled_from(["<", "<=", ">", ">=", "==", "!="])
+
+
+@st.composite
+def comparisons(draw):
+    kind = draw(st.sampled_from(["num", "num", "num", "journey", "consent", "none"]))
+    if kind == "num":
+        name = draw(st.sampled_from(sorted(NUMERIC)))
+        return f"{name} {draw(OPS)} {draw(CONSTANTS)}"
+    if kind == "journey":
+        op = draw(st.sampled_from(["==", "!=", "in", "not in"]))
+        if "in" in op:
+            values = draw(st.lists(st.sampled_from(journey_segments), min_size=1, max_size=2))
+            return f"journey {op} {values!r}"
+        return f"journey {op} {draw(st.sampled_from(journey_segments))!r}"
+    if kind == "consent":
+        return draw(st.sampled_from(["marketing_consent", "marketing_consent == False"]))
+    name = draw(st.sampled_from(["birth_year", "days_since_order", "journey"]))
+    return f"{name} {draw(st.sampled_from(['==', '!=']))} None"
+
+
+RULES = st.recursive(
+    comparisons(),
+    lambda inner: st.lists(inner, min_size=2, max_size=3).flatmap(
+        lambda parts: st.sampled_from([" and ", " or "]).map(
+            lambda glue: glue.join(f"({p})" for p in parts)
+        )
+    ),
+    max_leaves=5,
+)
+VALUES = st.fixed_dictionaries({**NUMERIC, **TEXT})
+
+
+class _Kill(ast.NodeTransformer):
+    def __init__(self, source: str) -> None:
+        self.source, self.done = source, False
+
+    def visit(self, node: ast.AST) -> ast.AST:
+        if not self.done and not isinstance(node, ast.Expression):
+            if ast.unparse(node) == self.source:
+                self.done = True
+                return ast.Constant(False)
+        return super().visit(node)
+
+
+@given(rule=RULES, values=st.lists(VALUES, min_size=1, max_size=20))
+def test_a_part_refused_as_never_holding_is_dead(rule, values):
+    tree = ast.parse(rule, mode="eval")
+    test = custom._compile(tree)
+    try:
+        compile_rule(rule, SIX)
+    except ValueError as exc:
+        if "never hold" in str(exc):
+            source = str(exc).split("`")[1]
+            kill = _Kill(source)
+            dead = custom._compile(ast.fix_missing_locations(kill.visit(tree)))
+            assert kill.done, (rule, exc)
+            assert [test(v) for v in values] == [dead(v) for v in values], (rule, exc)
+        return
+    for v in values:  # an accepted rule evaluates without an exception
+        assert test(v) in (True, False)

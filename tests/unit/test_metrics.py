@@ -165,3 +165,29 @@ def test_sizes_stream_becomes_series_per_dimension():
         },
     }
     assert asyncio.run(read_sizes(redis, "t", 1))["at"] == [220.0]
+
+
+def test_a_clock_ahead_of_wall_time_is_a_fault_in_the_gauge_and_the_status():
+    wall = Clock(1000.0)
+    ahead = {0: 985.0, 1: 1000.0 + 301}  # partition 1: just over SEGSTREAM_MAX_FUTURE_S
+    m = Metrics(
+        FakeProcessor(),  # type: ignore[arg-type]
+        prefix="t",
+        stall_after_s=30,
+        assignment=lambda: [("in.cart", 0), ("in.cart", 1)],
+        highwater=lambda topic, p: None,
+        clocks=lambda parts: {p: ahead[p] for p in parts},
+        wall=wall,
+        monotonic=Clock(0.0),
+        max_future_s=300,
+    )
+    rows = {r["partition"]: r for r in m.refresh()["partitions"]}
+    assert (rows[0]["clock_ahead_s"], rows[0]["clock_fault"]) == (0.0, False)
+    assert (rows[1]["clock_ahead_s"], rows[1]["clock_fault"]) == (301.0, True)
+    values = sample_values(m)
+    gauge = "segstream_partition_clock_ahead_seconds"
+    assert values[(gauge, (("partition", "0"),))] == 0.0
+    assert values[(gauge, (("partition", "1"),))] == 301.0
+    ahead[1] = 1000.0 + 300  # exactly the bound: no fault
+    rows = {r["partition"]: r for r in m.refresh()["partitions"]}
+    assert rows[1]["clock_fault"] is False

@@ -2,7 +2,8 @@
 
 import pytest
 
-from segmenters.policy import PolicyError, load_policy
+from segmenters.policy import DEFAULT_POLICY_TEXT, PolicyError, load_policy
+from segmenters.vocabulary import Vocabulary
 
 ACTION = '[actions.email.hello]\ntemplate = "t"\n'
 RULE = '[[rules]]\ndimension = "journey"\ncurrent = "lapsed"\nactions = ["email/hello"]\n'
@@ -21,11 +22,11 @@ def test_minimal_file():
         (ACTION + RULE + "colour = 1\n", "line 7: rule 1 (journey -> lapsed): colour:"),
         (
             ACTION + RULE.replace("email/hello", "email/helo"),
-            "line 3: rule 1 (journey -> lapsed): unknown action 'email/helo'",
+            "line 6: rule 1 (journey -> lapsed): unknown action 'email/helo'",
         ),
         (
             ACTION + RULE + RULE.replace('"lapsed"', '"lapsd"'),
-            "line 7: rule 2 (journey -> lapsd): unknown segment 'lapsd' for journey",
+            "line 9: rule 2 (journey -> lapsd): unknown segment 'lapsd' for journey",
         ),
         (
             ACTION + RULE.replace('"journey"', '"rfm"').replace('"lapsed"', '"champion"'),
@@ -95,3 +96,78 @@ def test_previous_may_be_any_segment_of_the_dimension():
 def test_two_rules_with_the_same_action_trigger_it_once():
     p = load_policy(ACTION + RULE + RULE)
     assert [a.id for a in p.matching("journey", None, "lapsed")] == ["email/hello"]
+
+
+# --- rules are checked against the segments that exist -----------------------------------
+
+
+KNOWN = Vocabulary(clusters=6, custom=frozenset({"big_spenders"}))
+
+
+def _rule(dimension: str, current: str, previous: str | None = None) -> str:
+    prev = f'previous = "{previous}"\n' if previous is not None else ""
+    return (
+        f'[[rules]]\ndimension = "{dimension}"\n{prev}current = "{current}"\n'
+        'actions = ["email/hello"]\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (
+            _rule("behavior", "cluster_1"),
+            "line 4: rule 1 (behavior -> cluster_1): unknown dimension 'behavior' "
+            "(did you mean 'behaviour'?)",
+        ),
+        (
+            _rule("behaviour", "cluster_9"),
+            "line 5: rule 1 (behaviour -> cluster_9): unknown segment 'cluster_9' for "
+            "behaviour: the model has 6 clusters, cluster_0 .. cluster_5",
+        ),
+        (_rule("behaviour", "cluster_x"), "line 5: rule 1 (behaviour -> cluster_x): unknown"),
+        (
+            _rule("custom:big_spender", "member"),
+            "line 4: rule 1 (custom:big_spender -> member): unknown custom segment "
+            "'big_spender' (did you mean 'big_spenders'?)",
+        ),
+        (_rule("big_spenders", "member"), "(did you mean 'custom:big_spenders'?)"),
+        (
+            _rule("journey", "lapsed", previous="lapsed"),
+            "line 5: rule 1 (journey -> lapsed): previous and current are both 'lapsed'",
+        ),
+        (_rule("journey", "lapsed", previous="at_rsk"), "line 5: rule 1 (journey -> lapsed): "),
+        (_rule("demographic", "25-35/female/high"), "unknown age band '25-35'"),
+        (_rule("demographic", "25-34/Female/high"), "'Female' never matches"),
+        (_rule("demographic", "female"), "segments read <age band>/<gender>/<income band>"),
+        (_rule("geographic", "de/Bavaria"), "upper case (did you mean 'DE'?)"),
+        (_rule("geographic", "DE"), "segments read <country>/<region>"),
+    ],
+)
+def test_rules_that_can_never_fire_are_refused_with_their_line(rule, message):
+    with pytest.raises(PolicyError) as info:
+        load_policy(ACTION + rule, KNOWN)
+    assert message in str(info.value)
+
+
+def test_known_segments_of_every_dimension_load():
+    rules = [
+        _rule("behaviour", "cluster_5", previous="cluster_0"),
+        _rule("custom:big_spenders", "member"),
+        _rule("demographic", "under_18/unknown/unknown"),
+        _rule("demographic", "65+/female/high"),
+        _rule("geographic", "DE/unknown"),
+        _rule("rfm", "champions", previous="loyal"),
+    ]
+    p = load_policy(ACTION + "".join(rules), KNOWN)
+    assert len(p.rules) == 6
+    assert load_policy(DEFAULT_POLICY_TEXT, Vocabulary(clusters=2, custom=frozenset()))
+
+
+def test_custom_dimensions_need_a_custom_segment_when_names_are_known():
+    with pytest.raises(PolicyError, match="no custom segments are configured"):
+        load_policy(ACTION + _rule("custom:big_spenders", "member"), Vocabulary(custom=frozenset()))
+    # without a vocabulary (the library default), custom names and cluster ids are not known
+    assert load_policy(
+        ACTION + _rule("custom:anything", "member") + _rule("behaviour", "cluster_40")
+    )

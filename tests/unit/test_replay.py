@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 from segmenters.events import check_routing, parse_event
 from streams import replay as rp
 from streams.cli import main
+from streams.pipeline import no_actions_of
 from streams.settings import Settings
 from streams.topics import TOPIC_OF_TYPE
 
@@ -409,12 +411,15 @@ def test_mapped_needs_a_mapping():
 
 class FakeProducer:
     sent: list[tuple[str, bytes, bytes]] = []
+    headers: list[Any] = []
 
     def __init__(self, **kwargs: Any) -> None:
         FakeProducer.sent = []
+        FakeProducer.headers = []
 
-    def send(self, topic: str, *, key: bytes, value: bytes) -> Any:
+    def send(self, topic: str, *, key: bytes, value: bytes, headers: Any = None) -> Any:
         FakeProducer.sent.append((topic, key, value))
+        FakeProducer.headers.append(headers)
         return self
 
     def add_errback(self, fn: Any) -> None:
@@ -487,3 +492,61 @@ def test_cli_reports_a_bad_mapping(tmp_path):
     )
     assert result.exit_code != 0
     assert "columns.occurred_at: Field required" in result.output
+
+
+def test_replay_no_actions_marks_every_record_and_says_so_before_sending(fake_kafka):
+    said: list[tuple[str, int]] = []
+    fake_kafka.sent = []
+    rp.replay(
+        Settings(),
+        FIXTURES / "rees46.csv",
+        "rees46",
+        progress=False,
+        no_actions=True,
+        announce=lambda text: said.append((text, len(FakeProducer.sent))),
+    )
+    assert len(said) == 1 and said[0][1] == 0  # said before the first event went out
+    assert "marked no-actions" in said[0][0]
+    assert fake_kafka.headers == [[("segstream-no-actions", b"1")]] * len(fake_kafka.sent)
+    assert all(no_actions_of(h) for h in fake_kafka.headers)
+
+
+def test_replay_without_the_flag_names_the_policys_actions_and_the_stale_cutoffs(fake_kafka):
+    said: list[str] = []
+    wall = datetime(2019, 10, 1, 12, tzinfo=UTC).timestamp()  # the fixture's events: 00:00
+    rp.replay(
+        Settings(),
+        FIXTURES / "rees46.csv",
+        "rees46",
+        progress=False,
+        announce=said.append,
+        wall=wall,
+    )
+    assert fake_kafka.headers == [None] * 9 and not any(map(no_actions_of, fake_kafka.headers))
+    text = said[0]
+    assert "sends ads/reactivation, ads/win_back, email/abandoned_cart" in text
+    # 6 h for the abandoned cart: none of the 9 events (00:00 .. 00:10) is newer than 06:00
+    cart = "email/abandoned_cart (max age 6 h): changes dated before 2019-10-01T06:00:00Z; 0 of 9"
+    assert cart in text
+    assert "(max age 24 h): changes dated before 2019-09-30T12:00:00Z; 9 of 9" in text
+
+
+def test_replay_says_when_the_deployment_runs_no_actions(fake_kafka):
+    said: list[str] = []
+    settings = Settings(actions_enabled=False)
+    rp.replay(settings, FIXTURES / "rees46.csv", "rees46", progress=False, announce=said.append)
+    assert said == [
+        "actions: this deployment runs no actions agent (SEGSTREAM_ACTIONS_ENABLED=false)"
+    ]
+
+
+def test_cli_no_actions_flag_marks_the_records_and_the_notice_goes_first(fake_kafka, monkeypatch):
+    monkeypatch.setenv("SEGSTREAM_ACTIONS_ENABLED", "true")
+    args = ["replay", "--format", "rees46", "--quiet", str(FIXTURES / "rees46.csv")]
+    result = CliRunner().invoke(main, [*args, "--no-actions"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("actions: replayed events are marked no-actions")
+    assert fake_kafka.headers == [[("segstream-no-actions", b"1")]] * 9
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and fake_kafka.headers == [None] * 9
+    assert "suppressed `stale`" in result.stderr and "events to send are newer" in result.stderr

@@ -105,3 +105,14 @@ def test_quantiles_from_shared_histograms():
     assert q.frequency == (1.0, 1.0, 1.0, 3.0)
     assert q.recency_days[0] < q.recency_days[-1]
     assert round(q.recency_days[0]) == 10 and round(q.recency_days[-1]) == 30
+
+
+def test_the_documented_rf_table_is_the_code():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "segmentation.md").read_text()
+    rows = [ln.strip() for ln in doc.splitlines() if ln.strip().startswith("| R") and "`" in ln]
+    table = {int(r.split("|")[1].strip()[1:]): r.split("|")[2:7] for r in rows}
+    assert sorted(table) == [1, 2, 3, 4, 5]
+    for r, cells in table.items():
+        assert [c.strip().strip("`") for c in cells] == [rfm_segment(r, f) for f in range(1, 6)]

@@ -311,6 +311,9 @@ def test_simulate_sends_every_event_to_its_topic(fake_kafka, tmp_path: Path, rat
         event = parse_event(value)
         assert topic == "t1." + TOPIC_OF_TYPE[event.type]
         assert key == event.customer_id.encode()
+    # No event is dated after it was sent (bounded event time).
+    latest = max(parse_event(value).occurred_at for _, _, value in producer.sent)
+    assert latest <= datetime.now(UTC)
     truth = json.loads(truth_path.read_text())
     assert len(truth) == 20
     assert all(sim.persona_of(c, 20, 5) == p for c, p in truth.items())

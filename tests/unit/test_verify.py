@@ -57,3 +57,21 @@ def test_rescore_follows_new_quantiles_without_an_event():
     assert [(c.previous, c.current) for c in moved.changes if c.dimension == "rfm"] == [
         ("champions", "new")
     ]
+
+
+def test_erased_customers_are_listed_apart_not_called_a_mismatch():
+    offline = states()
+    clocks = {c: T0.timestamp() for c in offline}
+    stored = states()
+    del stored["c-2"]  # erased: gone from Redis, still in the input topics
+    assert not compare(stored, offline, clocks, T0.timestamp()).ok  # unknown: a mismatch
+    report = compare(stored, offline, clocks, T0.timestamp(), erased={"c-2", "c-never"})
+    assert report.ok and report.erased == ["c-2"] and report.missing == []
+    assert report.dimensions["journey"].compared == 1
+    text = render(report)
+    assert "erased (not compared): 1: c-2" in text and "verdict: OK" in text
+    # erased, then back with later events: listed apart too, not compared
+    back = states()
+    back["c-2"].orders = 7
+    report = compare(back, offline, clocks, T0.timestamp(), erased={"c-2"})
+    assert report.ok and report.erased == ["c-2"] and not report.field_mismatches

@@ -1,0 +1,253 @@
+"""Partition clocks: show them, and repair one that an event dated in the future poisoned.
+
+Each input partition's clock is its watermark (the largest ``occurred_at`` applied) minus
+the allowed lateness. Workers keep the watermarks in memory and save them every second
+to ``<prefix>:clock``; the actions service keeps its own (``<prefix>:act:clock``, the
+latest ``changed_at``). Event time is bounded now (segmenters/eventtime.py), but a clock
+moved far ahead before that, or with a large ``SEGSTREAM_MAX_FUTURE_S``, stays ahead:
+watermarks only ever grow.
+
+``segstream clock reset PARTITION --to ISO`` sets the partition's clock to ``ISO``: it
+writes the watermark and records the reset in ``<prefix>:clock:reset`` with a new id.
+Every running worker adopts a reset it has not seen within a second (``ClockResets``),
+before it saves its clocks again, so a worker's memory cannot write the old value back;
+a worker started later reads the reset clock. The actions clock of the partition is
+lowered to ``ISO`` as well (never raised).
+
+What a reset does not undo (docs/reliability.md): segment changes and actions already
+published; customers' states evaluated at the poisoned time (their ``eval_at`` stays
+ahead, and their later events are evaluated at it until wall time passes it); timers
+already fired, whose next deadlines follow those states; segment-size records and
+flows written with the poisoned time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from segmenters.eventtime import clock_ahead, clock_fault, iso_utc, span
+
+from .keys import actions_clock_key, clock_key, clock_reset_key
+from .settings import Settings
+
+
+class ClockError(ValueError):
+    """A reset that cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class ClockRow:
+    """One partition's clocks as ``segstream clock show`` prints them."""
+
+    partition: int
+    watermark: float | None
+    clock: float | None
+    #: Clock minus wall time (negative: behind, the normal case).
+    ahead_s: float | None
+    #: The clock is more than ``SEGSTREAM_MAX_FUTURE_S`` ahead of wall time.
+    fault: bool
+    actions_clock: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for name in ("watermark", "clock", "actions_clock"):
+            value = out[name]
+            out[name] = None if value is None else iso_utc(value)
+        return out
+
+
+def clock_rows(
+    watermarks: dict[int, float],
+    actions: dict[int, float],
+    *,
+    partitions: Iterable[int],
+    lateness: float,
+    mode: str,
+    max_future_s: float,
+    wall: float,
+) -> list[ClockRow]:
+    """Every partition's clock, its distance to ``wall`` and whether it is a fault.
+
+    >>> [r.fault for r in clock_rows({0: 1e6, 1: 4e9}, {}, partitions=range(3),
+    ...  lateness=5, mode="event", max_future_s=300, wall=1e6)]
+    [False, True, False]
+    """
+    from .timers import partition_clock  # timers imports this module
+
+    rows = []
+    for p in partitions:
+        wm = watermarks.get(p)
+        clock = partition_clock(wm, lateness=lateness, mode=mode, wall=wall)
+        rows.append(
+            ClockRow(
+                partition=p,
+                watermark=wm,
+                clock=clock,
+                ahead_s=None if clock is None else clock - wall,
+                fault=clock_fault(clock, wall, max_future_s),
+                actions_clock=actions.get(p),
+            )
+        )
+    return rows
+
+
+def parse_when(text: str, wall: float) -> float:
+    """``now`` or an ISO-8601 time with a zone, as unix seconds.
+
+    >>> parse_when("2026-11-29T10:00:00Z", 0.0), parse_when("now", 12.5)
+    (1795946400.0, 12.5)
+    >>> parse_when("2026-11-29T10:00:00", 0.0)
+    Traceback (most recent call last):
+    ...
+    streams.clock.ClockError: '2026-11-29T10:00:00' has no zone: add Z or an offset like +01:00
+    """
+    if text.strip().lower() == "now":
+        return wall
+    try:
+        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ClockError(f"{text!r} is not an ISO-8601 time (e.g. 2026-11-29T10:00:00Z)") from None
+    if at.tzinfo is None:
+        raise ClockError(f"{text!r} has no zone: add Z or an offset like +01:00")
+    return at.astimezone(UTC).timestamp()
+
+
+def _floats(raw: dict[Any, Any]) -> dict[int, float]:
+    return {int(k): float(v) for k, v in raw.items()}
+
+
+def show(client: Any, settings: Settings, wall: float) -> list[ClockRow]:
+    """Every input partition's clock as stored (saved by its worker every second)."""
+    prefix = settings.key_prefix
+    return clock_rows(
+        _floats(client.hgetall(clock_key(prefix))),
+        _floats(client.hgetall(actions_clock_key(prefix))),
+        partitions=range(settings.topic_partitions),
+        lateness=settings.allowed_lateness_s,
+        mode=settings.clock,
+        max_future_s=settings.max_future_s,
+        wall=wall,
+    )
+
+
+def reset(
+    client: Any, settings: Settings, partition: int, to: float, wall: float
+) -> dict[str, Any]:
+    """Set ``partition``'s clock to ``to`` (its watermark to ``to`` + allowed lateness),
+    lower its actions clock to ``to``, and record the reset for running workers.
+    Returns what was there before and what is there now."""
+    if not 0 <= partition < settings.topic_partitions:
+        raise ClockError(
+            f"partition {partition} does not exist: the input topics have "
+            f"{settings.topic_partitions} (SEGSTREAM_TOPIC_PARTITIONS)"
+        )
+    if clock_fault(to, wall, settings.max_future_s):
+        raise ClockError(
+            f"{iso_utc(to)} is {span(clock_ahead(to, wall))} ahead of the wall clock "
+            f"{iso_utc(float(int(wall)))}; a clock may be at most SEGSTREAM_MAX_FUTURE_S="
+            f"{settings.max_future_s:g} s ahead"
+        )
+    prefix, field = settings.key_prefix, str(partition)
+    before = client.hget(clock_key(prefix), field)
+    before_actions = client.hget(actions_clock_key(prefix), field)
+    watermark = to + settings.allowed_lateness_s
+    marker = {"id": uuid.uuid4().hex, "watermark": watermark, "clock": to, "at": wall}
+    # The marker first: a worker that saves its old watermark in between adopts the
+    # reset at its next save and writes the new one.
+    client.hset(clock_reset_key(prefix), field, orjson.dumps(marker))
+    client.hset(clock_key(prefix), field, repr(watermark))
+    actions_after = None if before_actions is None else float(before_actions)
+    if actions_after is not None and actions_after > to:
+        client.hset(actions_clock_key(prefix), field, repr(to))
+        actions_after = to
+    return {
+        "partition": partition,
+        "reset_id": marker["id"],
+        "before": {
+            "watermark": None if before is None else iso_utc(float(before)),
+            "actions_clock": None if before_actions is None else iso_utc(float(before_actions)),
+        },
+        "after": {
+            "watermark": iso_utc(watermark),
+            "clock": iso_utc(to),
+            "actions_clock": None if actions_after is None else iso_utc(actions_after),
+        },
+    }
+
+
+class ClockResets:
+    """A worker's view of ``<prefix>:clock:reset``: which resets it has applied.
+
+    ``prime`` at start marks the resets already there as seen (the clocks the worker
+    loads already carry them); ``adopt`` then applies each new one to the worker's
+    in-memory watermarks, for every partition (one it does not own now may come back).
+    """
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.key = clock_reset_key(prefix)
+        self.seen: dict[int, str] = {}
+
+    async def _read(self) -> dict[int, dict[str, Any]]:
+        raw = await self.client.hgetall(self.key)
+        out = {}
+        for k, v in raw.items():
+            try:
+                out[int(k)] = dict(orjson.loads(v))
+            except (ValueError, TypeError, orjson.JSONDecodeError):
+                continue  # not ours: ignore rather than stop the timer loop
+        return out
+
+    async def prime(self) -> None:
+        self.seen = {p: str(m.get("id")) for p, m in (await self._read()).items()}
+
+    async def adopt(self, watermarks: dict[int, float], *, field: str = "watermark") -> list[int]:
+        """Apply unseen resets to ``watermarks``: ``field`` ``watermark`` sets the
+        ingest watermark; ``clock`` lowers an actions watermark (never raises it).
+        Returns the partitions reset."""
+        changed = []
+        for p, marker in (await self._read()).items():
+            mid = str(marker.get("id"))
+            if self.seen.get(p) == mid:
+                continue
+            self.seen[p] = mid
+            value = float(marker[field])
+            if field == "clock":
+                if p in watermarks and watermarks[p] > value:
+                    watermarks[p] = value
+            else:
+                watermarks[p] = value
+            changed.append(p)
+        return changed
+
+
+def render(rows: list[ClockRow], wall: float) -> str:
+    """The table ``segstream clock show`` prints.
+
+    >>> print(render(clock_rows({0: 1000.0}, {}, partitions=range(2), lateness=5,
+    ...        mode="event", max_future_s=300, wall=1000.0), 1000.0))
+    wall clock 1970-01-01T00:16:40Z
+    partition  clock                 vs wall          actions clock         status
+    0          1970-01-01T00:16:35Z  5.0 s behind     -                     ok
+    1          -                     -                -                     no event yet
+    """
+    lines = [
+        f"wall clock {iso_utc(float(int(wall)))}",
+        f"{'partition':<10} {'clock':<21} {'vs wall':<16} {'actions clock':<21} status",
+    ]
+    for r in rows:
+        if r.clock is None or r.ahead_s is None:
+            vs, status = "-", "no event yet"
+        else:
+            vs = f"{span(abs(r.ahead_s))} {'ahead' if r.ahead_s > 0 else 'behind'}"
+            status = "CLOCK AHEAD (fault)" if r.fault else "ok"
+        clock = "-" if r.clock is None else iso_utc(r.clock)
+        actions = "-" if r.actions_clock is None else iso_utc(r.actions_clock)
+        lines.append(f"{r.partition:<10} {clock:<21} {vs:<16} {actions:<21} {status}")
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""Rule files are checked against the deployment's segments at start and at hot reload."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from segmenters.core import Context
+from segmenters.policy import PolicyError
+from streams.actions import PolicySource
+from streams.rules import load_policy_file, policy_vocabulary
+from streams.settings import Settings
+from streams.timers import TimerService
+from tests.unit.test_timer_service import FakeProcessor, FakeStore
+
+SEGMENTS = 'version = "s1"\n[segments.big]\nrule = "revenue >= 1000"\n'
+POLICY = (
+    '[actions.email.vip]\ntemplate = "vip_v1"\n'
+    '[[rules]]\ndimension = "custom:big"\ncurrent = "member"\nactions = ["email/vip"]\n'
+)
+
+
+def _files(tmp_path: Path) -> tuple[Path, Path]:
+    segments, policy = tmp_path / "segments.toml", tmp_path / "actions.toml"
+    segments.write_text(SEGMENTS)
+    policy.write_text(POLICY)
+    return segments, policy
+
+
+def test_the_vocabulary_holds_the_configured_clusters_and_custom_segments(tmp_path):
+    segments, _ = _files(tmp_path)
+    assert policy_vocabulary(Settings(clusters=4)).custom == frozenset()
+    v = policy_vocabulary(Settings(clusters=4, segments_file=segments))
+    assert (v.clusters, v.custom) == (4, frozenset({"big"}))
+    segments.write_text("[segments.big]\nrule = \"journey == 'lost'\"\n")
+    with pytest.raises(PolicyError, match="custom segments .*line 2: segment 'big'"):
+        policy_vocabulary(Settings(segments_file=segments))
+    assert policy_vocabulary(Settings(segments_file=segments), strict=False).custom is None
+
+
+def test_a_policy_naming_an_undefined_custom_segment_is_refused(tmp_path):
+    segments, policy = _files(tmp_path)
+    assert load_policy_file(policy, Settings(segments_file=segments)).rules
+    with pytest.raises(PolicyError, match="line 4: .*no custom segments are configured"):
+        load_policy_file(policy, Settings())
+
+
+def test_removing_a_custom_segment_the_policy_uses_is_reported_at_reload(tmp_path, caplog):
+    segments, policy = _files(tmp_path)
+    source = PolicySource(policy, Settings(segments_file=segments))
+    loaded = source.policy
+    segments.write_text('version = "s2"\n[segments.bigger]\nrule = "revenue >= 5000"\n')
+    os.utime(segments, (1, 1))  # only the segments file changed
+    with caplog.at_level(logging.ERROR):
+        assert source.reload() is loaded  # the previous policy stays in force
+    assert "line 4: rule 1 (custom:big -> member): unknown custom segment 'big'" in caplog.text
+    assert "(did you mean 'bigger'?)" in caplog.text
+
+
+def test_a_segments_reload_checks_clusters_against_the_configured_k(tmp_path):
+    path = tmp_path / "segments.toml"
+    path.write_text('version = "a"\n[segments.c]\nrule = "behaviour == \'cluster_3\'"\n')
+    svc = TimerService(
+        Settings(segments_file=path, clusters=4), FakeProcessor(FakeStore([])), assigned=list
+    )  # type: ignore[arg-type]
+    ctx = svc.reload_segments(Context())
+    assert ctx.custom is not None and ctx.custom.version == "a"
+    path.write_text('version = "b"\n[segments.c]\nrule = "behaviour == \'cluster_4\'"\n')
+    os.utime(path, (1, 1))
+    assert svc.reload_segments(ctx).custom is ctx.custom  # cluster_4 does not exist for k=4
