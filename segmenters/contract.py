@@ -126,12 +126,14 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "template": "Template (or campaign) to use, as the policy names it.",
         "audience": "Audience (ads) the customer should join, as the policy names it.",
         "priority": "The policy's priority of the action (higher first).",
-        "decided_at": f"When the engine decided to send it (wall time): {ISO}.",
+        "decided_at": "When the engine decided to send it, in event time (the partition's "
+        f"clock, not the wall clock): {ISO}.",
         "experiment": "The holdout experiment it was assigned in (treated group).",
         "change": "The segment change that caused it (as on segments.changes).",
         "features": "The customer's key figures when decided: counts, amounts in "
         "`currency` (ISO-4217), times in ISO-8601 UTC.",
-        "expires_at": f"Drop the message after this: {ISO}.",
+        "expires_at": "Wall-clock time after which a sender should drop it: the policy's "
+        f"max_age_s after the time it was meant to go out. {ISO}.",
         "consent": "The marketing consent the decision was made under; null if not given.",
         "cart": "The cart's lines, for actions caused by a cart journey segment; else null.",
     },
