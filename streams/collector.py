@@ -87,8 +87,16 @@ NO_STORE = {"Cache-Control": "no-store"}
 RETRY_AFTER_S = 5
 #: How long ``/ready`` and the start check wait for each service.
 PROBE_TIMEOUT_S = 3.0
-#: What a Redis that does not answer raises.
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+#: What a Redis that does not answer raises (a Redis Cluster client with no reachable
+#: node raises ``RedisClusterException``; one whose slots are not all served,
+#: ``ClusterDownError``).
+REDIS_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.RedisClusterException,
+    OSError,
+)
 
 #: An anonymous event: the linked customer if there is one, else the event joins the
 #: anonymous id's history. One atomic step, so an identify sees every event it must move.
