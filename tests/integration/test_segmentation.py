@@ -39,7 +39,15 @@ def test_trainer_publishes_and_every_customer_is_scored(fast_loop):
     )
     customers = {e["customer_id"] for e in events}
     d.start_worker()
-    d.produce(events)
+    # Half the traffic, then the rest once a first model is out: the trainer learns from
+    # vectors that moved (an idle rescoring sweep sends none), so the second half is what
+    # makes a second version.
+    half = len(events) // 2
+    d.produce(events[:half])
+    ends = time.monotonic() + 60
+    while d.redis.get(model_key(d.settings.key_prefix)) is None and time.monotonic() < ends:
+        time.sleep(0.5)
+    d.produce(events[half:])
 
     versions, states = [], {}
     ends = time.monotonic() + 90
