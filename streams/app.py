@@ -9,7 +9,6 @@ from typing import Any
 
 import faust
 from faust.types import TP
-from redis.exceptions import RedisError
 
 from .actions import register_actions, uplift_rows
 from .agents import register_agents, register_trainer
@@ -18,7 +17,7 @@ from .feature_feed import FeatureFeed
 from .metrics import Metrics
 from .pipeline import BatchProcessor
 from .progress import ProgressGuard
-from .security import aiokafka_kwargs, async_redis_client, faust_credentials
+from .security import REDIS_FAILURES, aiokafka_kwargs, async_redis_client, faust_credentials
 from .settings import Settings
 from .store import ProgressLost, StateStore
 from .timers import TimerService
@@ -153,7 +152,7 @@ def create_app(settings: Settings) -> faust.App:
             await guard.recover_after_scan("timer scan")
         except Exception as exc:  # a failed scan is retried at the next tick; never stop
             log.exception("timer scan failed")
-            if isinstance(exc, RedisError | OSError):
+            if isinstance(exc, REDIS_FAILURES):
                 metrics.redis_error("timers")
 
     @app.timer(interval=FLOWS_FLUSH_S, name=f"{settings.app_id}.flows")

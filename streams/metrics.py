@@ -26,12 +26,12 @@ import orjson
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PCounter
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
 
 from segmenters.eventtime import clock_ahead
 
 from .keys import flows_key, sizes_key
 from .pipeline import BatchProcessor, BatchStats, Record
+from .security import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class Metrics:
     def batch_failed(self, exc: BaseException) -> None:
         self.totals["batch_failures"] += 1
         self.m_failures.labels(type(exc).__name__).inc()
-        if isinstance(exc, RedisError | OSError):
+        if isinstance(exc, REDIS_FAILURES):
             self.redis_error("batch")
 
     def actions_decided(self, decided: Mapping[tuple[str, str, str], int]) -> None:
@@ -311,7 +311,7 @@ class Metrics:
         pipe.expire(hour, FLOW_HOUR_TTL_S)
         try:
             await pipe.execute()
-        except (RedisError, OSError):
+        except REDIS_FAILURES:
             self.pending_flows.update(flows)  # kept for the next flush
             self.redis_error("flows")
             raise

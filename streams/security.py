@@ -34,6 +34,15 @@ from redis.exceptions import RedisClusterException
 
 from .settings import Settings
 
+#: What a Redis client made here raises when Redis fails: a standalone client raises
+#: ``RedisError`` (or ``OSError``), a Redis Cluster client with no reachable node
+#: ``RedisClusterException``, which is not a ``RedisError``.
+REDIS_FAILURES: tuple[type[BaseException], ...] = (
+    redis.RedisError,
+    RedisClusterException,
+    OSError,
+)
+
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
 

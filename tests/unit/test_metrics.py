@@ -191,3 +191,32 @@ def test_a_clock_ahead_of_wall_time_is_a_fault_in_the_gauge_and_the_status():
     ahead[1] = 1000.0 + 300  # exactly the bound: no fault
     rows = {r["partition"]: r for r in m.refresh()["partitions"]}
     assert rows[1]["clock_fault"] is False
+
+
+class ClusterUnreachable(FakeRedis):
+    """A Redis Cluster client with no reachable node: its error is not a RedisError."""
+
+    def pipeline(self, transaction=False):
+        pipe = FakePipe(self)
+
+        async def execute():
+            from redis.exceptions import RedisClusterException
+
+            raise RedisClusterException("Redis Cluster cannot be connected")
+
+        pipe.execute = execute
+        return pipe
+
+
+def test_flows_are_kept_for_the_next_flush_when_a_redis_cluster_is_unreachable():
+    m, _, _ = make({})
+    m.change_sent(orjson.dumps({"dimension": "journey", "previous": None, "current": "loyal"}))
+    try:
+        asyncio.run(m.flush_flows(ClusterUnreachable()))
+    except Exception as exc:  # re-raised for the caller's log, after keeping the counts
+        assert type(exc).__name__ == "RedisClusterException"
+    else:
+        raise AssertionError("the failed flush was not reported")
+    assert sample_values(m)[("segstream_redis_errors_total", (("where", "flows"),))] == 1
+    redis = FakeRedis()
+    assert asyncio.run(m.flush_flows(redis)) == 1  # the kept flow goes out with the next one
