@@ -336,6 +336,23 @@ def stale(spec: ActionSpec, since: float, wall: float) -> bool:
     return wall - since > spec.max_age_s
 
 
+def evidence_at(change: SegmentChange, last_seen: float | None) -> float:
+    """The time whose age decides whether ``change`` is news: its ``changed_at``, except for
+    a change of the rescoring sweep, which re-reads old behaviour against new statistics
+    and is as old as the customer's last event (``last_seen``).
+
+    >>> from segmenters.changes import SegmentChange
+    >>> ch = SegmentChange.make(customer_id="c-1", dimension="rfm", previous=None,
+    ...                         current="champions", at=1000.0, reason="r", position=1)
+    >>> evidence_at(ch, 10.0), evidence_at(ch.model_copy(update={"rescored": True}), 10.0)
+    (1000.0, 10.0)
+    """
+    at = change.changed_at.timestamp()
+    if change.rescored and last_seen is not None:
+        return min(at, last_seen)
+    return at
+
+
 def _gate(spec: ActionSpec, change: SegmentChange, since: float, wall: float) -> Reason | None:
     """The guards before all others: a change marked no-actions, and history."""
     if change.no_actions:
@@ -429,12 +446,15 @@ def plan(
     features: Mapping[str, Feature] | None = None,
     cart: Mapping[str, Sequence[Any]] | None = None,
     wall: float | None = None,
+    last_seen: float | None = None,
 ) -> tuple[ActionState, list[Decision]]:
     """Decide the actions ``change`` triggers; ``state`` is not modified.
 
     ``now`` is the decision's event time; ``wall`` the wall clock (default: ``now``),
-    against which each action's ``max_age_s`` is measured. ``cart`` is the customer's
-    cart (``CustomerState.cart``), for the lines of cart actions' messages.
+    against which each action's ``max_age_s`` is measured (from :func:`evidence_at`, so a
+    rescoring change of a customer away longer than that is ``stale``; ``last_seen`` is
+    the customer's last event time). ``cart`` is the customer's cart
+    (``CustomerState.cart``), for the lines of cart actions' messages.
 
     Pending actions of the same dimension whose segment this change leaves are dropped
     (``segment_changed``). Each triggered action is decided now, or scheduled when its
@@ -442,6 +462,7 @@ def plan(
     """
     s = _pruned(policy, state, now)
     wall = now if wall is None else wall
+    since = evidence_at(change, last_seen)
     decisions: list[Decision] = []
     keep = []
     for p in s.pending:
@@ -458,7 +479,7 @@ def plan(
             decisions.append(
                 _dropped(Pending(key, spec.id, at, change), "duplicate", now, policy.experiment)
             )
-        elif (gate := _gate(spec, change, change.changed_at.timestamp(), wall)) is not None:
+        elif (gate := _gate(spec, change, since, wall)) is not None:
             decisions.append(
                 _dropped(Pending(key, spec.id, at, change), gate, now, policy.experiment)
             )

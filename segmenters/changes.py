@@ -29,14 +29,17 @@ def change_id(
     current: str,
     changed_at: float,
     reason: str,
+    rescored: bool = False,
 ) -> str:
     """The id of the ``position``-th change of ``dimension``: a digest of all it says.
 
     The tuple's ``repr`` keeps the parts apart (strings are quoted and escaped, so no
     separator can be forged by an id or a reason) and writes ``changed_at`` exactly; it
-    costs half of ``json.dumps``, once per change.
+    costs half of ``json.dumps``, once per change. A change of the rescoring sweep
+    (``rescored``) says so in its digest too.
     """
-    raw = repr((customer_id, dimension, position, previous, current, changed_at, reason))
+    parts = (customer_id, dimension, position, previous, current, changed_at, reason)
+    raw = repr(parts + ("rescored",) if rescored else parts)
     return hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
 
 
@@ -57,6 +60,10 @@ class SegmentChange(BaseModel):
     #: True when the change follows events replayed with ``segstream replay --no-actions``:
     #: the engine never acts on it (suppressed ``replay``), and subscribers should not.
     no_actions: bool = False
+    #: True when the rescoring sweep made the change: the customer was re-evaluated against
+    #: new population statistics or a new model, not moved by an event or a deadline of
+    #: its own. Actions judge such a change's age by the customer's last event.
+    rescored: bool = False
 
     @classmethod
     def make(
@@ -69,17 +76,21 @@ class SegmentChange(BaseModel):
         at: float,
         reason: str,
         position: int,
+        rescored: bool = False,
     ) -> SegmentChange:
         """``position`` is the change's place in the customer's history of ``dimension``
         (1 for the first; ``CustomerState.positions``)."""
         # built from the engine's own typed values: no validation (a change per event in
         # a catch-up makes it measurable); ``test_changes`` checks against the validator
         return cls.model_construct(
-            change_id=change_id(customer_id, dimension, position, previous, current, at, reason),
+            change_id=change_id(
+                customer_id, dimension, position, previous, current, at, reason, rescored
+            ),
             customer_id=customer_id,
             dimension=dimension,
             previous=previous,
             current=current,
             changed_at=datetime.fromtimestamp(at, UTC),
             reason=reason,
+            rescored=rescored,
         )

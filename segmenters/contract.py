@@ -115,6 +115,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "engine_version": "segstream version that computed it.",
         "no_actions": "True when it follows events replayed with --no-actions: the engine "
         "does not act on it, and subscribers should not.",
+        "rescored": "True when the rescoring sweep made it (new population statistics or a "
+        "new model), not an event or a deadline of the customer's own: it says nothing new "
+        "about a customer who has been away, and the engine acts on it only if the customer's "
+        "last event is recent.",
     },
     "ActionMessage": {
         "schema_version": "Version of this message's layout (1).",

@@ -167,7 +167,12 @@ def _duplicate(
 
 
 def segment_changes(
-    state: CustomerState, now: float, config: EngineConfig, ctx: Context = NO_CONTEXT
+    state: CustomerState,
+    now: float,
+    config: EngineConfig,
+    ctx: Context = NO_CONTEXT,
+    *,
+    rescored: bool = False,
 ) -> list[SegmentChange]:
     """Re-evaluate every dimension; record and return the ones that changed.
 
@@ -175,13 +180,13 @@ def segment_changes(
     so two changes never share an id: not even two rescoring passes at one event time.
     """
     # built-in dimensions first, then custom rules, which may read this evaluation's segments
-    changes = _record(state, evaluate(state, now, config, ctx), now)
-    changes += _record(state, evaluate_custom(state, now, ctx.custom), now)
+    changes = _record(state, evaluate(state, now, config, ctx), now, rescored)
+    changes += _record(state, evaluate_custom(state, now, ctx.custom), now, rescored)
     return changes
 
 
 def _record(
-    state: CustomerState, segments: dict[str, tuple[str, str]], now: float
+    state: CustomerState, segments: dict[str, tuple[str, str]], now: float, rescored: bool
 ) -> list[SegmentChange]:
     changes = []
     for dimension, (segment, reason) in segments.items():
@@ -198,6 +203,7 @@ def _record(
                 at=now,
                 reason=reason,
                 position=position,
+                rescored=rescored,
             )
         )
     return changes
@@ -272,7 +278,7 @@ def rescore(
     result = FoldResult(work)
     result.changes = advance(work, now, config, ctx)
     at = max(now, work.eval_at if work.eval_at is not None else now)
-    result.changes.extend(segment_changes(work, at, config, ctx))
+    result.changes.extend(segment_changes(work, at, config, ctx, rescored=True))
     work.eval_at = at
     result.causes = [None] * len(result.changes)
     return result

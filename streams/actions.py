@@ -705,6 +705,7 @@ class ActionsService:
                     features=features,
                     cart=cart,
                     wall=wall,
+                    last_seen=None if customer is None else customer.last_seen,
                 )
             else:  # a due-index visit: always written, so the index entry moves on
                 changed = True

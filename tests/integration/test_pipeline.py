@@ -179,6 +179,7 @@ def test_state_equals_recomputation_and_changes_are_exact(deployment: Deployment
         "reason",
         "engine_version",
         "no_actions",
+        "rescored",
     }
     assert not any(c["no_actions"] for c in changes)  # live events: no mark
     assert len({c["change_id"] for c in changes}) == len(changes)

@@ -141,7 +141,11 @@ def test_quiet_hours_never_make_an_abandoned_cart_stale():
     more than the 6 h max age): it is sent then, and expires 6 h after 8:00."""
     evening = datetime(2026, 1, 5, 21, tzinfo=UTC).timestamp()  # 22:00 in Berlin
     s, ds = plan(
-        DEFAULT_POLICY, change(at=evening), ActionState("c-1"), now=evening, consent=True,
+        DEFAULT_POLICY,
+        change(at=evening),
+        ActionState("c-1"),
+        now=evening,
+        consent=True,
         wall=evening,
     )
     assert reasons(ds) == {"email/abandoned_cart": ("scheduled", "quiet_hours")}
@@ -287,3 +291,65 @@ def test_a_message_not_about_the_cart_carries_no_cart():
     _, ds = plan(DEFAULT_POLICY, ch, ActionState("c-x"), now=NOON, consent=True, cart=cart)
     sent = [d.message for d in ds if d.message is not None]
     assert sent and all(m.cart is None for m in sent)
+
+
+# --- rescoring: news by the clock, not by behaviour -----------------------------------------
+
+
+def test_a_rescoring_change_is_as_old_as_the_customers_last_event():
+    """The sweep re-reads a customer against new quantiles at the partition clock (now);
+    a customer last seen a year ago gets no VIP offer from it, one seen an hour ago does."""
+    champion = change("champions", dimension="rfm", previous="loyal")
+    rescored = champion.model_copy(update={"rescored": True})
+    year_ago, hour_ago = NOON - 365 * DAY, NOON - HOUR
+    _, ds = plan(
+        DEFAULT_POLICY,
+        rescored,
+        ActionState("c-1"),
+        now=NOON,
+        consent=True,
+        wall=NOON,
+        last_seen=year_ago,
+    )
+    assert reasons(ds) == {"email/vip_offer": ("suppressed", "stale")}
+    _, ds = plan(
+        DEFAULT_POLICY,
+        rescored,
+        ActionState("c-1"),
+        now=NOON,
+        consent=True,
+        wall=NOON,
+        last_seen=hour_ago,
+    )
+    assert reasons(ds)["email/vip_offer"][1] in ("sent", "holdout")
+    # an event's or a deadline's change keeps its own time, however long ago the last event
+    _, ds = plan(
+        DEFAULT_POLICY,
+        champion,
+        ActionState("c-1"),
+        now=NOON,
+        consent=True,
+        wall=NOON,
+        last_seen=year_ago,
+    )
+    assert reasons(ds)["email/vip_offer"][1] in ("sent", "holdout")
+
+
+def test_rescore_marks_only_the_sweeps_own_changes():
+    from segmenters.core import Context, rescore
+    from segmenters.rfm import RfmQuantiles
+
+    c = Events("c-1")
+    state = fold(None, "c-1", [(ev(c.purchase("o-1", ["A"])), None)], config=CONFIG).state
+    assert "rfm" not in state.segments and state.eval_at is not None
+    quantiles = RfmQuantiles(
+        recency_days=(1.0, 2.0, 3.0, 4.0),
+        frequency=(0.5, 0.6, 0.7, 0.8),
+        monetary=(1.0, 2.0, 3.0, 4.0),
+        buyers=100,
+        as_of=state.eval_at,
+    )
+    result = rescore(state, state.eval_at, config=CONFIG, ctx=Context(rfm=quantiles))
+    assert [(ch.dimension, ch.rescored) for ch in result.changes] == [("rfm", True)]
+    timer = tick(state, state.eval_at + 31 * DAY, config=CONFIG)
+    assert timer.changes and not any(ch.rescored for ch in timer.changes)
