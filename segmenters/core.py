@@ -284,6 +284,21 @@ def rescore(
     return result
 
 
+def carry_no_actions(
+    result: FoldResult, items: list[tuple[Event, Source]], marked: set[Source], was: bool
+) -> None:
+    """Mark ``no_actions`` the changes of events replayed with ``--no-actions`` and, while
+    the customer's latest event was one of those (``was``, the state before), the changes
+    of its timers and rescoring: they follow from replayed history, not from the customer
+    now. The state remembers whether its latest applied event was marked."""
+    ids = {e.event_id for e, src in items if src in marked}
+    if result.applied_ids:
+        result.state.no_actions = result.applied_ids[-1] in ids
+    for i, (change, src) in enumerate(zip(result.changes, result.causes, strict=True)):
+        if (src in marked) if src is not None else was:
+            result.changes[i] = change.model_copy(update={"no_actions": True})
+
+
 def merge_by_time(
     items: Sequence[tuple[Event, Source | None]],
 ) -> list[tuple[Event, Source | None]]:

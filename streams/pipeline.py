@@ -33,6 +33,7 @@ from segmenters.core import (
     Context,
     FoldResult,
     Source,
+    carry_no_actions,
     fold,
     merge_by_time,
     next_deadline,
@@ -201,14 +202,14 @@ class BatchProcessor:
         #: Event batches and timer scans take turns, so a customer's changes keep their order.
         self.lock = asyncio.Lock()
 
-    def _parse(self, record: Record) -> Event:
+    def _parse(self, record: Record, wall: float) -> Event:
         return parse_record(
             record,
             topic_prefix=self.topic_prefix,
             max_bytes=self.max_event_bytes,
             partitions=self.store.partitions,
             max_future_s=self.max_future_s,
-            wall=self.clock(),
+            wall=wall,
             live=self.live,
         )
 
@@ -227,10 +228,11 @@ class BatchProcessor:
         acks: list[Awaitable[Any]] = []  # broker acknowledgements to wait for
         applied: dict[str, int] = {}  # partition progress, written with the states
         marked: set[Source] = set()  # records replayed with --no-actions
+        wall = self.clock()  # bounds event time in live mode: one read per batch
         for record in records:
             applied[f"{record.topic}:{record.partition}"] = record.offset
             try:
-                event = self._parse(record)
+                event = self._parse(record, wall)
             except InvalidEvent as exc:
                 stats.deadletters += 1
                 acks.append(
@@ -389,7 +391,7 @@ class BatchProcessor:
             else:
                 result = tick(before.state, until, config=self.config, ctx=ctx)
             if marked or was_marked:
-                _carry_mark(result, items, marked or set(), was_marked)
+                carry_no_actions(result, items, marked or set(), was_marked)
             encoded = Encoded.of(result)
             results[cid] = encoded
             write = Write(cid, before.rev, result.state)
@@ -404,21 +406,6 @@ class BatchProcessor:
             write.ids = [id_number(e) for e in result.applied_ids]
             writes.append(write)
         return writes, results
-
-
-def _carry_mark(
-    result: FoldResult, items: list[tuple[Event, Source]], marked: set[Source], was: bool
-) -> None:
-    """Mark ``no_actions`` the changes of events replayed with ``--no-actions`` and, while
-    the customer's latest event was one of those (``was``, the state before), the changes
-    of its timers and rescoring: they follow from replayed history, not from the customer
-    now. The state remembers whether its latest applied event was marked."""
-    ids = {e.event_id for e, src in items if src in marked}
-    if result.applied_ids:
-        result.state.no_actions = result.applied_ids[-1] in ids
-    for i, (change, src) in enumerate(zip(result.changes, result.causes, strict=True)):
-        if (src in marked) if src is not None else was:
-            result.changes[i] = change.model_copy(update={"no_actions": True})
 
 
 class Encoded(FoldResult):

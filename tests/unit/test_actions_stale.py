@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from segmenters.actions import ActionState, due, plan
 from segmenters.changes import SegmentChange
 from segmenters.config import EngineConfig
-from segmenters.core import Source, fold, tick
+from segmenters.core import Source, carry_no_actions, fold, tick
 from segmenters.policy import DAY, DEFAULT_POLICY, PolicyError, load_policy
-from streams.pipeline import _carry_mark, no_actions_of
+from streams.pipeline import no_actions_of
 from tests.unit.factories import Events, ev
 
 #: 2026-01-05 12:00 UTC, a Monday: outside the default quiet hours (21-8 Europe/Berlin).
@@ -207,7 +207,7 @@ def folded(events, marked_positions, state=None, first=0):
     marked = {src for i, (_e, src) in enumerate(items) if i in marked_positions}
     was = state is not None and state.no_actions
     result = fold(state, "c-1", items, config=CONFIG)
-    _carry_mark(result, items, marked, was)
+    carry_no_actions(result, items, marked, was)
     return result
 
 
@@ -230,7 +230,7 @@ def test_a_timer_after_replayed_events_is_marked_until_a_live_event_clears_it():
     later = c.start.timestamp() + 2 * HOUR
     fired = tick(replayed.state, later, config=CONFIG)
     assert [ch.current for ch in fired.changes] == ["cart_abandoner"]
-    _carry_mark(fired, [], set(), replayed.state.no_actions)
+    carry_no_actions(fired, [], set(), replayed.state.no_actions)
     assert fired.changes[0].no_actions is True
     # A live event afterwards: its own changes and the state are unmarked again, and so
     # is the next timer's change.
@@ -244,7 +244,7 @@ def test_a_timer_after_replayed_events_is_marked_until_a_live_event_clears_it():
     ]
     assert marks == [(True, "cart_abandoner", True), (False, "active_cart", False)]
     again = tick(live.state, c.start.timestamp() + 5 * HOUR, config=CONFIG)
-    _carry_mark(again, [], set(), live.state.no_actions)
+    carry_no_actions(again, [], set(), live.state.no_actions)
     assert again.changes and not any(ch.no_actions for ch in again.changes)
 
 
