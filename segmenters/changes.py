@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -82,15 +83,35 @@ class SegmentChange(BaseModel):
         (1 for the first; ``CustomerState.positions``)."""
         # built from the engine's own typed values: no validation (a change per event in
         # a catch-up makes it measurable); ``test_changes`` checks against the validator
-        return cls.model_construct(
-            change_id=change_id(
+        values: dict[str, Any] = {
+            "schema_version": 1,
+            "change_id": change_id(
                 customer_id, dimension, position, previous, current, at, reason, rescored
             ),
-            customer_id=customer_id,
-            dimension=dimension,
-            previous=previous,
-            current=current,
-            changed_at=datetime.fromtimestamp(at, UTC),
-            reason=reason,
-            rescored=rescored,
-        )
+            "customer_id": customer_id,
+            "dimension": dimension,
+            "previous": previous,
+            "current": current,
+            "changed_at": datetime.fromtimestamp(at, UTC),
+            "reason": reason,
+            "engine_version": ENGINE_VERSION,
+            "no_actions": False,
+            "rescored": rescored,
+        }
+        if cls is not SegmentChange:
+            return cls.model_construct(set(_MADE_FIELDS), **values)
+        # what ``model_construct`` sets, without its generic per-field loop
+        m = cls.__new__(cls)
+        _set(m, "__dict__", values)
+        _set(m, "__pydantic_fields_set__", set(_MADE_FIELDS))
+        _set(m, "__pydantic_extra__", None)
+        _set(m, "__pydantic_private__", None)
+        return m
+
+
+#: The fields ``make`` passes: ``model_fields_set`` of a change it makes.
+_MADE_FIELDS = frozenset(
+    ("change_id", "customer_id", "dimension", "previous", "current", "changed_at", "reason")
+    + ("rescored",)
+)
+_set = object.__setattr__

@@ -123,22 +123,48 @@ class ClusterModel:
         model no longer has) is ignored. Ties go to the lowest id. Plain Python on purpose:
         for a handful of centroids ``math.dist`` beats NumPy's per-call overhead (~4 us).
         """
-        if not 0.0 <= margin < 1.0:
-            raise ValueError(f"margin must be in [0, 1), got {margin}")
+        _check_margin(margin)
         z = self.scale(x)
+        return self.explain([math.dist(c, z) for c in self._centroids], previous, margin)
+
+    def assign_row(
+        self, row: Sequence[float], previous: int | None, margin: float = 0.1
+    ) -> tuple[int, list[float]]:
+        """What :meth:`assign` picks for ``row`` (every value of :attr:`features`, in order),
+        and the distances it picked from, without the reason: scoring runs on every event
+        and the reason is only needed when the cluster changes (:meth:`explain`)."""
+        _check_margin(margin)
+        z = [
+            (v - m) / s if math.isfinite(v) else 0.0
+            for v, m, s in zip(row, self._mean, self._std, strict=True)
+        ]
         d = [math.dist(c, z) for c in self._centroids]
+        return self._pick(d, previous, margin)[0], d
+
+    def _pick(self, d: list[float], previous: int | None, margin: float) -> tuple[int, int]:
+        """(cluster, index of the nearest centroid) under the hysteresis rule of :meth:`assign`."""
         dn = min(d)
         i = d.index(dn)
         nearest = self._ids[i]
+        if previous is None or previous == nearest or previous not in self._ids:
+            return nearest, i
+        if dn < (1.0 - margin) * d[self._ids.index(previous)]:
+            return nearest, i
+        return previous, i
+
+    def explain(self, d: list[float], previous: int | None, margin: float) -> Assignment:
+        """The :class:`Assignment`, reason included, from the distances ``d`` to every
+        centroid (in id order)."""
+        cluster, i = self._pick(d, previous, margin)
+        nearest, dn = self._ids[i], d[i]
         said = f"nearest centroid {nearest} (distance {dn:.2f})"
         if previous is None or previous == nearest:
             return Assignment(nearest, dn, said)
-        try:
-            dp = d[self._ids.index(previous)]
-        except ValueError:
+        if previous not in self._ids:
             return Assignment(nearest, dn, f"{said}; previous cluster {previous} is gone")
+        dp = d[self._ids.index(previous)]
         pct = f"{margin * 100:g} %"
-        if dn < (1.0 - margin) * dp:
+        if cluster == nearest:
             return Assignment(
                 nearest, dn, f"{said}, more than {pct} closer than {previous} (distance {dp:.2f})"
             )
@@ -202,6 +228,11 @@ class ClusterModel:
                 for c in doc["clusters"]
             ),
         )
+
+
+def _check_margin(margin: float) -> None:
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"margin must be in [0, 1), got {margin}")
 
 
 def _to_units(feature: str, value: float) -> float:

@@ -26,9 +26,9 @@ from . import rfm as rfm_rules
 from .changes import SegmentChange
 from .clustering import ClusterModel
 from .config import EngineConfig
-from .custom import CustomSegments, evaluate_custom
+from .custom import CustomSegments, custom_memberships, custom_reason
 from .events import Event
-from .features import feature_vector
+from .features import FEATURES, feature_row, feature_vector
 from .rfm import RfmQuantiles
 from .state import CustomerState
 from .update import apply_event
@@ -127,13 +127,14 @@ def next_deadline(
     if state.eval_at is None:
         return None
     after = state.eval_at
-    candidates = [
-        journey_rules.next_deadline(state, after, config.journey),
+    due = journey_rules.next_deadline(state, after, config.journey)
+    for other in (
         rfm_rules.next_deadline(state, after, ctx.rfm),
         profile_rules.next_deadline(state, after),
-    ]
-    due = [c for c in candidates if c is not None]
-    return min(due) if due else None
+    ):
+        if other is not None and (due is None or other < due):
+            due = other
+    return due
 
 
 def advance(
@@ -179,34 +180,88 @@ def segment_changes(
     Each change takes the next position in its dimension's history (``state.positions``),
     so two changes never share an id: not even two rescoring passes at one event time.
     """
-    # built-in dimensions first, then custom rules, which may read this evaluation's segments
-    changes = _record(state, evaluate(state, now, config, ctx), now, rescored)
-    changes += _record(state, evaluate_custom(state, now, ctx.custom), now, rescored)
+    # Built-in dimensions first, then custom rules, which may read this evaluation's
+    # segments. The same segments as ``evaluate`` and ``evaluate_custom`` give, dimension
+    # by dimension (none reads another built-in's segment, no rule a custom one), but a
+    # reason is only written for a dimension that changed: most evaluations change nothing.
+    changes: list[SegmentChange] = []
+    segment = journey_rules.journey_segment(state, now, config.journey)
+    if segment != state.segment(journey_rules.DIMENSION):
+        reason = journey_rules.journey_reason(segment, state, now, config.journey)
+        _change(changes, state, journey_rules.DIMENSION, segment, reason, now, rescored)
+    q = ctx.rfm
+    if q is not None and state.orders != 0 and state.last_order_at is not None and q.buyers:
+        r, f, m = rfm_rules.scores(state, now, q)
+        segment = rfm_rules.rfm_segment(r, f)
+        if segment != state.segment(rfm_rules.DIMENSION):
+            reason = rfm_rules.rfm_reason(r, f, m, q)
+            _change(changes, state, rfm_rules.DIMENSION, segment, reason, now, rescored)
+    if state.profile:
+        demographic = profile_rules.demographic_segment(state, now)
+        if demographic is not None and demographic != state.segment(profile_rules.DEMOGRAPHIC):
+            full = profile_rules.demographic(state, now)
+            assert full is not None and full[0] == demographic
+            _change(changes, state, profile_rules.DEMOGRAPHIC, demographic, full[1], now, rescored)
+    geographic = profile_rules.geographic_segment(state)
+    if geographic is not None and geographic != state.segment(profile_rules.GEOGRAPHIC):
+        full = profile_rules.geographic(state)
+        assert full is not None and full[0] == geographic
+        _change(changes, state, profile_rules.GEOGRAPHIC, geographic, full[1], now, rescored)
+    if ctx.clusters is not None:
+        _behaviour(changes, state, now, ctx, rescored)
+    for rule, segment in custom_memberships(state, now, ctx.custom):
+        if segment != state.segment(rule.dimension):
+            assert ctx.custom is not None
+            reason = custom_reason(ctx.custom, rule, segment)
+            _change(changes, state, rule.dimension, segment, reason, now, rescored)
     return changes
 
 
-def _record(
-    state: CustomerState, segments: dict[str, tuple[str, str]], now: float, rescored: bool
-) -> list[SegmentChange]:
-    changes = []
-    for dimension, (segment, reason) in segments.items():
-        previous = state.segment(dimension)
-        if segment == previous:
-            continue
-        position = state.enter(dimension, segment, now)
-        changes.append(
-            SegmentChange.make(
-                customer_id=state.customer_id,
-                dimension=dimension,
-                previous=previous,
-                current=segment,
-                at=now,
-                reason=reason,
-                position=position,
-                rescored=rescored,
-            )
+def _behaviour(
+    changes: list[SegmentChange], state: CustomerState, now: float, ctx: Context, rescored: bool
+) -> None:
+    """:func:`behaviour`, with the reason written only for a change."""
+    model = ctx.clusters
+    assert model is not None
+    if model.features != FEATURES:
+        found = behaviour(state, now, ctx)
+        assert found is not None
+        if found[0] != state.segment(BEHAVIOUR):
+            _change(changes, state, BEHAVIOUR, found[0], found[1], now, rescored)
+        return
+    previous = state.segment(BEHAVIOUR)
+    prev_id = int(previous.removeprefix("cluster_")) if previous else None
+    cluster, d = model.assign_row(feature_row(state, now), prev_id, ctx.cluster_margin)
+    segment = f"cluster_{cluster}"
+    if segment != previous:
+        a = model.explain(d, prev_id, ctx.cluster_margin)
+        reason = f"{model.cluster(a.cluster).description}; {a.reason}; model v{model.version}"
+        _change(changes, state, BEHAVIOUR, segment, reason, now, rescored)
+
+
+def _change(
+    changes: list[SegmentChange],
+    state: CustomerState,
+    dimension: str,
+    segment: str,
+    reason: str,
+    now: float,
+    rescored: bool,
+) -> None:
+    previous = state.segment(dimension)
+    position = state.enter(dimension, segment, now)
+    changes.append(
+        SegmentChange.make(
+            customer_id=state.customer_id,
+            dimension=dimension,
+            previous=previous,
+            current=segment,
+            at=now,
+            reason=reason,
+            position=position,
+            rescored=rescored,
         )
-    return changes
+    )
 
 
 def fold(
@@ -242,9 +297,10 @@ def fold(
             continue
         at = event.occurred_at.timestamp()
         fired = advance(work, at, config, ctx)
-        result.changes.extend(fired)
-        result.causes.extend([None] * len(fired))
-        apply_event(work, event, config.state)
+        if fired:
+            result.changes.extend(fired)
+            result.causes.extend([None] * len(fired))
+        apply_event(work, event, config.state, at=at)
         seen.add(event.event_id)
         if source is not None:
             work.offsets[source.key] = source.offset
@@ -253,8 +309,9 @@ def fold(
         now = max(at, work.eval_at if work.eval_at is not None else at)
         changed = segment_changes(work, now, config, ctx)
         work.eval_at = now
-        result.changes.extend(changed)
-        result.causes.extend([source] * len(changed))
+        if changed:
+            result.changes.extend(changed)
+            result.causes.extend([source] * len(changed))
     return result
 
 

@@ -31,6 +31,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -690,8 +691,22 @@ def _compile(node: ast.AST) -> Fn:
     if isinstance(node, ast.BoolOp):
         fs = tuple(_compile(x) for x in node.values)
         if isinstance(node.op, ast.And):
-            return lambda v: all(f(v) for f in fs)
-        return lambda v: any(f(v) for f in fs)
+
+            def conjunction(v: Mapping[str, Any]) -> bool:
+                for f in fs:
+                    if not f(v):
+                        return False
+                return True
+
+            return conjunction
+
+        def disjunction(v: Mapping[str, Any]) -> bool:
+            for f in fs:
+                if f(v):
+                    return True
+            return False
+
+        return disjunction
     if isinstance(node, ast.UnaryOp):
         g = _compile(node.operand)
         if isinstance(node.op, ast.Not):
@@ -737,6 +752,20 @@ def _compile_pair(left: ast.AST, op: ast.cmpop, right: ast.AST) -> Fn:
                 return lambda v: h(v) is None
             return lambda v: h(v) is not None
     g, cmp = _compile(right), _COMPARE[type(op)]
+    if isinstance(left, ast.Name) and isinstance(right, ast.Constant):
+        # the common ``field <op> constant``: the same test, two calls fewer
+        name, c = left.id, right.value
+
+        def compare_constant(v: Mapping[str, Any]) -> bool:
+            a = v[name]
+            if a is None:
+                return False
+            try:
+                return bool(cmp(a, c))
+            except TypeError:  # a stored value of another type than the field's (old data)
+                return False
+
+        return compare_constant
 
     def compare(v: Mapping[str, Any]) -> bool:
         a, b = f(v), g(v)
@@ -761,7 +790,7 @@ class CustomRule:
     tree: ast.Expression
     test: Fn = field(repr=False, compare=False)
 
-    @property
+    @cached_property
     def dimension(self) -> str:
         return f"custom:{self.name}"
 
@@ -882,17 +911,31 @@ def evaluate_custom(
     """Each custom dimension's segment for ``state``; unseen non-members are left out."""
     if segments is None or not segments.rules:
         return {}
+    return {
+        r.dimension: (segment, custom_reason(segments, r, segment))
+        for r, segment in custom_memberships(state, now, segments)
+    }
+
+
+def custom_memberships(
+    state: CustomerState, now: float, segments: CustomSegments | None
+) -> list[tuple[CustomRule, str]]:
+    """The segment of each custom dimension, as :func:`evaluate_custom` gives it, without
+    the reasons: they are only written for a change (:func:`custom_reason`)."""
+    if segments is None or not segments.rules:
+        return []
     values = _Values(state, now)
-    out = {}
+    out = []
     for r in segments.rules:
         if r.test(values):
-            out[r.dimension] = (
-                "member",
-                f"rule `{r.rule}` holds (segments config {segments.version})",
-            )
+            out.append((r, "member"))
         elif state.segment(r.dimension) is not None:
-            out[r.dimension] = (
-                "non_member",
-                f"rule `{r.rule}` no longer holds (segments config {segments.version})",
-            )
+            out.append((r, "non_member"))
     return out
+
+
+def custom_reason(segments: CustomSegments, rule: CustomRule, segment: str) -> str:
+    """Why the customer is in ``segment`` of ``rule``'s dimension."""
+    if segment == "member":
+        return f"rule `{rule.rule}` holds (segments config {segments.version})"
+    return f"rule `{rule.rule}` no longer holds (segments config {segments.version})"

@@ -101,6 +101,19 @@ def feature_vector(
     vector (a never-bought customer sits at the recency cap, everything else at 0).
     ``now`` is passed in (never read from a clock), so a replay gives the same vector.
     """
+    row = feature_row(state, now, half_life_days=half_life_days, recency_cap_days=recency_cap_days)
+    return dict(zip(FEATURES, row, strict=True))
+
+
+def feature_row(
+    state: CustomerState,
+    now: float,
+    *,
+    half_life_days: float = 7.0,
+    recency_cap_days: float = 365.0,
+) -> list[float]:
+    """:func:`feature_vector` as a list in :data:`FEATURES` order: what scoring reads,
+    once per evaluation, without building the dict."""
     half_life_s = half_life_days * DAY
     orders = max(0, state.orders)
     revenue = max(0.0, state.revenue) if math.isfinite(state.revenue) else 0.0
@@ -108,24 +121,23 @@ def feature_vector(
         recency = min(recency_cap_days, _days(state.last_order_at, now))
     else:
         recency = recency_cap_days
-    in_cart = max(0, state.cart_items)
+    in_cart = max(0, state.cart_items) if state.cart else 0
     put_in_cart = in_cart + max(0, state.items)
-    events_by_device = sum(state.devices.values())
-    return {
-        "recency": _log(recency),
-        "frequency": _log(float(orders)),
-        "monetary": _log(revenue),
-        "avg_order_value": _log(revenue / orders) if orders else 0.0,
-        "browsing": _log(decayed_value(state.views, now, half_life_s=half_life_s)),
-        "cart_intensity": _log(decayed_value(state.cart_adds, now, half_life_s=half_life_s)),
-        "cart_abandon": in_cart / put_in_cart if put_in_cart else 0.0,
-        "category_breadth": _log(float(len(state.categories))),
-        "mobile_share": (
-            state.devices.get("mobile", 0) / events_by_device if events_by_device > 0 else 0.0
-        ),
-        "inactivity": _log(_days(state.last_seen, now)),
-        "tenure": _log(_days(state.first_seen, now)),
-    }
+    devices = state.devices
+    events_by_device = sum(devices.values()) if devices else 0
+    return [
+        _log(recency),
+        _log(float(orders)),
+        _log(revenue),
+        _log(revenue / orders) if orders else 0.0,
+        _log(decayed_value(state.views, now, half_life_s=half_life_s)),
+        _log(decayed_value(state.cart_adds, now, half_life_s=half_life_s)),
+        in_cart / put_in_cart if put_in_cart else 0.0,
+        _log(float(len(state.categories))),
+        devices.get("mobile", 0) / events_by_device if events_by_device > 0 else 0.0,
+        _log(_days(state.last_seen, now)),
+        _log(_days(state.first_seen, now)),
+    ]
 
 
 #: How far (Euclidean, in the trainer's scaled space: standard deviations) a customer's

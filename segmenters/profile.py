@@ -24,8 +24,24 @@ AGE_BANDS = ((18, "18-24"), (25, "25-34"), (35, "35-44"), (45, "45-54"), (55, "5
 UNKNOWN = "unknown"
 
 
+#: (start, end, year): the event-time span of the year ``_year`` last computed, less its
+#: last microsecond (which ``fromtimestamp`` may round up into the next year).
+_last_year: tuple[float, float, int] = (0.0, 0.0, 0)
+
+
 def _year(ts: float) -> int:
-    return datetime.fromtimestamp(ts, UTC).year
+    global _last_year
+    start, end, year = _last_year
+    if start <= ts < end:
+        return year
+    year = datetime.fromtimestamp(ts, UTC).year
+    if 1 < year < 9999:
+        _last_year = (
+            datetime(year, 1, 1, tzinfo=UTC).timestamp(),
+            datetime(year + 1, 1, 1, tzinfo=UTC).timestamp() - 1e-6,
+            year,
+        )
+    return year
 
 
 def age_band(age: int) -> str:
@@ -61,6 +77,28 @@ def demographic(state: CustomerState, now: float) -> tuple[str, str] | None:
         f"{band}/{gender}/{income}",
         f"{age_text}, gender {gender}, income band {income}",
     )
+
+
+def demographic_segment(state: CustomerState, now: float) -> str | None:
+    """The segment of :func:`demographic` alone: the reason is only written for a change."""
+    profile = state.profile
+    if not profile:
+        return None
+    born = profile.get("birth_year")
+    band = age_band(_year(now) - born) if isinstance(born, int) else UNKNOWN
+    return f"{band}/{_clean(profile.get('gender'))}/{_clean(profile.get('income_band'))}"
+
+
+def geographic_segment(state: CustomerState) -> str | None:
+    """The segment of :func:`geographic` alone."""
+    p, g = state.profile, state.geo
+    if p.get("country"):
+        country, region = p["country"], p.get("region")
+    elif g.get("country"):
+        country, region = g["country"], g.get("region")
+    else:
+        return None
+    return f"{country}/{region or UNKNOWN}"
 
 
 def geographic(state: CustomerState) -> tuple[str, str] | None:

@@ -137,12 +137,21 @@ class RfmQuantiles:
         )
 
 
+def _above(value: float, bounds: tuple[float, ...]) -> int:
+    """How many of ``bounds`` ``value`` is strictly above."""
+    n = 0
+    for x in bounds:
+        if value > x:
+            n += 1
+    return n
+
+
 def scores(state: CustomerState, now: float, q: RfmQuantiles) -> tuple[int, int, int]:
     assert state.last_order_at is not None
     recency = (now - state.last_order_at) / DAY
-    r = 5 - sum(recency > x for x in q.recency_days)
-    f = 1 + sum(state.orders > x for x in q.frequency)
-    m = 1 + sum(state.revenue > x for x in q.monetary)
+    r = 5 - _above(recency, q.recency_days)
+    f = 1 + _above(state.orders, q.frequency)
+    m = 1 + _above(state.revenue, q.monetary)
     return r, f, m
 
 
@@ -166,19 +175,24 @@ def rfm(state: CustomerState, now: float, q: RfmQuantiles | None) -> tuple[str, 
     if q is None or state.orders == 0 or state.last_order_at is None or q.buyers == 0:
         return None
     r, f, m = scores(state, now, q)
-    return rfm_segment(r, f), f"R{r} F{f} M{m} (quantiles over {q.buyers} buyers)"
+    return rfm_segment(r, f), rfm_reason(r, f, m, q)
+
+
+def rfm_reason(r: int, f: int, m: int, q: RfmQuantiles) -> str:
+    """The reason of :func:`rfm`: the scores and the population they are against."""
+    return f"R{r} F{f} M{m} (quantiles over {q.buyers} buyers)"
 
 
 def next_deadline(state: CustomerState, after: float, q: RfmQuantiles | None) -> float | None:
     """When the recency score next drops (its recency passes the next quantile)."""
     if q is None or state.orders == 0 or state.last_order_at is None:
         return None
-    future = [
-        state.last_order_at + days * DAY + TIMER_EPSILON_S
-        for days in q.recency_days
-        if state.last_order_at + days * DAY + TIMER_EPSILON_S > after
-    ]
-    return min(future) if future else None
+    due = None
+    for days in q.recency_days:
+        at = state.last_order_at + days * DAY + TIMER_EPSILON_S
+        if at > after and (due is None or at < due):
+            due = at
+    return due
 
 
 def histogram_buckets(state: CustomerState | None) -> dict[str, int]:

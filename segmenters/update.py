@@ -41,10 +41,13 @@ def _touch(state: CustomerState, event: Event, at: float, cfg: StateConfig) -> N
     if event.geo is not None and (state.geo_at is None or at >= state.geo_at):
         # the latest location by event time wins, whatever order events arrive in
         state.geo_at = at
-        for key in ("country", "region", "city"):
-            value = getattr(event.geo, key)
-            if value:
-                state.geo[key] = value
+        geo = event.geo
+        if geo.country:
+            state.geo["country"] = geo.country
+        if geo.region:
+            state.geo["region"] = geo.region
+        if geo.city:
+            state.geo["city"] = geo.city
 
 
 def _browse(state: CustomerState, e: Browse, at: float, cfg: StateConfig) -> None:
@@ -150,8 +153,14 @@ _HANDLERS: dict[str, Callable[[CustomerState, Any, float, StateConfig], None]] =
 }
 
 
-def apply_event(state: CustomerState, event: Event, cfg: StateConfig) -> None:
-    """Apply one (already de-duplicated) event to a working copy of the state."""
-    at = event.occurred_at.timestamp()
+def apply_event(
+    state: CustomerState, event: Event, cfg: StateConfig, *, at: float | None = None
+) -> None:
+    """Apply one (already de-duplicated) event to a working copy of the state.
+
+    ``at`` is ``event.occurred_at.timestamp()``, when the caller has it already.
+    """
+    if at is None:
+        at = event.occurred_at.timestamp()
     _touch(state, event, at, cfg)
     _HANDLERS[event.type](state, event, at, cfg)

@@ -16,6 +16,7 @@ from typing import Protocol
 import faust
 import orjson
 
+from .delivery import fetch_batches, taken_batches
 from .pipeline import BatchProcessor, BatchStats, Record, no_actions_of
 from .progress import ProgressGuard, process_until_done
 from .settings import Settings
@@ -112,21 +113,28 @@ def register_agents(
         partitions=settings.topic_partitions,
     )
     throughput = Throughput()
+    # Whole fetches, no hop per message (streams.delivery); else Faust's own batches.
+    fetches = fetch_batches(app, source)
 
     @app.agent(source, name=f"{settings.app_id}.ingest", concurrency=1)
     async def ingest(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+        batches = (
+            fetches
+            if fetches is not None
+            else taken_batches(stream, settings.batch_size, settings.batch_window_s)
+        )
+        async for messages in batches:
             records = [
                 Record(
-                    e.message.topic,
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.key,
-                    e.message.value,
-                    e.message.timestamp,
-                    no_actions=no_actions_of(e.message.headers),
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    m.timestamp,
+                    no_actions=no_actions_of(m.headers),
                 )
-                for e in events
+                for m in messages
             ]
             stats = await process_until_done(
                 processor, records, None if observer is None else observer.batch_failed, guard
@@ -134,6 +142,6 @@ def register_agents(
             throughput.add(stats)
             if observer is not None:
                 try:
-                    observer.batch_done(records, [e.message.timestamp for e in events], stats)
+                    observer.batch_done(records, [m.timestamp for m in messages], stats)
                 except Exception:  # metrics never stop the stream
                     log.exception("recording metrics of a batch failed")

@@ -42,7 +42,6 @@ from segmenters.state import CustomerState
 from .keys import (
     ScriptKeys,
     actions_due_key,
-    actions_key,
     assigned_key,
     customer_keys,
     index_key,
@@ -176,7 +175,7 @@ def _reads(client: Any, prefix: str, partition: int, customer_id: str) -> Any:
     pipe = client.pipeline(transaction=False)
     pipe.hmget(state_key(prefix, partition, customer_id), "rev", "doc")
     pipe.smembers(index_registry_key(prefix, partition))
-    pipe.hget(actions_key(prefix, partition, customer_id), "doc")
+    pipe.hget(state_key(prefix, partition, customer_id), "act")
     return pipe
 
 

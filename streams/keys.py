@@ -168,29 +168,32 @@ def model_key(prefix: str) -> str:
 
 
 def actions_key(prefix: str, partition: int, customer_id: str) -> str:
-    """Hash of the actions service: ``rev`` and ``doc`` (action state, first assignments,
-    purchases; docs/actions.md)."""
+    """Hash ``rev``, ``doc`` of the actions agent before the one pipeline; the doc is now
+    field ``act`` of ``state_key``. Only migrated (streams/migrate.py) and erased."""
     return f"{shard(prefix, partition)}:c:{customer_id}:actions"
 
 
 def actions_outbox_key(prefix: str, partition: int, customer_id: str) -> str:
-    """Action messages written but not yet confirmed delivered."""
+    """The actions agent's unsent messages before the one pipeline (now entries of
+    ``outbox_key``). Only migrated (streams/migrate.py) and erased."""
     return f"{shard(prefix, partition)}:c:{customer_id}:actout"
 
 
 def actions_due_key(prefix: str, partition: int) -> str:
-    """Due index of delayed actions of one partition: customer -> due time."""
+    """The actions agent's due index before the one pipeline (delayed actions now share
+    ``timers_key``). Only migrated (streams/migrate.py) and cleared by erase."""
     return f"{shard(prefix, partition)}:act:due"
 
 
 def actions_applied_key(prefix: str, partition: int) -> str:
-    """Hash ``<topic>:<partition>`` -> last offset the actions agent applied (written with
-    its action states, as ``applied_key`` is with the customer states)."""
+    """The actions agent's progress before the one pipeline (now all in ``applied_key``);
+    deleted by ``segstream migrate-keys``."""
     return f"{shard(prefix, partition)}:act:applied"
 
 
 def actions_clock_key(prefix: str) -> str:
-    """Hash partition -> latest ``changed_at`` the actions service has seen."""
+    """The actions agent's clocks before the one pipeline (delayed actions now follow the
+    partition clock, ``clock_key``); deleted by ``segstream migrate-keys``."""
     return f"{prefix}:act:clock"
 
 
@@ -216,6 +219,8 @@ def customer_keys(prefix: str, partition: int, customer_id: str) -> list[str]:
         state_key(prefix, partition, customer_id),
         outbox_key(prefix, partition, customer_id),
         ids_key(prefix, partition, customer_id),
+        # Written by versions before the one pipeline (the action doc is now field
+        # ``act`` of the state hash): erased too, should a deployment still hold them.
         actions_key(prefix, partition, customer_id),
         actions_outbox_key(prefix, partition, customer_id),
     ]

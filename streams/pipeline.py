@@ -20,12 +20,14 @@ import asyncio
 import logging
 import time
 import zlib
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from segmenters.actions import Decision, next_due
 from segmenters.changes import SegmentChange
 from segmenters.config import EngineConfig
 from segmenters.contract import DeadLetter
@@ -43,6 +45,8 @@ from segmenters.core import (
 from segmenters.events import Event, InvalidEvent, check_routing, parse_event
 from segmenters.eventtime import check_event_time
 from segmenters.features import feature_vector
+from segmenters.policy import Policy
+from segmenters.retention import KEEP_PURCHASES_S, Purchase, decide
 from segmenters.rfm import histogram_buckets
 from segmenters.state import CustomerState, id_number
 
@@ -54,6 +58,8 @@ log = logging.getLogger(__name__)
 
 #: Sends one message; returns an awaitable that resolves once the broker has it.
 Send = Callable[[bytes, bytes], Awaitable[Awaitable[Any]]]
+#: Sends one message to a topic (an action channel's), the same way.
+SendTo = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
 MAX_CONFLICT_RETRIES = 5
 
 
@@ -102,6 +108,11 @@ class BatchStats:
     round_trips: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Action messages sent; decisions by (action, outcome, reason).
+    actions_sent: int = 0
+    decided: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: Seconds per stage: parse, fold, decide, encode, redis, send.
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 def parse_record(
@@ -165,6 +176,10 @@ def deadletter_record(record: Record, reason: str, *, at: float) -> bytes:
 
 
 class BatchProcessor:
+    """One batch pipeline: parse -> load -> fold segments -> decide actions -> one atomic
+    write per partition -> send. Event batches, due timers and the rescoring sweep all
+    go through :meth:`_apply`."""
+
     def __init__(
         self,
         *,
@@ -175,6 +190,10 @@ class BatchProcessor:
         send_change: Send,
         send_deadletter: Send,
         send_features: Send | None = None,
+        send_action: SendTo | None = None,
+        policy: Callable[[], Policy] | None = None,
+        currency: str | None = None,
+        keep_purchases_s: float = KEEP_PURCHASES_S,
         sample_percent: int = 0,
         clock: Callable[[], float] = time.time,
         max_future_s: float | None = 300.0,
@@ -188,6 +207,11 @@ class BatchProcessor:
         self.send_change = send_change
         self.send_deadletter = send_deadletter
         self.send_features = send_features
+        #: Retention actions: the policy in force (None: actions off) and where they go.
+        self.send_action = send_action
+        self.policy = policy if send_action is not None else None
+        self.currency = currency
+        self.keep_purchases_s = keep_purchases_s
         self.sample_percent = sample_percent
         self.clock = clock
         #: Bounded event time (``SEGSTREAM_MAX_FUTURE_S``; None: unbounded) and clock mode.
@@ -201,6 +225,10 @@ class BatchProcessor:
         self.watermarks: dict[int, float] = {}
         #: Event batches and timer scans take turns, so a customer's changes keep their order.
         self.lock = asyncio.Lock()
+        #: Told of every round's decisions, (action, outcome, reason) -> count (metrics).
+        self.on_decided: Callable[[Counter[tuple[str, str, str]]], None] | None = None
+        #: Purchase currencies other than ``currency`` seen (each is warned about once).
+        self.other_currencies: set[str] = set()
 
     def _parse(self, record: Record, wall: float) -> Event:
         return parse_record(
@@ -229,6 +257,7 @@ class BatchProcessor:
         applied: dict[str, int] = {}  # partition progress, written with the states
         marked: set[Source] = set()  # records replayed with --no-actions
         wall = self.clock()  # bounds event time in live mode: one read per batch
+        watermarks = self.watermarks
         for record in records:
             applied[f"{record.topic}:{record.partition}"] = record.offset
             try:
@@ -237,27 +266,31 @@ class BatchProcessor:
                 stats.deadletters += 1
                 acks.append(
                     await self.send_deadletter(
-                        record.key or b"", deadletter_record(record, exc.reason, at=self.clock())
+                        record.key or b"", deadletter_record(record, exc.reason, at=wall)
                     )
                 )
                 continue
             stats.by_type[event.type] = stats.by_type.get(event.type, 0) + 1
+            if event.type == "purchase" and event.currency != self.currency:
+                self.note_currency(event.currency)
             source = Source(record.topic, record.partition, record.offset)
             if record.no_actions:
                 marked.add(source)
             by_customer.setdefault(event.customer_id, []).append((event, source))
             at = event.occurred_at.timestamp()
-            if at > self.watermarks.get(record.partition, float("-inf")):
-                self.watermarks[record.partition] = at
+            if at > watermarks.get(record.partition, float("-inf")):
+                watermarks[record.partition] = at
         stats.customers = len(by_customer)
         groups = {cid: merge_by_time(items) for cid, items in by_customer.items()}
-        await self._apply(groups, None, stats, acks, applied=applied, marked=marked)
+        stats.stages["parse"] = time.perf_counter() - started
+        await self._apply(groups, None, stats, acks, applied=applied, marked=marked, wall=wall)
         stats.round_trips = self.store.round_trips - trips_before
         stats.seconds = time.perf_counter() - started
         return stats
 
     async def fire_timers(self, clocks: dict[int, float], limit: int = 1000) -> BatchStats:
-        """Fire the timers due by each partition's clock (partition -> event time)."""
+        """Fire the timers due by each partition's clock (partition -> event time): segment
+        deadlines and delayed actions share the partition's due index."""
         async with self.lock:
             started = time.perf_counter()
             trips_before = self.store.round_trips
@@ -291,24 +324,35 @@ class BatchProcessor:
         rescoring: bool = False,
         applied: dict[str, int] | None = None,
         marked: set[Source] | None = None,
+        wall: float | None = None,
     ) -> None:
-        """Load, fold (or tick, with ``until``; or rescore), write with CAS, publish.
-        ``applied``: the batch's input offsets, recorded with its states."""
+        """Load, fold (or tick, with ``until``; or rescore), decide actions, write with
+        CAS, publish. ``applied``: the batch's input offsets, recorded with its states."""
+        stages = stats.stages
+        t = time.perf_counter()
         loaded = await self.store.load(groups)
+        stages["redis"] = stages.get("redis", 0.0) + time.perf_counter() - t
         unsent = {cid: b.unsent for cid, b in loaded.items() if b.unsent}
-        changes: list[tuple[SegmentChange, bytes]] = []
-        results_ok: dict[str, Encoded] = {}
+        wall = self.clock() if wall is None else wall
+        policy = None if self.policy is None else self.policy()
+        done: list[Outcome] = []
         pending = loaded
         for _attempt in range(MAX_CONFLICT_RETRIES + 1):
-            writes, results = self._fold_all(groups, pending, until, rescoring, marked or set())
+            writes, outcomes = self._fold_all(
+                groups, pending, until, rescoring, marked or set(), policy, wall, stages
+            )
+            t = time.perf_counter()
+            encoded_before = self.store.encode_s
             rejected = await self.store.commit(writes, applied)
-            for cid, result in results.items():
+            encode = self.store.encode_s - encoded_before
+            stages["encode"] = stages.get("encode", 0.0) + encode
+            stages["redis"] = stages.get("redis", 0.0) + time.perf_counter() - t - encode
+            for cid, outcome in outcomes.items():
                 if cid in rejected:
                     continue
-                results_ok[cid] = result
-                changes.extend(result.encoded)
-                stats.applied += result.applied
-                stats.duplicates += len(result.skipped)
+                done.append(outcome)
+                stats.applied += outcome.result.applied
+                stats.duplicates += len(outcome.result.skipped)
             if not rejected:
                 break
             conflicts = [c for c, r in rejected.items() if not r.seen]
@@ -325,31 +369,59 @@ class BatchProcessor:
         else:
             raise RuntimeError(f"state kept changing under us for {sorted(groups)}")
 
-        # What a crash left unsent goes first, so each customer's changes keep their order.
+        t = time.perf_counter()
+        # What a crash left unsent goes first, so each customer's messages keep their order.
         for cid, entries in unsent.items():
             for entry in entries:
-                change = orjson.loads(entry)["change"]
-                acks.append(await self.send_change(cid.encode(), orjson.dumps(change)))
+                acks.append(await self._resend(cid.encode(), entry))
                 stats.resent += 1
-        for change, encoded in changes:
-            acks.append(await self.send_change(change.customer_id.encode(), encoded))
-        stats.changes += len(changes)
-        await self._sample(results_ok, acks, 100 if rescoring else self.sample_percent)
+        delivered = list(unsent)
+        for outcome in done:
+            key = outcome.result.state.customer_id.encode()
+            for _change, body in outcome.encoded:
+                acks.append(await self.send_change(key, body))
+            stats.changes += len(outcome.encoded)
+            if outcome.messages:
+                assert self.send_action is not None
+                for topic, body in outcome.messages:
+                    acks.append(await self.send_action(topic, key, body))
+                stats.actions_sent += len(outcome.messages)
+            if outcome.encoded or outcome.messages:
+                delivered.append(outcome.result.state.customer_id)
+            for d in outcome.decisions:
+                stats.decided[(d.action, d.outcome, d.reason)] += 1
+        await self._sample(done, acks, 100 if rescoring else self.sample_percent)
         if acks:
             await asyncio.gather(*acks)  # delivered: the outboxes can go
-        self.store.delivered([*unsent, *(c.customer_id for c, _ in changes)])
+        self.store.delivered(delivered)
+        stages["send"] = stages.get("send", 0.0) + time.perf_counter() - t
+        if stats.decided and self.on_decided is not None:
+            try:
+                self.on_decided(stats.decided)
+            except Exception:  # metrics never stop the stream
+                log.exception("recording action metrics failed")
+            stats.decided = Counter()
 
-    async def _sample(
-        self, results: dict[str, FoldResult], acks: list[Awaitable[Any]], percent: int
-    ) -> None:
+    async def _resend(self, key: bytes, entry: bytes) -> Awaitable[Any]:
+        """Send an outbox entry again: a change, or an action message (to its topic)."""
+        doc = orjson.loads(entry)
+        if "change" in doc:
+            return await self.send_change(key, orjson.dumps(doc["change"]))
+        if self.send_action is None:  # actions turned off since: keep the order, drop it
+            log.warning("an unsent action message of %s is dropped: actions are off", key)
+            return _done()
+        return await self.send_action(doc["topic"], key, orjson.dumps(doc["value"]))
+
+    async def _sample(self, done: list[Outcome], acks: list[Awaitable[Any]], percent: int) -> None:
         """Send feature vectors to the trainer: of every customer the rescoring sweep visits
         (the current population, what the clusters should describe) and of a deterministic
         sample of customers updated by events (fresh behaviour between passes), those whose
         vector moved since the last one sent (``FeatureFeed``): an idle customer sends none."""
         if self.send_features is None or percent <= 0:
             return
-        for cid, result in results.items():
-            state = result.state
+        for outcome in done:
+            state = outcome.result.state
+            cid = state.customer_id
             if state.eval_at is None:
                 continue
             if zlib.crc32(f"{cid}:{state.events}".encode()) % 100 >= percent:
@@ -364,13 +436,18 @@ class BatchProcessor:
         groups: dict[str, list[tuple[Event, Source]]],
         loaded: dict[str, Loaded],
         until: float | None,
-        rescoring: bool = False,
-        marked: set[Source] | None = None,
-    ) -> tuple[list[Write], dict[str, Encoded]]:
+        rescoring: bool,
+        marked: set[Source],
+        policy: Policy | None,
+        wall: float,
+        stages: dict[str, float],
+    ) -> tuple[list[Write], dict[str, Outcome]]:
         writes = []
-        results: dict[str, Encoded] = {}
+        outcomes: dict[str, Outcome] = {}
         ctx = self.context
+        folding = deciding = 0.0
         for cid, items in groups.items():
+            t = time.perf_counter()
             before = loaded[cid]
             marks = _marks(before.state)
             was_marked = before.state is not None and before.state.no_actions
@@ -379,52 +456,132 @@ class BatchProcessor:
                 # A write that loses comes back with the stored state, never this one.
                 result = fold(before.state, cid, items, config=self.config, ctx=ctx, owned=True)
                 if result.applied == 0:
-                    results[cid] = Encoded.of(result)
+                    outcomes[cid] = Outcome(result)
+                    folding += time.perf_counter() - t
                     continue
             elif before.state is None:
                 continue  # erased or never seen: nothing to fire
             elif rescoring:
                 result = rescore(before.state, until, config=self.config, ctx=ctx)
                 if not result.changes:
-                    results[cid] = Encoded.of(result)
+                    outcomes[cid] = Outcome(result)
+                    folding += time.perf_counter() - t
                     continue  # nothing moved: no write
             else:
                 result = tick(before.state, until, config=self.config, ctx=ctx)
             if marked or was_marked:
-                carry_no_actions(result, items, marked or set(), was_marked)
-            encoded = Encoded.of(result)
-            results[cid] = encoded
+                carry_no_actions(result, items, marked, was_marked)
+            t2 = time.perf_counter()
+            folding += t2 - t
+            outcome = Outcome(result, [(c, change_json(c)) for c in result.changes])
             write = Write(cid, before.rev, result.state)
+            actions = before.actions
+            if policy is not None:
+                buys = _purchases(items, result) if until is None else []
+                due_at = None if until is None or rescoring else until
+                if result.changes or buys or (due_at is not None and actions is not None):
+                    decided = decide(
+                        policy,
+                        actions,
+                        result.state,
+                        result.changes,
+                        buys,
+                        wall=wall,
+                        due_at=due_at,
+                        currency=self.currency,
+                        keep_purchases_s=self.keep_purchases_s,
+                    )
+                    if decided.changed:  # else the stored doc stays (and the cache)
+                        actions = decided.doc
+                        write.actions_changed = True
+                        outcome.decisions = decided.decisions
+                        outcome.messages = [
+                            (self.topic_prefix + m.topic, orjson.dumps(m.model_dump(mode="json")))
+                            for m in decided.messages
+                        ]
+                        _record_decisions(write, decided.decisions)
+            write.actions = actions
+            outcomes[cid] = outcome
             write.index_ops = _index_ops(marks[0], result.state)
             write.outbox = [
                 b'{"source":"%s","change":%s}' % (str(src or "timer").encode(), body)
-                for src, (_c, body) in zip(result.causes, encoded.encoded, strict=True)
+                for src, (_c, body) in zip(result.causes, outcome.encoded, strict=True)
+            ]
+            write.outbox += [
+                b'{"topic":"%s","value":%s}' % (topic.encode(), body)
+                for topic, body in outcome.messages
             ]
             write.new = before.state is None
-            write.due = next_deadline(result.state, self.config, ctx)
+            write.due = _earliest(
+                next_deadline(result.state, self.config, ctx),
+                None if actions is None or policy is None else next_due(actions.state),
+            )
             write.hist_ops = _histogram_ops(marks[1], histogram_buckets(result.state))
             write.ids = [id_number(e) for e in result.applied_ids]
             writes.append(write)
-        return writes, results
+            deciding += time.perf_counter() - t2
+        stages["fold"] = stages.get("fold", 0.0) + folding
+        stages["decide"] = stages.get("decide", 0.0) + deciding
+        return writes, outcomes
+
+    def note_currency(self, currency: str) -> None:
+        """Totals are summed as sent, never converted: say once that the report mixes."""
+        if self.currency is not None and currency != self.currency:
+            if currency not in self.other_currencies:
+                self.other_currencies.add(currency)
+                log.warning(
+                    "purchases in %s: the uplift report sums them with %s amounts "
+                    "(SEGSTREAM_CURRENCY; segstream does not convert currencies)",
+                    currency,
+                    self.currency,
+                )
 
 
-class Encoded(FoldResult):
-    """A fold's result with each change's JSON, encoded once for the outbox and Kafka."""
+@dataclass(slots=True)
+class Outcome:
+    """One customer's part of a round: the fold's result, its changes' JSON (encoded once
+    for the outbox and Kafka), and the actions decided with their messages."""
 
-    encoded: list[tuple[SegmentChange, bytes]]
+    result: FoldResult
+    encoded: list[tuple[SegmentChange, bytes]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    #: (topic, message JSON) to send, in decision order.
+    messages: list[tuple[str, bytes]] = field(default_factory=list)
 
-    @classmethod
-    def of(cls, result: FoldResult) -> Encoded:
-        out = cls(
-            result.state,
-            result.changes,
-            result.causes,
-            result.applied,
-            result.skipped,
-            result.applied_ids,
-        )
-        out.encoded = [(c, change_json(c)) for c in result.changes]
-        return out
+
+#: Suppression reasons that are not a guard's verdict and stay out of the report.
+UNCOUNTED = frozenset({"duplicate"})
+
+
+def _record_decisions(write: Write, decisions: list[Decision]) -> None:
+    """The uplift records of a write: every assignment (the script keeps the first) and
+    the counted suppressions."""
+    for d in decisions:
+        a = d.assignment()
+        if a is not None:
+            write.assigned.append((d.experiment, d.action, a.group, a.at))
+        elif d.outcome == "suppressed" and d.reason not in UNCOUNTED:
+            write.suppressed.append((d.experiment, d.action, d.reason))
+
+
+def _purchases(items: list[tuple[Event, Source]], result: FoldResult) -> list[Purchase]:
+    """The purchases the fold applied (a redelivered one is not counted again)."""
+    applied = set(result.applied_ids) if len(items) != result.applied else None
+    return [
+        Purchase(e.order_id, e.occurred_at.timestamp(), e.total)
+        for e, _src in items
+        if e.type == "purchase" and (applied is None or e.event_id in applied)
+    ]
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+async def _done() -> None:
+    return None
 
 
 def change_json(change: SegmentChange) -> bytes:

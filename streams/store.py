@@ -9,6 +9,7 @@ recomputes. Misses cost one more round trip, a pipelined read, once per customer
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -19,13 +20,16 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from segmenters.attribution import ActionDoc
 from segmenters.state import CustomerState
 
 from .keys import (
     Homes,
     ScriptKeys,
     applied_key,
+    assigned_key,
     clock_key,
+    experiment_actions_key,
     ids_key,
     index_key,
     index_registry_key,
@@ -36,22 +40,24 @@ from .keys import (
     sizes_key,
     split_index_key,
     state_key,
+    suppressed_key,
     timers_key,
 )
 
 #: Writes one partition's part of a batch atomically, customer by customer (every key it
 #: touches carries the partition's hash tag: one Redis Cluster slot). Each customer's state is
 #: written only if its stored revision is the one the worker computed from (compare-and-
-#: set); then, and only then, its outbox, segment indexes, RFM histograms and timer are
+#: set); then, and only then, its action doc, outbox (segment changes and action
+#: messages), segment indexes, RFM histograms, action decision records and timer are
 #: updated. An event id already in the customer's id set (an event produced again, at
 #: new offsets: a second replay) rejects the write too, returning the ids seen, so the
 #: worker folds again without them. KEYS holds every key touched; ARGV[1] is the batch
 #: as JSON (see ``commit``).
 #:
-#: Lua fragments of both commit scripts (this one and ``actions.COMMIT_LUA``), on a
-#: decoded ``progress``: ``k`` the KEYS index of the partition's progress hash, ``x`` the
-#: offsets this worker recorded before, ``a`` those this call applied. The check refuses
-#: the whole call when Redis holds less than ``x``; the record runs only if ``all_ok``.
+#: Lua fragments of the commit script, on a decoded ``progress``: ``k`` the KEYS index
+#: of the partition's progress hash, ``x`` the offsets this worker recorded before,
+#: ``a`` those this call applied. The check refuses the whole call when Redis holds
+#: less than ``x``; the record runs only if ``all_ok``.
 PROGRESS_CHECK_LUA = """if progress.k then
   for field, pos in pairs(progress.x) do
     if tonumber(redis.call('HGET', KEYS[progress.k], field) or '-1') < tonumber(pos) then
@@ -97,10 +103,12 @@ for i, w in ipairs(writes) do
   end
   if rev ~= w.r then
     all_ok = false
-    out[i] = {0, rev, redis.call('HGET', skey, 'doc') or ''}
+    local now = redis.call('HMGET', skey, 'doc', 'act')
+    out[i] = {0, rev, now[1] or '', now[2] or ''}
   elseif #seen > 0 then
     all_ok = false
-    out[i] = {2, rev, redis.call('HGET', skey, 'doc') or '', seen}
+    local now = redis.call('HMGET', skey, 'doc', 'act')
+    out[i] = {2, rev, now[1] or '', now[2] or '', seen}
   else
     if w.e then
       redis.call('SADD', KEYS[w.ek], unpack(w.e))
@@ -108,6 +116,7 @@ for i, w in ipairs(writes) do
     end
     local new = tonumber(rev) + 1
     redis.call('HSET', skey, 'doc', ARGV[w.d], 'rev', new)
+    if w.a then redis.call('HSET', skey, 'act', ARGV[w.a]) end
     if w.o then
       local okey = KEYS[w.ok]
       for _, entry in ipairs(w.o) do redis.call('RPUSH', okey, entry) end
@@ -126,11 +135,23 @@ for i, w in ipairs(writes) do
       for _, op in ipairs(w.h) do redis.call('HINCRBY', KEYS[op[1]], op[2], op[3]) end
     end
     if w.m then redis.call('SADD', KEYS[w.m], w.c) end
+    if w.g then
+      for _, g in ipairs(w.g) do
+        redis.call('HSETNX', KEYS[g[1]], w.c, g[2])
+        redis.call('SADD', KEYS[g[3]], g[4])
+      end
+    end
+    if w.u then
+      for _, u in ipairs(w.u) do
+        redis.call('HINCRBY', KEYS[u[1]], u[2], 1)
+        redis.call('SADD', KEYS[u[3]], u[4])
+      end
+    end
     if w.t then
       if w.due then redis.call('ZADD', KEYS[w.t], w.due, w.c)
       else redis.call('ZREM', KEYS[w.t], w.c) end
     end
-    out[i] = {1, tostring(new), ''}
+    out[i] = {1, tostring(new), '', ''}
   end
 end
 """
@@ -140,7 +161,8 @@ return out
 """
 )
 
-OUTBOX_KEEP = 16
+#: Outbox entries kept per customer at most (segment changes and action messages).
+OUTBOX_KEEP = 32
 #: Position in ARGV of the first state document.
 DOCS_ARGV = 5
 
@@ -153,8 +175,11 @@ class ProgressLost(RuntimeError):
 class Loaded:
     rev: int
     state: CustomerState | None
-    #: Changes written but not yet confirmed delivered (only on a load from Redis).
+    #: Outbox entries (segment changes, action messages) written but not yet confirmed
+    #: delivered (only on a load from Redis).
     unsent: list[bytes] = field(default_factory=list)
+    #: The customer's action doc (action state, first assignments, purchases), if any.
+    actions: ActionDoc | None = None
 
 
 @dataclass(slots=True)
@@ -174,6 +199,14 @@ class Write:
     hist_ops: list[tuple[str, int, int]] = field(default_factory=list)
     #: Digests (``state.id_number``) of the events applied by this write.
     ids: list[int] = field(default_factory=list)
+    #: The action doc after this write; stored (field ``act`` of the same hash) only
+    #: when ``actions_changed``.
+    actions: ActionDoc | None = None
+    actions_changed: bool = False
+    #: Uplift records: first assignments (experiment, action, group, at) and counted
+    #: suppressions (experiment, action, reason).
+    assigned: list[tuple[str, str, str, float]] = field(default_factory=list)
+    suppressed: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -202,6 +235,8 @@ class StateStore:
         self._cache: OrderedDict[str, Loaded] = OrderedDict()
         self.home = Homes(partitions)
         self.round_trips = 0
+        #: Seconds spent encoding writes (documents, script arguments), for the bench.
+        self.encode_s = 0.0
         #: Customers whose outbox was delivered; emptied in the next write round trip.
         self._delivered: set[str] = set()
         #: "<topic>:<partition>" -> the offset this worker last recorded in ``<p>:applied``
@@ -237,15 +272,20 @@ class StateStore:
             pipe = self.client.pipeline(transaction=False)
             for cid in missing:
                 p = self.home(cid)
-                pipe.hmget(state_key(self.prefix, p, cid), "rev", "doc")
+                pipe.hmget(state_key(self.prefix, p, cid), "rev", "doc", "act")
                 pipe.lrange(outbox_key(self.prefix, p, cid), 0, -1)
             rows = await pipe.execute()
             self.round_trips += 1
             for i, cid in enumerate(missing):
-                rev, doc = rows[2 * i]
-                loaded = Loaded(int(rev or 0), _decode(doc), unsent=list(rows[2 * i + 1]))
+                rev, doc, act = rows[2 * i]
+                loaded = Loaded(
+                    int(rev or 0),
+                    _decode(doc),
+                    unsent=list(rows[2 * i + 1]),
+                    actions=decode_actions(act, cid),
+                )
                 found[cid] = loaded
-                self._remember(cid, Loaded(loaded.rev, loaded.state))
+                self._remember(cid, Loaded(loaded.rev, loaded.state, actions=loaded.actions))
         return found
 
     def delivered(self, customer_ids: Iterable[str]) -> None:
@@ -261,6 +301,7 @@ class StateStore:
         Redis has less progress than this worker recorded before)."""
         if not writes and not self._delivered and not applied:
             return {}
+        started = time.perf_counter()
         pipe = self.client.pipeline(transaction=False)
         cleared = len(self._delivered)
         for cid in self._delivered:  # before the new appends of this round trip
@@ -277,6 +318,7 @@ class StateStore:
             part = by_partition.get(p, [])
             self._queue_commit(pipe, p, part, applied_by.get(p, {}), expected_by.get(p, {}))
             calls.append(part)
+        self.encode_s += time.perf_counter() - started
         try:
             results = await pipe.execute()
         except ResponseError as exc:
@@ -293,14 +335,15 @@ class StateStore:
         if applied and all(int(r[0]) == 1 for _, r in replies):
             for f, o in applied.items():
                 self.progress[f] = max(o, self.progress.get(f, -1))
-        for w, (ok, rev, doc, *seen) in replies:
+        for w, (ok, rev, doc, act, *seen) in replies:
+            cid = w.customer_id
             if int(ok) == 1:
-                self._remember(w.customer_id, Loaded(int(rev), w.state))
+                self._remember(cid, Loaded(int(rev), w.state, actions=w.actions))
             else:
-                fresh = Loaded(int(rev), _decode(doc))
-                self._remember(w.customer_id, fresh)
+                fresh = Loaded(int(rev), _decode(doc), actions=decode_actions(act, cid))
+                self._remember(cid, fresh)
                 ids = {int(i) for i in seen[0]} if seen else set()
-                conflicts[w.customer_id] = Rejected(Loaded(fresh.rev, fresh.state), ids)
+                conflicts[cid] = Rejected(fresh, ids)
         return conflicts
 
     def _queue_commit(
@@ -346,6 +389,29 @@ class StateStore:
                 item["m"] = ref(members_key(prefix, p))
             if w.due is not None:
                 item["due"] = repr(w.due)  # a string: Lua numbers would lose digits
+            if w.actions is not None and w.actions_changed:
+                item["a"] = DOCS_ARGV + len(docs)
+                docs.append(orjson.dumps(w.actions.to_doc()))
+            if w.assigned:
+                item["g"] = [
+                    [
+                        ref(assigned_key(prefix, p, exp, action)),
+                        f"{group} {at!r}",
+                        ref(experiment_actions_key(prefix, p, exp)),
+                        action,
+                    ]
+                    for exp, action, group, at in w.assigned
+                ]
+            if w.suppressed:
+                item["u"] = [
+                    [
+                        ref(suppressed_key(prefix, p, exp)),
+                        f"{action} {reason}",
+                        ref(experiment_actions_key(prefix, p, exp)),
+                        action,
+                    ]
+                    for exp, action, reason in w.suppressed
+                ]
             batch.append(item)
         progress = progress_arg(lambda: ref(applied_key(prefix, p)), applied, expected)
         registry = ref(index_registry_key(prefix, p))
@@ -537,11 +603,18 @@ ZDICT_V1 = _zdict()
 DOC_ZDICT_V1 = b"\x01"
 
 
+#: A compressor primed with ``ZDICT_V1``: each write copies it rather than loading the
+#: dictionary again. A 4 KB window (the dictionary and a typical document; any raw
+#: deflate reader with the dictionary and a larger window reads it) and memLevel 5 keep
+#: the copy small; documents come out within 1 % of the size of the defaults.
+_PRIMED = zlib.compressobj(1, zlib.DEFLATED, -12, 5, zlib.Z_DEFAULT_STRATEGY, ZDICT_V1)
+
+
 def _encode(state: CustomerState) -> bytes:
     """The stored document: JSON, raw deflate (level 1) with a preset dictionary of the
-    schema's words: about a third of the bytes for ~35 us a write. Memory per customer
-    is what a Redis-backed state pays for (docs/performance.md)."""
-    c = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, ZDICT_V1)
+    schema's words: about a third of the bytes. Memory per customer is what a
+    Redis-backed state pays for (docs/performance.md)."""
+    c = _PRIMED.copy()
     return DOC_ZDICT_V1 + c.compress(orjson.dumps(state.to_doc())) + c.flush()
 
 
@@ -557,6 +630,13 @@ def load_doc(raw: bytes | str | None) -> dict[str, Any] | None:
     elif raw[:1] != b"{":
         raw = zlib.decompress(raw)
     return dict(orjson.loads(raw))
+
+
+def decode_actions(raw: bytes | str | None, customer_id: str) -> ActionDoc | None:
+    """The ``act`` field of a customer's hash (JSON), or None when it has none."""
+    if not raw:
+        return None
+    return ActionDoc.from_doc(orjson.loads(raw), customer_id)
 
 
 def _decode(doc: bytes | str | None) -> CustomerState | None:

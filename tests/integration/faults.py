@@ -357,7 +357,7 @@ def account(
 ) -> dict[str, Any]:
     """Wait for every valid event, verify, count; print and record the row.
 
-    ``redis_lost_writes``: after Redis lost writes, an action the actions agent decides
+    ``redis_lost_writes``: after Redis lost writes, an action the pipeline decides
     again (from its replay) carries the customer's features of the moment and, if
     delayed, the time of the scan that sent it; counted, not failed. Any other difference
     fails, and a change_id never comes back with other content: a change the replay

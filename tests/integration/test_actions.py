@@ -9,19 +9,18 @@ import random
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from typing import Any
 
 import orjson
 import pytest
 
 from segmenters.actions import holdout_draw
-from segmenters.changes import SegmentChange
-from segmenters.policy import load_policy
-from streams.actions import ActionsService, ActionStore, PolicySource, report_data
-from streams.keys import actions_key
-from streams.pipeline import Record
+from segmenters.policy import DEFAULT_POLICY, Policy, load_policy
+from streams.actions import report_data
+from streams.keys import state_key
+from streams.pipeline import BatchProcessor, Record
 from streams.security import async_redis_client
+from streams.store import StateStore
 from tests.integration.conftest import ROOT, Deployment
 from tests.unit.factories import T0, Events
 
@@ -85,7 +84,9 @@ def test_replaying_the_same_events_twice_gives_each_action_once(shop):
     ads = keys_on(d, "ads", settle=0.5)
     assert len(set(ads)) == len(ads) > 0
 
-    # The same events again, and every segment change redelivered to the actions agent.
+    # The same events again (a replay): already applied, so nothing is decided again.
+    # The engine never reads segments.changes back: a change written there by hand is
+    # published news for subscribers, not a trigger.
     d.produce(events)
     for r in d.read_topic("segments.changes", settle=0.5):
         d.produce_raw("segments.changes", r.key, r.value)
@@ -113,43 +114,45 @@ def test_a_simulated_shop_where_the_email_works_shows_its_uplift(shop):
     customers = [f"s-{i}" for i in range(500)]
     refusing = customers[:40]
     # Consent is read from the customer's state: let the profiles land first.
-    d.produce([Events(c).profile(0, marketing_consent=False) for c in refusing])
+    shop = {c: Events(c) for c in customers}  # one per customer: event ids stay unique
+    d.produce([shop[c].profile(0, marketing_consent=False) for c in refusing])
     d.wait_applied(dict.fromkeys(refusing, 1))
 
+    # Every cart is left at T0; a later event moves the partition's clock past the
+    # 30-minute deadline, the timers make everyone a cart abandoner and the actions are
+    # decided in the same write.
+    carts = [shop[c].add("C", 0, price=25.0) for c in customers]
+    d.produce([*carts, Events("s-clock").browse(60)])
+    ends = time.monotonic() + 60
+    expected_assigned = len(customers) - len(refusing)
+    while time.monotonic() < ends:
+        data = report_data(d.redis, d.settings, policy)
+        email = [a for a in data.assignments if a.action == "email/abandoned_cart"]
+        if len(email) == expected_assigned:
+            break
+        time.sleep(0.5)
+    assert len(email) == expected_assigned
+    decided = email[0].at
+    assert {a.at for a in email} == {decided}  # at the change's changed_at
+
     truth: dict[str, tuple[str, bool]] = {}
-    changes, purchases = [], []
+    purchases = []
     for c in customers:
-        change = SegmentChange.make(
-            customer_id=c,
-            dimension="journey",
-            previous="active_cart",
-            current="cart_abandoner",
-            at=T0.timestamp() + 3600,
-            reason="cart idle",
-            position=1,
-        )
-        changes.append(change)
         control = holdout_draw(c, "email/abandoned_cart", policy.experiment) < 0.5
         group = "suppressed" if c in refusing else ("control" if control else "treated")
         bought = rng.random() < (0.6 if group == "treated" else 0.3)
         truth[c] = (group, bought)
         if bought:
-            e = Events(c, start=T0 + timedelta(days=2))
-            purchases.append(e.purchase(f"o-{c}", ["A"], 0, price=50.0))
-        # A purchase before the email does not count for it.
-        purchases.append(Events(c, start=T0).purchase(f"early-{c}", ["B"], 0, price=9.0))
-    # Purchases first: the report must still count them once the assignments arrive.
+            purchases.append(shop[c].purchase(f"o-{c}", ["A"], 2 * 1440, price=50.0))
+        # A purchase before the email does not count for it (it arrives late).
+        purchases.append(shop[c].purchase(f"early-{c}", ["B"], 1, price=9.0))
     d.produce(purchases)
-    for ch in changes:
-        d.produce_raw(
-            "segments.changes", ch.customer_id.encode(), orjson.dumps(ch.model_dump(mode="json"))
-        )
     d.wait_caught_up(d.settings.app_id)
     ends = time.monotonic() + 30
+    want = len(purchases)
     while time.monotonic() < ends:
         data = report_data(d.redis, d.settings, policy)
-        email = [a for a in data.assignments if a.action == "email/abandoned_cart"]
-        if len(email) == len(customers) - len(refusing):
+        if len(data.purchases) >= want:
             break
         time.sleep(0.5)
     results = {r.action: r for r in data.results(min_group=d.settings.uplift_min_group)}
@@ -172,8 +175,7 @@ def test_a_simulated_shop_where_the_email_works_shows_its_uplift(shop):
     assert len(sent) == n["treated"]
 
     # The report as numbers (as /api/actions gives it), and for windows of decision times:
-    # every decision here was made at the change's changed_at.
-    decided = T0.timestamp() + 3600
+    # every decision here was made at the change's changed_at (``decided``).
     row = next(x for x in data.to_json(d.settings)["rows"] if x["action"] == r.action)
     assert row["status"] == "ok" and row["currency"] == "EUR" and row["revenue_note"] is None
     assert row["treated"]["customers"] == n["treated"]
@@ -243,6 +245,41 @@ class FlakySend:
 
         return ack()
 
+    def to(self, topic: str) -> Any:
+        """A single-topic sender (segment changes, dead letters) into the same list."""
+
+        async def send(key: bytes, value: bytes) -> Any:
+            return await self(topic, key, value)
+
+        return send
+
+
+def processor(d: Deployment, client: Any, send: FlakySend, policy: Policy) -> BatchProcessor:
+    """The worker's pipeline in-process, every output into ``send``; a cold cache each time."""
+    s = d.settings
+    return BatchProcessor(
+        store=StateStore(
+            client, prefix=s.key_prefix, partitions=s.topic_partitions, cache_size=100
+        ),
+        config=s.engine,
+        topic_prefix=s.topic_prefix,
+        max_event_bytes=s.max_event_bytes,
+        send_change=send.to(s.topic("segments.changes")),
+        send_deadletter=send.to(s.topic("events.deadletter")),
+        send_action=send,
+        policy=lambda: policy,
+        currency=s.currency,
+        clock=lambda: T0.timestamp() + 60,
+    )
+
+
+def record_of(d: Deployment, event: dict[str, Any], offset: int) -> Record:
+    topic = d.settings.topic(
+        f"events.{'purchase' if event['type'] == 'purchase' else event['type']}"
+    )
+    cid = event["customer_id"]
+    return Record(topic, d.home(cid), offset, cid.encode(), orjson.dumps(event))
+
 
 async def test_a_write_whose_send_failed_is_resent_from_the_outbox_never_decided_again(
     services, tmp_path
@@ -250,55 +287,35 @@ async def test_a_write_whose_send_failed_is_resent_from_the_outbox_never_decided
     d = Deployment(services, tmp_path)
     client = async_redis_client(d.settings)
     try:
-        policy = tmp_path / "p.toml"
-        policy.write_text(POLICY.replace("{uid}", "x").replace("holdout = 0.5", "holdout = 0"))
-        send = FlakySend(failures=1)
-
-        def service() -> ActionsService:
-            return ActionsService(
-                settings=d.settings,
-                store=ActionStore(
-                    client,
-                    prefix=d.settings.key_prefix,
-                    partitions=d.settings.topic_partitions,
-                    cache_size=100,
-                ),
-                policy=PolicySource(policy),
-                send=send,
-            )
-
-        change = SegmentChange.make(
-            customer_id="c-9",
-            dimension="journey",
-            previous=None,
-            current="cart_abandoner",
-            at=T0.timestamp(),
-            reason="r",
-            position=1,
+        policy = load_policy(
+            POLICY.replace("{uid}", "x")
+            .replace("holdout = 0.5", "holdout = 0")
+            .replace('current = "cart_abandoner"', 'current = "active_cart"')
         )
-        record = Record(
-            d.settings.topic("segments.changes"),
-            d.home("c-9"),
-            0,
-            b"c-9",
-            orjson.dumps(change.model_dump(mode="json")),
-        )
-        first = service()
+        # The changes go out, the first action message fails (the broker went away).
+        send = FlakySend(failures=0)
+        flaky = FlakySend(failures=1)
+        first = processor(d, client, send, policy)
+        first.send_action = flaky
+        record = record_of(d, Events("c-9").add("A"), 0)
         with pytest.raises(ConnectionError):
-            await first.process([record])  # state and outbox written, the send failed
-        # The batch is retried (as the agent does), by a worker with a cold cache.
-        second = service()
+            await first.process([record])  # state, actions and outbox written; a send failed
+        assert flaky.sent == []
+        # The batch is retried (as the agent does), by a worker with a cold cache: the
+        # event is already applied, so nothing is decided again; the outbox is re-sent.
+        second = processor(d, client, send, policy)
         stats = await second.process([record])
-        assert stats.outcomes["duplicate"] == 2 and stats.sent == 0 and stats.resent >= 1
-        keys = [orjson.loads(v)["idempotency_key"] for _, _, v in send.sent]
-        assert len(set(keys)) == len(keys) == stats.resent
-        # Delivered: the outbox goes with the next round trip (the timer's scan at the
-        # latest); a third try decides nothing again and sends nothing.
-        await second.store.due_customers({}, 10)
-        stats = await service().process([record])
-        assert stats.sent == 0 and stats.resent == 0 and len(send.sent) == len(keys)
+        assert stats.applied == 0 and stats.actions_sent == 0 and stats.resent >= 2
+        actions = [orjson.loads(v) for t, _, v in send.sent if ".actions." in f".{t}"]
+        keys = [a["idempotency_key"] for a in actions]
+        assert len(keys) == 2 and len(set(keys)) == 2  # email and ads, once each
+        # Delivered: the outbox goes with the next write; a third try sends nothing.
+        await second.process([record_of(d, Events("c-other").browse(), 0)])
+        before = len(send.sent)
+        stats = await processor(d, client, send, policy).process([record])
+        assert stats.resent == 0 and len(send.sent) == before
         doc = orjson.loads(
-            d.redis.hget(actions_key(d.settings.key_prefix, d.home("c-9"), "c-9"), "doc")
+            d.redis.hget(state_key(d.settings.key_prefix, d.home("c-9"), "c-9"), "act")
         )
         assert doc["first"]["exp-x"]["email/abandoned_cart"][0] == "treated"
     finally:
@@ -312,33 +329,17 @@ async def test_a_purchase_in_another_currency_is_kept_and_named(services, tmp_pa
     d = Deployment(services, tmp_path, SEGSTREAM_CURRENCY="GBP")
     client = async_redis_client(d.settings)
     try:
-        service = ActionsService(
-            settings=d.settings,
-            store=ActionStore(
-                client,
-                prefix=d.settings.key_prefix,
-                partitions=d.settings.topic_partitions,
-                cache_size=100,
-            ),
-            policy=PolicySource(None),
-            send=FlakySend(failures=0),
-        )
+        pipeline = processor(d, client, FlakySend(failures=0), DEFAULT_POLICY)
         records = [
-            Record(
-                d.settings.topic("events.purchase"),
-                d.home(c),
-                i,
-                c.encode(),
-                orjson.dumps(Events(c).purchase(f"o-{c}-{i}", ["A"], i, price=20.0)),
-            )
+            record_of(d, Events(c).purchase(f"o-{c}-{i}", ["A"], i, price=20.0), i)
             for i, c in enumerate(["c-eur", "c-eur", "c-eur2"])
         ]
-        stats = await service.process(records)
-        assert stats.purchases == 3 and service.other_currencies == {"EUR"}
+        stats = await pipeline.process(records)
+        assert stats.by_type["purchase"] == 3 and pipeline.other_currencies == {"EUR"}
         warned = [r for r in caplog.records if "purchases in EUR" in r.getMessage()]
         assert len(warned) == 1 and "GBP" in warned[0].getMessage()
         doc = orjson.loads(
-            d.redis.hget(actions_key(d.settings.key_prefix, d.home("c-eur"), "c-eur"), "doc")
+            d.redis.hget(state_key(d.settings.key_prefix, d.home("c-eur"), "c-eur"), "act")
         )
         assert [b[2] for b in doc["buys"]] == [20.0, 20.0]
     finally:

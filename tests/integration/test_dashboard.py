@@ -118,13 +118,13 @@ def total(found: dict[tuple[str, Any], float], name: str) -> float:
 
 
 def seed_decisions(d: Deployment, at: float) -> None:
-    """Decision records of the default experiment, as the actions agent writes them:
+    """Decision records of the default experiment, as the pipeline writes them:
     ``email/win_back`` with 19 treated and 2 control customers (11 treated bought),
     ``ads/win_back`` with 60 and 40 (30 % against 20 % bought)."""
     from segmenters.actions import ActionState
     from segmenters.attribution import ActionDoc
     from segmenters.policy import DEFAULT_POLICY
-    from streams.keys import actions_key, assigned_key, experiment_actions_key, partition_for
+    from streams.keys import assigned_key, experiment_actions_key, partition_for, state_key
 
     prefix, parts, exp = (
         d.settings.key_prefix,
@@ -145,9 +145,7 @@ def seed_decisions(d: Deployment, at: float) -> None:
                 doc = ActionDoc(ActionState(cid))
                 if i < bought:
                     doc.add_purchase(f"o-{cid}", at + 3600.0, 40.0 + 7 * i)
-                pipe.hset(
-                    actions_key(prefix, p, cid), mapping={"rev": 1, "doc": json.dumps(doc.to_doc())}
-                )
+                pipe.hset(state_key(prefix, p, cid), "act", json.dumps(doc.to_doc()))
     pipe.execute()
 
 

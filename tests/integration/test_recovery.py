@@ -17,10 +17,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from kafka import KafkaConsumer, TopicPartition
 
-from segmenters.changes import SegmentChange
 from segmenters.core import recompute
-from streams.actions import ActionsService, ActionStore, PolicySource
-from streams.keys import actions_key
+from segmenters.policy import load_policy
+from streams.keys import state_key
 from streams.pipeline import BatchProcessor, Record
 from streams.progress import ProgressGuard, process_until_done
 from streams.security import aiokafka_kwargs, async_redis_client
@@ -29,7 +28,7 @@ from streams.store import ProgressLost, StateStore
 from streams.topics import CHANGES, DEADLETTER, FEATURES, INPUTS
 from tests.integration.conftest import Deployment, parsed
 from tests.integration.test_pipeline import canonical
-from tests.unit.factories import T0, Events
+from tests.unit.factories import Events
 
 ACTIONS_POLICY = """
 version = "test"
@@ -177,64 +176,61 @@ def test_a_batch_that_races_the_replay_waits_and_no_replayed_event_is_lost(
         ), cid
 
 
-def test_the_actions_agent_replays_what_redis_lost_and_decides_each_action_once(
+def test_actions_decided_in_a_lost_write_are_replayed_and_decided_once(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    """The same loss for the actions agent: its decisions of the lost third are replayed
-    from segments.changes (Kafka's offsets already went past them). Without its own
-    progress record, those customers would never get their action."""
+    """The same loss with retention actions: the actions decided in the lost third are
+    decided again from the replayed events (Kafka's offsets already went past them), in
+    the same write as the states. Each customer gets one message, under one key."""
     d = deployment
-    policy = tmp_path / "actions.toml"
-    policy.write_text(ACTIONS_POLICY)
     customers = [f"a-{i}" for i in range(36)]
-    records = []
-    for i, cid in enumerate(customers):
-        change = SegmentChange.make(
-            customer_id=cid,
-            dimension="journey",
-            previous="active_cart",
-            current="cart_abandoner",
-            at=T0.timestamp() + i,
-            reason="cart idle",
-            position=1,
-        )
-        value = orjson.dumps(change.model_dump(mode="json"))
-        src = d.produce_raw(CHANGES, cid.encode(), value)
-        records.append(Record(src.topic, src.partition, src.offset, cid.encode(), value))
-    a, b, c = thirds(records)
+    produced = d.produce([Events(cid).add("A", i / 60) for i, cid in enumerate(customers)])
+    assert len(produced) == len(customers)
+    a, b, c = thirds(read_back(d))
     assert a and b and c
     settings = d.settings
     prefix = settings.key_prefix
+    policy = load_policy(ACTIONS_POLICY.replace("cart_abandoner", "active_cart"))
     sent: list[tuple[str, bytes, bytes]] = []
 
     async def send(topic: str, key: bytes, value: bytes) -> Any:
         sent.append((topic, key, value))
         return asyncio.sleep(0)
 
+    async def ignore(key: bytes, value: bytes) -> Any:
+        return asyncio.sleep(0)
+
     async def run() -> tuple[int, dict[str, int]]:
         client = async_redis_client(settings)
         try:
-            store = ActionStore(
+            store = StateStore(
                 client, prefix=prefix, partitions=settings.topic_partitions, cache_size=1000
             )
-            service = ActionsService(
-                settings=settings, store=store, policy=PolicySource(policy), send=send
+            processor = BatchProcessor(
+                store=store,
+                config=settings.engine,
+                topic_prefix=settings.topic_prefix,
+                max_event_bytes=settings.max_event_bytes,
+                send_change=ignore,
+                send_deadletter=ignore,
+                send_action=send,
+                policy=lambda: policy,
             )
             guard = ProgressGuard(
                 store=store,
-                processor=service,
-                inputs={settings.topic(CHANGES)},
+                processor=processor,
+                inputs={settings.topic(n) for n in INPUTS},
                 kafka=aiokafka_kwargs(settings),
                 batch_size=5,
             )
-            await service.process(a)
+            await processor.process(a)
             snapshot = await take_snapshot(client, prefix)
-            await service.process(b)
+            await processor.process(b)
             await restore_snapshot(client, prefix, snapshot)
             with pytest.raises(ProgressLost):
-                await service.process(c[:1])
+                await processor.process(c[:1])
             replayed, _ = await asyncio.gather(
-                guard.recover(), process_until_done(service, c, None, guard)
+                guard.recover(), process_until_done(processor, c, None, guard)
             )
             return replayed, await store.applied_offsets()
         finally:
@@ -251,6 +247,6 @@ def test_the_actions_agent_replays_what_redis_lost_and_decides_each_action_once(
     assert all(len(v) == 1 for v in by_key.values())
     assert {orjson.loads(next(iter(v)))["customer_id"] for v in by_key.values()} == set(customers)
     for cid in customers:
-        raw = d.redis.hget(actions_key(prefix, d.home(cid), cid), "doc")
+        raw = d.redis.hget(state_key(prefix, d.home(cid), cid), "act")
         assert raw is not None, cid
         assert orjson.loads(raw)["first"]["exp-recovery"]["email/abandoned_cart"][0] == "treated"

@@ -16,12 +16,11 @@ from segmenters.actions import ActionState, Decision
 from segmenters.attribution import ActionDoc
 from segmenters.events import InvalidEvent
 from segmenters.state import CustomerState
-from streams.actions import ActionStore
-from streams.actions import Write as ActionWrite
 from streams.erase import plan_erase
 from streams.keys import (
     Homes,
-    actions_applied_key,
+    applied_key,
+    assigned_key,
     customer_keys,
     customer_of,
     index_key,
@@ -29,8 +28,9 @@ from streams.keys import (
     shard,
     split_index_key,
     state_key,
+    suppressed_key,
 )
-from streams.pipeline import Record, parse_record
+from streams.pipeline import Record, _record_decisions, parse_record
 from streams.store import StateStore, Write
 from tests.unit.factories import Events
 
@@ -125,7 +125,7 @@ def test_an_erase_and_an_actions_write_stay_in_one_slot(cid: str, partitions: in
     plan = plan_erase("seg", cid, "1", doc, [index_key("seg", p, "rfm", "new")], p, actions)
     assert len(slots(plan.keys)) == 1
 
-    store = ActionStore(None, prefix="seg", partitions=partitions, cache_size=0)
+    store = StateStore(None, prefix="seg", partitions=partitions, cache_size=0)  # type: ignore[arg-type]
     decisions = [
         Decision(
             outcome=outcome,
@@ -140,12 +140,17 @@ def test_an_erase_and_an_actions_write_stay_in_one_slot(cid: str, partitions: in
         for outcome, reason in (("suppressed", "cooldown"), ("control", "holdout"))
     ]
     pipe = Recorder()
-    doc = ActionDoc(ActionState(cid))
-    write = ActionWrite(cid, 0, doc, True, decisions, "e", due=2.0)
-    f = f"segments.changes:{p}"
+    write = Write(cid, 0, CustomerState(customer_id=cid), due=2.0)
+    write.actions, write.actions_changed = ActionDoc(ActionState(cid)), True
+    _record_decisions(write, decisions)
+    assert write.assigned and write.suppressed
+    f = f"events.cart:{p}"
     store._queue_commit(pipe, p, [write], {f: 7}, {f: 5})  # with its progress record
-    assert len(slots(pipe.keys()[0])) == 1
-    assert actions_applied_key("seg", p) in pipe.keys()[0]
+    keys = pipe.keys()[0]
+    assert len(slots(keys)) == 1
+    assert applied_key("seg", p) in keys
+    assert assigned_key("seg", p, "e", "email/x") in keys
+    assert suppressed_key("seg", p, "e") in keys
 
 
 def test_an_event_on_another_partition_than_its_customers_is_invalid() -> None:
