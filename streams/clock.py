@@ -2,17 +2,17 @@
 
 Each input partition's clock is its watermark (the largest ``occurred_at`` applied) minus
 the allowed lateness. Workers keep the watermarks in memory and save them every second
-to ``<prefix>:clock``; the actions service keeps its own (``<prefix>:act:clock``, the
-latest ``changed_at``). Event time is bounded now (segmenters/eventtime.py), but a clock
-moved far ahead before that, or with a large ``SEGSTREAM_MAX_FUTURE_S``, stays ahead:
-watermarks only ever grow.
+to ``<prefix>:clock``. The partition clock is the only one: segment deadlines and
+delayed retention actions share the partition's timer index and fire by it. Event time
+is bounded now (segmenters/eventtime.py), but a clock moved far ahead before that, or
+with a large ``SEGSTREAM_MAX_FUTURE_S``, stays ahead: watermarks only ever grow.
 
 ``segstream clock reset PARTITION --to ISO`` sets the partition's clock to ``ISO``: it
 writes the watermark and records the reset in ``<prefix>:clock:reset`` with a new id.
 Every running worker adopts a reset it has not seen within a second (``ClockResets``),
 before it saves its clocks again, so a worker's memory cannot write the old value back;
-a worker started later reads the reset clock. The actions clock of the partition is
-lowered to ``ISO`` as well (never raised).
+a worker started later reads the reset clock. Delayed actions follow: they come due by
+the reset clock.
 
 What a reset does not undo (docs/reliability.md): segment changes and actions already
 published; customers' states evaluated at the poisoned time (their ``eval_at`` stays
@@ -33,7 +33,7 @@ import orjson
 
 from segmenters.eventtime import clock_ahead, clock_fault, iso_utc, span
 
-from .keys import actions_clock_key, clock_key, clock_reset_key
+from .keys import clock_key, clock_reset_key
 from .settings import Settings
 
 
@@ -43,7 +43,7 @@ class ClockError(ValueError):
 
 @dataclass(frozen=True)
 class ClockRow:
-    """One partition's clocks as ``segstream clock show`` prints them."""
+    """One partition's clock as ``segstream clock show`` prints it."""
 
     partition: int
     watermark: float | None
@@ -52,11 +52,10 @@ class ClockRow:
     ahead_s: float | None
     #: The clock is more than ``SEGSTREAM_MAX_FUTURE_S`` ahead of wall time.
     fault: bool
-    actions_clock: float | None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
-        for name in ("watermark", "clock", "actions_clock"):
+        for name in ("watermark", "clock"):
             value = out[name]
             out[name] = None if value is None else iso_utc(value)
         return out
@@ -64,7 +63,6 @@ class ClockRow:
 
 def clock_rows(
     watermarks: dict[int, float],
-    actions: dict[int, float],
     *,
     partitions: Iterable[int],
     lateness: float,
@@ -74,7 +72,7 @@ def clock_rows(
 ) -> list[ClockRow]:
     """Every partition's clock, its distance to ``wall`` and whether it is a fault.
 
-    >>> [r.fault for r in clock_rows({0: 1e6, 1: 4e9}, {}, partitions=range(3),
+    >>> [r.fault for r in clock_rows({0: 1e6, 1: 4e9}, partitions=range(3),
     ...  lateness=5, mode="event", max_future_s=300, wall=1e6)]
     [False, True, False]
     """
@@ -91,7 +89,6 @@ def clock_rows(
                 clock=clock,
                 ahead_s=None if clock is None else clock - wall,
                 fault=clock_fault(clock, wall, max_future_s),
-                actions_clock=actions.get(p),
             )
         )
     return rows
@@ -127,7 +124,6 @@ def show(client: Any, settings: Settings, wall: float) -> list[ClockRow]:
     prefix = settings.key_prefix
     return clock_rows(
         _floats(client.hgetall(clock_key(prefix))),
-        _floats(client.hgetall(actions_clock_key(prefix))),
         partitions=range(settings.topic_partitions),
         lateness=settings.allowed_lateness_s,
         mode=settings.clock,
@@ -139,9 +135,9 @@ def show(client: Any, settings: Settings, wall: float) -> list[ClockRow]:
 def reset(
     client: Any, settings: Settings, partition: int, to: float, wall: float
 ) -> dict[str, Any]:
-    """Set ``partition``'s clock to ``to`` (its watermark to ``to`` + allowed lateness),
-    lower its actions clock to ``to``, and record the reset for running workers.
-    Returns what was there before and what is there now."""
+    """Set ``partition``'s clock to ``to`` (its watermark to ``to`` + allowed lateness)
+    and record the reset for running workers. Returns what was there before and what is
+    there now."""
     if not 0 <= partition < settings.topic_partitions:
         raise ClockError(
             f"partition {partition} does not exist: the input topics have "
@@ -155,29 +151,17 @@ def reset(
         )
     prefix, field = settings.key_prefix, str(partition)
     before = client.hget(clock_key(prefix), field)
-    before_actions = client.hget(actions_clock_key(prefix), field)
     watermark = to + settings.allowed_lateness_s
     marker = {"id": uuid.uuid4().hex, "watermark": watermark, "clock": to, "at": wall}
     # The marker first: a worker that saves its old watermark in between adopts the
     # reset at its next save and writes the new one.
     client.hset(clock_reset_key(prefix), field, orjson.dumps(marker))
     client.hset(clock_key(prefix), field, repr(watermark))
-    actions_after = None if before_actions is None else float(before_actions)
-    if actions_after is not None and actions_after > to:
-        client.hset(actions_clock_key(prefix), field, repr(to))
-        actions_after = to
     return {
         "partition": partition,
         "reset_id": marker["id"],
-        "before": {
-            "watermark": None if before is None else iso_utc(float(before)),
-            "actions_clock": None if before_actions is None else iso_utc(float(before_actions)),
-        },
-        "after": {
-            "watermark": iso_utc(watermark),
-            "clock": iso_utc(to),
-            "actions_clock": None if actions_after is None else iso_utc(actions_after),
-        },
+        "before": {"watermark": None if before is None else iso_utc(float(before))},
+        "after": {"watermark": iso_utc(watermark), "clock": iso_utc(to)},
     }
 
 
@@ -207,9 +191,8 @@ class ClockResets:
     async def prime(self) -> None:
         self.seen = {p: str(m.get("id")) for p, m in (await self._read()).items()}
 
-    async def adopt(self, watermarks: dict[int, float], *, field: str = "watermark") -> list[int]:
-        """Apply unseen resets to ``watermarks``: ``field`` ``watermark`` sets the
-        ingest watermark; ``clock`` lowers an actions watermark (never raises it).
+    async def adopt(self, watermarks: dict[int, float]) -> list[int]:
+        """Apply unseen resets to ``watermarks`` (set each reset partition's watermark).
         Returns the partitions reset."""
         changed = []
         for p, marker in (await self._read()).items():
@@ -217,12 +200,7 @@ class ClockResets:
             if self.seen.get(p) == mid:
                 continue
             self.seen[p] = mid
-            value = float(marker[field])
-            if field == "clock":
-                if p in watermarks and watermarks[p] > value:
-                    watermarks[p] = value
-            else:
-                watermarks[p] = value
+            watermarks[p] = float(marker["watermark"])
             changed.append(p)
         return changed
 
@@ -230,16 +208,16 @@ class ClockResets:
 def render(rows: list[ClockRow], wall: float) -> str:
     """The table ``segstream clock show`` prints.
 
-    >>> print(render(clock_rows({0: 1000.0}, {}, partitions=range(2), lateness=5,
+    >>> print(render(clock_rows({0: 1000.0}, partitions=range(2), lateness=5,
     ...        mode="event", max_future_s=300, wall=1000.0), 1000.0))
     wall clock 1970-01-01T00:16:40Z
-    partition  clock                 vs wall          actions clock         status
-    0          1970-01-01T00:16:35Z  5.0 s behind     -                     ok
-    1          -                     -                -                     no event yet
+    partition  clock                 vs wall          status
+    0          1970-01-01T00:16:35Z  5.0 s behind     ok
+    1          -                     -                no event yet
     """
     lines = [
         f"wall clock {iso_utc(float(int(wall)))}",
-        f"{'partition':<10} {'clock':<21} {'vs wall':<16} {'actions clock':<21} status",
+        f"{'partition':<10} {'clock':<21} {'vs wall':<16} status",
     ]
     for r in rows:
         if r.clock is None or r.ahead_s is None:
@@ -248,6 +226,5 @@ def render(rows: list[ClockRow], wall: float) -> str:
             vs = f"{span(abs(r.ahead_s))} {'ahead' if r.ahead_s > 0 else 'behind'}"
             status = "CLOCK AHEAD (fault)" if r.fault else "ok"
         clock = "-" if r.clock is None else iso_utc(r.clock)
-        actions = "-" if r.actions_clock is None else iso_utc(r.actions_clock)
-        lines.append(f"{r.partition:<10} {clock:<21} {vs:<16} {actions:<21} {status}")
+        lines.append(f"{r.partition:<10} {clock:<21} {vs:<16} {status}")
     return "\n".join(lines)

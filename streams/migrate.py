@@ -1,10 +1,10 @@
-"""Move data written in the key layout before partition tags into the current one.
+"""Move data written in older key layouts into the current one (``segstream migrate-keys``,
+with the workers stopped; docs/state_format.md, "Layout history"). Two steps, in order.
 
 Before partition tags, a customer's keys were tagged ``{<customer_id>}`` and the segment
-indexes, RFM histograms, progress and decision records were shared by all partitions
-(docs/state_format.md, "Layout history"). A worker of this version does not read that
-layout. ``segstream migrate-keys`` moves it, on the one redis-server that layout could
-run on, with the workers stopped:
+indexes, RFM histograms, progress and decision records were shared by all partitions.
+A worker of this version does not read that layout. The first step moves it, on the one
+redis-server that layout could run on (skipped on a Redis Cluster):
 
 - each customer's own keys are renamed under its partition's tag (the documents are
   unchanged: the state format did not change);
@@ -13,11 +13,19 @@ run on, with the workers stopped:
 - progress fields go to their partition's record; suppression counts, which carry no
   customer, go to partition 0's record (the report sums the partitions).
 
+Before the one pipeline, a separate actions agent kept each customer's action doc in
+``...:actions``, its unsent messages in ``...:actout``, delayed actions in ``<p>:act:due``,
+its progress in ``<p>:act:applied`` and its clock in ``<prefix>:act:clock``. The pipeline
+reads none of them: the second step (``migrate_actions``) moves, customer by customer in
+one Lua call, the doc into field ``act`` of the state hash, the unsent messages into the
+outbox and the due time into the timer index, then deletes the old keys.
+
 Running it again finds nothing left to move.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +35,8 @@ from segmenters.rfm import histogram_buckets
 from segmenters.state import CustomerState
 
 from .keys import (
+    actions_applied_key,
+    actions_clock_key,
     actions_due_key,
     actions_key,
     actions_outbox_key,
@@ -48,6 +58,8 @@ from .keys import (
 from .settings import Settings
 from .store import load_doc
 
+log = logging.getLogger(__name__)
+
 #: Old per-customer key suffixes -> the builder of the new key.
 OWN: dict[str, Callable[[str, int, str], str]] = {
     "state": state_key,
@@ -59,7 +71,7 @@ OWN: dict[str, Callable[[str, int, str], str]] = {
 
 
 class MigrateError(RuntimeError):
-    pass
+    """A migration that cannot run; the message says why."""
 
 
 @dataclass
@@ -68,10 +80,16 @@ class Moved:
     keys: int = 0
     #: Old shared keys split or recounted, by kind.
     shared: Counter[str] = field(default_factory=Counter)
+    #: What the actions agent left, moved into the pipeline's keys (``migrate_actions``).
+    actions: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> str:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(self.shared.items())) or "none"
-        return f"{self.customers} customers ({self.keys} keys) moved; shared keys: {parts}"
+        acts = ", ".join(f"{k} {v}" for k, v in sorted(self.actions.items())) or "none"
+        return (
+            f"{self.customers} customers ({self.keys} keys) moved; shared keys: {parts}; "
+            f"actions: {acts}"
+        )
 
 
 def old_customer_key(prefix: str, key: str) -> tuple[str, str] | None:
@@ -92,13 +110,19 @@ def old_customer_key(prefix: str, key: str) -> tuple[str, str] | None:
 
 
 def migrate_layout(client: Any, settings: Settings, echo: Callable[[str], None] = print) -> Moved:
-    """Move the old layout under ``settings.key_prefix`` into the current one."""
-    if settings.redis_cluster:
-        raise MigrateError(
-            "the layout before partition tags never ran on a Redis Cluster: nothing to move"
-        )
-    prefix, n = settings.key_prefix, settings.topic_partitions
+    """Move the older layouts under ``settings.key_prefix`` into the current one: the
+    layout before partition tags (never on a Redis Cluster), then the actions agent's keys."""
     moved = Moved()
+    if not settings.redis_cluster:
+        _move_untagged(client, settings, moved)
+    migrate_actions(client, settings, moved)
+    echo(moved.summary())
+    return moved
+
+
+def _move_untagged(client: Any, settings: Settings, moved: Moved) -> None:
+    """The layout before partition tags, moved under the partitions' tags."""
+    prefix, n = settings.key_prefix, settings.topic_partitions
 
     def home(cid: str) -> int:
         return partition_for(cid, n)
@@ -208,8 +232,101 @@ def migrate_layout(client: Any, settings: Settings, echo: Callable[[str], None] 
             for action in client.smembers(key):
                 client.sadd(experiment_actions_key(prefix, 0, experiment), action)
             client.delete(key)
-    echo(moved.summary())
-    return moved
+
+
+#: One customer's action keys into the pipeline's, atomically (all in its partition's
+#: slot). KEYS: old action hash, old unsent messages, state hash, outbox, timer index, old
+#: due index; ARGV: customer id, outbox expiry (seconds, as the commit script sets it).
+#: The doc goes into ``act`` only where a state exists and has none (the pipeline's own
+#: wins); ``rev`` moves on so a cached copy of the state loses its compare-and-set. The
+#: due time joins the timer index only with a moved doc: a timer without a state would
+#: never be cleared. Returns {status, messages moved, timer set}.
+MOVE_ACTIONS_LUA = """
+local doc = redis.call('HGET', KEYS[1], 'doc')
+local status = 'none'
+if doc and doc ~= '' then
+  if redis.call('EXISTS', KEYS[3]) == 0 then status = 'orphan'
+  elseif redis.call('HSETNX', KEYS[3], 'act', doc) == 1 then
+    redis.call('HINCRBY', KEYS[3], 'rev', 1)
+    status = 'moved'
+  else status = 'kept' end
+end
+local unsent = redis.call('LRANGE', KEYS[2], 0, -1)
+for _, entry in ipairs(unsent) do redis.call('RPUSH', KEYS[4], entry) end
+if #unsent > 0 and redis.call('TTL', KEYS[4]) < 0 then
+  redis.call('EXPIRE', KEYS[4], ARGV[2])
+end
+local timed = 0
+local due = redis.call('ZSCORE', KEYS[6], ARGV[1])
+if due and status == 'moved' then
+  redis.call('ZADD', KEYS[5], 'LT', due, ARGV[1])
+  timed = 1
+end
+redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+return {status, #unsent, timed}
+"""
+#: Seconds an outbox is kept (as ``store.COMMIT_LUA`` sets it).
+OUTBOX_TTL_S = 86400
+#: Customers moved per pipelined round trip.
+MOVE_CHUNK = 500
+#: Summary names of the statuses ``MOVE_ACTIONS_LUA`` returns.
+STATUS = {
+    "moved": "docs moved",
+    "kept": "docs kept (state had one)",
+    "orphan": "docs dropped (no state)",
+}
+
+
+def migrate_actions(client: Any, settings: Settings, moved: Moved) -> None:
+    """Move what the actions agent left into the pipeline's keys, count it in
+    ``moved.actions``, and delete its progress records and clock."""
+    prefix, n = settings.key_prefix, settings.topic_partitions
+    customers: set[tuple[int, str]] = set()
+    for suffix in ("actions", "actout"):
+        for raw in client.scan_iter(match=f"{prefix}:{{p*}}:c:*:{suffix}", count=1000):
+            key = _text(raw)
+            owner = customer_of(prefix, key)
+            if owner is not None and key == _old_key(suffix, prefix, *owner):
+                customers.add(owner)
+    for p in range(n):
+        for cid in client.zrange(actions_due_key(prefix, p), 0, -1):
+            customers.add((p, _text(cid)))
+    todo = sorted(customers)
+    for start in range(0, len(todo), MOVE_CHUNK):
+        chunk = todo[start : start + MOVE_CHUNK]
+        pipe = client.pipeline(transaction=False)
+        for p, cid in chunk:
+            pipe.eval(
+                MOVE_ACTIONS_LUA,
+                6,
+                actions_key(prefix, p, cid),
+                actions_outbox_key(prefix, p, cid),
+                state_key(prefix, p, cid),
+                outbox_key(prefix, p, cid),
+                timers_key(prefix, p),
+                actions_due_key(prefix, p),
+                cid,
+                OUTBOX_TTL_S,
+            )
+        for (_p, cid), (status, messages, timed) in zip(chunk, pipe.execute(), strict=True):
+            status = _text(status)
+            if status == "orphan":
+                log.warning("action doc of %s dropped: the customer has no state", cid)
+            if status in STATUS:
+                moved.actions[STATUS[status]] += 1
+            moved.actions["messages moved"] += int(messages)
+            moved.actions["timers set"] += int(timed)
+    for p in range(n):  # one key per call: each partition is its own cluster slot
+        client.delete(actions_due_key(prefix, p))  # emptied above: nothing should be left
+        moved.actions["progress records deleted"] += client.delete(actions_applied_key(prefix, p))
+    moved.actions["clocks deleted"] += client.delete(actions_clock_key(prefix))
+    moved.actions += Counter()  # drop the zero counts
+
+
+def _old_key(suffix: str, prefix: str, partition: int, customer_id: str) -> str:
+    build = actions_key if suffix == "actions" else actions_outbox_key
+    return build(prefix, partition, customer_id)
 
 
 def _all_customers(client: Any, prefix: str, partitions: int) -> set[str]:

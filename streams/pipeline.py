@@ -124,6 +124,7 @@ def parse_record(
     max_future_s: float | None = None,
     wall: float | None = None,
     live: bool = False,
+    home: Callable[[str], int] | None = None,
 ) -> Event:
     """The event in a consumed message, or :class:`InvalidEvent` saying why not.
 
@@ -143,11 +144,11 @@ def parse_record(
     event = parse_event(record.value, max_bytes=max_bytes)
     check_routing(event, topic=record.topic.removeprefix(topic_prefix), key=record.key)
     if partitions is not None:
-        home = partition_for(event.customer_id, partitions)
-        if record.partition != home:
+        at = home(event.customer_id) if home else partition_for(event.customer_id, partitions)
+        if record.partition != at:
             raise InvalidEvent(
                 f"message is on partition {record.partition} but customer_id belongs on "
-                f"partition {home} of {partitions} (Kafka's default partitioner, murmur2 of "
+                f"partition {at} of {partitions} (Kafka's default partitioner, murmur2 of "
                 "the key)"
             )
     if max_future_s is not None:
@@ -239,6 +240,7 @@ class BatchProcessor:
             max_future_s=self.max_future_s,
             wall=wall,
             live=self.live,
+            home=self.store.home,
         )
 
     async def process(self, records: Sequence[Record]) -> BatchStats:

@@ -14,9 +14,9 @@ offset is only a hint:
   re-reads the lost range of each partition straight from Kafka (a consumer of its own,
   outside the group), applies it, and goes on with the batch it had.
 
-The ingest agent (``store.StateStore`` with ``pipeline.BatchProcessor``) and the actions
-agent (``actions.ActionStore`` with ``actions.ActionsService``) each have a guard over
-their own record, so both resume and replay from what Redis kept of their own writes.
+There is one guard per worker, over one record: the pipeline (``store.StateStore`` with
+``pipeline.BatchProcessor``) writes segment state, action docs, outboxes and progress in
+the same Lua call, so a replay of the lost range restores all of them together.
 """
 
 from __future__ import annotations

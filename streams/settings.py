@@ -177,19 +177,20 @@ class Settings(BaseSettings):
     )
 
     actions_enabled: bool = Field(
-        True, description="Run the retention-actions agent (segment changes -> actions.*)."
+        True, description="Decide retention actions in the pipeline (segment changes -> actions.*)."
     )
     actions_file: Path | None = Field(
         None,
         description="TOML retention policy (docs/actions.md), reloaded when it changes; "
         "unset: the packaged defaults (config/actions.toml).",
     )
-    actions_batch_size: int = Field(500, ge=1, description="Most messages per actions batch.")
     actions_keep_purchases_s: float = Field(
         2 * 86400.0,
         ge=0,
         description="Purchases outside every conversion window are kept this long, for "
-        "assignments still on their way (segments.changes lags the purchases).",
+        "assignments that may still come: a customer's events are read from different "
+        "topics, each at its own pace, so a late cart event can make a change older than "
+        "a purchase already read.",
     )
     currency: str = Field(
         "EUR",

@@ -83,13 +83,15 @@ end
 #: SEGSTREAM_PROGRESS_LOST, and the worker replays from what Redis has.
 COMMIT_LUA = (
     """
-local writes = cjson.decode(ARGV[1])
+local arg = cjson.decode(ARGV[1])
+local writes = arg.w
 local keep = tonumber(ARGV[2])
 local retention = tonumber(ARGV[4])
 local progress = cjson.decode(ARGV[#ARGV])
 """
     + PROGRESS_CHECK_LUA
-    + """local all_ok = true
+    + """for _, k in ipairs(arg.d) do redis.call('DEL', KEYS[k]) end
+local all_ok = true
 local out = {}
 for i, w in ipairs(writes) do
   local skey = KEYS[w.s]
@@ -163,6 +165,17 @@ return out
 
 #: Outbox entries kept per customer at most (segment changes and action messages).
 OUTBOX_KEEP = 32
+
+#: Reads customers of one partition: KEYS are (state hash, outbox) pairs; each reply is
+#: [rev, doc, act, outbox entries] ('' for what is missing).
+LOAD_LUA = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  local h = redis.call('HMGET', KEYS[i], 'rev', 'doc', 'act')
+  out[#out + 1] = {h[1] or '', h[2] or '', h[3] or '', redis.call('LRANGE', KEYS[i + 1], 0, -1)}
+end
+return out
+"""
 #: Position in ARGV of the first state document.
 DOCS_ARGV = 5
 
@@ -269,23 +282,26 @@ class StateStore:
             else:
                 found[cid] = hit
         if missing:
-            pipe = self.client.pipeline(transaction=False)
+            # One script call per partition, not two commands per customer: a catch-up
+            # over many new customers spent more in packing commands than in Redis.
+            by_partition: dict[int, list[str]] = {}
             for cid in missing:
-                p = self.home(cid)
-                pipe.hmget(state_key(self.prefix, p, cid), "rev", "doc", "act")
-                pipe.lrange(outbox_key(self.prefix, p, cid), 0, -1)
+                by_partition.setdefault(self.home(cid), []).append(cid)
+            pipe = self.client.pipeline(transaction=False)
+            for p, cids in by_partition.items():
+                keys = []
+                for cid in cids:
+                    keys += [state_key(self.prefix, p, cid), outbox_key(self.prefix, p, cid)]
+                pipe.eval(LOAD_LUA, len(keys), *keys)
             rows = await pipe.execute()
             self.round_trips += 1
-            for i, cid in enumerate(missing):
-                rev, doc, act = rows[2 * i]
-                loaded = Loaded(
-                    int(rev or 0),
-                    _decode(doc),
-                    unsent=list(rows[2 * i + 1]),
-                    actions=decode_actions(act, cid),
-                )
-                found[cid] = loaded
-                self._remember(cid, Loaded(loaded.rev, loaded.state, actions=loaded.actions))
+            for cids, replies in zip(by_partition.values(), rows, strict=True):
+                for cid, (rev, doc, act, unsent) in zip(cids, replies, strict=True):
+                    loaded = Loaded(
+                        int(rev or 0), _decode(doc), list(unsent), decode_actions(act, cid)
+                    )
+                    found[cid] = loaded
+                    self._remember(cid, Loaded(loaded.rev, loaded.state, actions=loaded.actions))
         return found
 
     def delivered(self, customer_ids: Iterable[str]) -> None:
@@ -303,33 +319,39 @@ class StateStore:
             return {}
         started = time.perf_counter()
         pipe = self.client.pipeline(transaction=False)
-        cleared = len(self._delivered)
-        for cid in self._delivered:  # before the new appends of this round trip
-            pipe.delete(outbox_key(self.prefix, self.home(cid), cid))
-        self._delivered.clear()
-
+        # Delivered outboxes are deleted by the same script calls, before their appends.
+        delivered, self._delivered = self._delivered, set()
+        clear: dict[int, list[str]] = {}
+        for cid in delivered:
+            clear.setdefault(self.home(cid), []).append(cid)
         by_partition: dict[int, list[Write]] = {}
         for w in writes:
             by_partition.setdefault(self.home(w.customer_id), []).append(w)
         applied_by = by_partition_number(applied or {})
         expected_by = by_partition_number(self.progress)
         calls: list[list[Write]] = []  # the writes of each queued Lua call, in order
-        for p in sorted({*by_partition, *applied_by, *expected_by}):
+        for p in sorted({*by_partition, *applied_by, *expected_by, *clear}):
             part = by_partition.get(p, [])
-            self._queue_commit(pipe, p, part, applied_by.get(p, {}), expected_by.get(p, {}))
+            self._queue_commit(
+                pipe, p, part, applied_by.get(p, {}), expected_by.get(p, {}), clear.get(p, [])
+            )
             calls.append(part)
         self.encode_s += time.perf_counter() - started
         try:
             results = await pipe.execute()
         except ResponseError as exc:
+            self._delivered |= delivered  # not deleted: the next write tries again
             if "SEGSTREAM_PROGRESS_LOST" in str(exc):
                 raise ProgressLost(str(exc)) from exc
+            raise
+        except BaseException:
+            self._delivered |= delivered
             raise
         self.round_trips += 1
         conflicts: dict[str, Rejected] = {}
         replies = [
             (w, reply)
-            for part, call in zip(calls, results[cleared:], strict=True)
+            for part, call in zip(calls, results, strict=True)
             for w, reply in zip(part, call, strict=True)
         ]
         if applied and all(int(r[0]) == 1 for _, r in replies):
@@ -353,8 +375,10 @@ class StateStore:
         writes: list[Write],
         applied: dict[str, int],
         expected: dict[str, int],
+        clear: Iterable[str] = (),
     ) -> None:
-        """Queue one ``COMMIT_LUA`` call for a partition's writes and progress."""
+        """Queue one ``COMMIT_LUA`` call for a partition's writes and progress; ``clear``:
+        customers whose outbox was delivered (deleted first)."""
         prefix, p = self.prefix, partition
         script_keys = ScriptKeys()
         keys, ref = script_keys.keys, script_keys.ref
@@ -414,6 +438,7 @@ class StateStore:
                 ]
             batch.append(item)
         progress = progress_arg(lambda: ref(applied_key(prefix, p)), applied, expected)
+        cleared = [ref(outbox_key(prefix, p, cid)) for cid in clear]
         registry = ref(index_registry_key(prefix, p))
         # EVAL, not EVALSHA: nothing to reload after a restart or a failover, and no
         # SCRIPT EXISTS round trip per pipeline (redis-py's registered scripts add one).
@@ -421,7 +446,7 @@ class StateStore:
             COMMIT_LUA,
             len(keys),
             *keys,
-            orjson.dumps(batch),
+            orjson.dumps({"w": batch, "d": cleared}),
             OUTBOX_KEEP,
             registry,
             self.dedupe_retention_s,

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from streams.clock import ClockError, ClockResets, clock_rows, reset, show
-from streams.keys import actions_clock_key, clock_key, clock_reset_key
+from streams.keys import clock_key, clock_reset_key
 from streams.settings import Settings
 
 WALL = 1_795_000_000.0
@@ -42,7 +42,6 @@ class AsyncRedis:
 def test_rows_flag_only_clocks_ahead_of_the_wall_beyond_the_bound() -> None:
     rows = clock_rows(
         {0: WALL - 60, 1: 4_070_908_800.0, 2: WALL + 300 + 5},
-        {1: 4_070_908_800.0},
         partitions=range(4),
         lateness=5,
         mode="event",
@@ -54,26 +53,25 @@ def test_rows_flag_only_clocks_ahead_of_the_wall_beyond_the_bound() -> None:
     assert rows[1].to_json()["watermark"] == "2099-01-01T00:00:00Z"
 
 
-def test_reset_sets_the_clock_lowers_the_actions_clock_and_records_the_reset() -> None:
+def test_reset_sets_the_clock_and_records_the_reset() -> None:
     settings = Settings(key_prefix="k", allowed_lateness_s=5, max_future_s=300)
     redis = SyncRedis()
     redis.hset(clock_key("k"), "1", repr(4_070_908_800.0))
-    redis.hset(actions_clock_key("k"), "1", repr(4_070_908_700.0))
-    redis.hset(actions_clock_key("k"), "2", repr(WALL - 100))
+    old_actions_clock = "k:act:clock"  # written by versions before the one pipeline
+    redis.hset(old_actions_clock, "1", repr(4_070_908_700.0))
     assert [r.fault for r in show(redis, settings, WALL)] == [False, True, False, False]
+    assert "actions_clock" not in show(redis, settings, WALL)[1].to_json()
 
     done = reset(redis, settings, 1, WALL - 10, WALL)
-    assert done["before"]["watermark"] == "2099-01-01T00:00:00Z"
+    assert done["before"] == {"watermark": "2099-01-01T00:00:00Z"}
+    assert done["after"] == {"watermark": "2026-11-18T11:06:35Z", "clock": "2026-11-18T11:06:30Z"}
     assert float(redis.hget(clock_key("k"), "1") or 0) == WALL - 5  # clock + lateness
-    assert float(redis.hget(actions_clock_key("k"), "1") or 0) == WALL - 10
+    assert redis.hashes[old_actions_clock] == {b"1": repr(4_070_908_700.0).encode()}  # untouched
     marker = orjson.loads(redis.hget(clock_reset_key("k"), "1") or b"{}")
     assert marker["id"] == done["reset_id"] and marker["watermark"] == WALL - 5
     rows = show(redis, settings, WALL)
     assert [r.fault for r in rows] == [False, False, False, False]
     assert rows[1].clock == WALL - 10
-
-    reset(redis, settings, 2, WALL - 10, WALL)  # an actions clock behind is never raised
-    assert float(redis.hget(actions_clock_key("k"), "2") or 0) == WALL - 100
 
 
 @pytest.mark.parametrize(
@@ -105,9 +103,3 @@ def test_a_worker_adopts_each_new_reset_once_and_not_those_from_before_it_starte
     watermarks[1] = WALL - 1  # a later event
     assert asyncio.run(resets.adopt(watermarks)) == []  # applied once
     assert watermarks[1] == WALL - 1
-
-    # The actions service lowers its clock to the reset clock, never raises it.
-    actions = ClockResets(AsyncRedis(redis), "k")
-    acts = {0: WALL - 5000, 1: 4_070_908_800.0}
-    assert sorted(asyncio.run(actions.adopt(acts, field="clock"))) == [0, 1]
-    assert acts == {0: WALL - 5000, 1: WALL - 20}
