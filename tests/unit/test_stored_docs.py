@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from segmenters.state import CustomerState
-from streams.store import DOC_ZDICT_V1, ZDICT_V1, _encode, load_doc
+from streams.store import DOC_ZSTD_V1, ZDICT_V1, _encode, load_doc
 from tests.unit.factories import Events
 
 from .test_core import run
@@ -29,7 +29,7 @@ def busy_state() -> CustomerState:
 def test_round_trip_and_size() -> None:
     state = busy_state()
     raw = _encode(state)
-    assert raw[:1] == DOC_ZDICT_V1
+    assert raw[:1] == DOC_ZSTD_V1
     assert CustomerState.from_doc(load_doc(raw) or {}) == state
     assert len(raw) < len(orjson.dumps(state.to_doc())) / 2
 
@@ -37,7 +37,10 @@ def test_round_trip_and_size() -> None:
 def test_older_encodings_still_read() -> None:
     state = busy_state()
     plain = orjson.dumps(state.to_doc())
+    c = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, ZDICT_V1)
+    deflated = b"\x01" + c.compress(plain) + c.flush()  # tag 1: before zstd
     assert load_doc(plain) == load_doc(zlib.compress(plain)) == load_doc(_encode(state))
+    assert load_doc(deflated) == load_doc(plain)
     assert load_doc(None) is None and load_doc(b"") is None
 
 
