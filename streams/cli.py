@@ -183,7 +183,8 @@ def worker() -> None:
     """Run a worker: consume events, keep state in Redis, publish segment changes."""
     import faust
 
-    from .app import create_app
+    from .app import create_app, tune_gc
+    from .delivery import use_uvloop
     from .security import ConnectionCheckError, check_connections
     from .topics import ensure_topics
 
@@ -211,7 +212,9 @@ def worker() -> None:
     except ConnectionCheckError as exc:
         raise click.ClickException(str(exc)) from None
     ensure_topics(settings)
+    use_uvloop()  # before the app and its loop exist; asyncio's loop if not installed
     app = create_app(settings)
+    tune_gc()
     faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
 
 
@@ -642,15 +645,32 @@ def watch(duration: float | None, from_beginning: bool, quiet: bool) -> None:
 @click.option("--events", default=100_000, show_default=True, help="Pre-filled events.")
 @click.option("--customers", default=10_000, show_default=True, help="Customers in them.")
 @click.option(
-    "--rates", default="1000,5000", show_default=True, help="Offered rates for latency (ev/s)."
+    "--rates", default="500,5000", show_default=True, help="Offered rates for latency (ev/s)."
 )
 @click.option("--seconds", default=20.0, show_default=True, help="Seconds at each rate.")
 @click.option(
-    "--online-retail",
+    "--data",
+    "data_files",
     type=click.Path(path_type=Path),
-    default=Path("../shared/data/online_retail_2010-12-01_to_2011-06-30.csv.gz"),
+    multiple=True,
+    default=[
+        Path("../shared/data/rees46_2019-Oct_head_2019-10-01T0000_to_0249.csv.gz"),
+        Path("../shared/data/online_retail_2010-12-01_to_2011-06-30.csv.gz"),
+    ],
     show_default=True,
-    help="Online Retail file to time a replay of (skipped if missing).",
+    help="REES46 or Online Retail file to time a replay catch-up of (repeatable; a "
+    "missing one is skipped).",
+)
+@click.option(
+    "--replay-limit",
+    default=100_000,
+    show_default=True,
+    help="Replay at most this many events of each file (0: all).",
+)
+@click.option(
+    "--stages-only",
+    is_flag=True,
+    help="Only the in-process stage benchmark (no broker, under a minute); prints only.",
 )
 @click.option(
     "--out",
@@ -660,12 +680,24 @@ def watch(duration: float | None, from_beginning: bool, quiet: bool) -> None:
     help="Where the report goes.",
 )
 def bench(
-    events: int, customers: int, rates: str, seconds: float, online_retail: Path, out: Path
+    events: int,
+    customers: int,
+    rates: str,
+    seconds: float,
+    data_files: tuple[Path, ...],
+    replay_limit: int,
+    stages_only: bool,
+    out: Path,
 ) -> None:
-    """Measure throughput against a no-op Faust baseline, latency, timers and memory."""
+    """Measure pipeline stages, throughput against a stock no-op Faust app, latency,
+    timers, memory and replay catch-up."""
     from . import bench as b
+    from .bench_stages import render_stages
 
     settings = _settings()
+    if stages_only:
+        click.echo(render_stages(b.stages(settings, say=click.echo)))
+        return
     log_dir = settings.cache_dir / "bench" / time.strftime("%Y%m%d-%H%M%S")
     click.echo(f"logs in {log_dir}")
     res = b.run(
@@ -674,7 +706,8 @@ def bench(
         customers=customers,
         rates=[int(r) for r in rates.split(",") if r.strip()],
         seconds=seconds,
-        online_retail=online_retail,
+        data_files=list(data_files),
+        replay_limit=replay_limit or None,
         log_dir=log_dir,
         say=click.echo,
     )
