@@ -774,7 +774,7 @@ def render(res: Results, info: dict[str, str]) -> str:
         f"| baseline: stock Faust app, no-op agent (`take_events(500)`) | "
         f"{rate_cpu(res.baseline)} | |",
         f"| engine: one worker process | {rate_cpu(res.engine)} | >= 15,000 events/s |",
-        f"| engine / baseline | {ratio} | >= 0.5 |",
+        f"| engine / baseline | {ratio} | > 1 (faster than the stock no-op agent) |",
     ]
     if res.events_per_batch is not None:
         lines.append(

@@ -14,6 +14,7 @@ the pass sampled); the measured pass starts from empty state with that context.
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 import uuid
@@ -29,6 +30,7 @@ from segmenters.core import Context
 from segmenters.policy import DEFAULT_POLICY
 from segmenters.rfm import RfmQuantiles
 
+from .app import tune_gc
 from .keys import partition_for
 from .pipeline import BatchProcessor, BatchStats, Record
 from .security import async_redis_client
@@ -298,9 +300,16 @@ def run_stages(
     batch: int = 2000,
     say: Callable[[str], None] = print,
 ) -> StageResult:
-    """The stage benchmark of ``events`` (dicts of the contract), batches of ~``batch``."""
+    """The stage benchmark of ``events`` (dicts of the contract), batches of ~``batch``,
+    with the collector tuned as in a worker (``app.tune_gc``), restored after."""
     records = to_records(events, settings)
-    return asyncio.run(measure(settings, records, batch=batch, say=say))
+    threshold = gc.get_threshold()
+    tune_gc()
+    try:
+        return asyncio.run(measure(settings, records, batch=batch, say=say))
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 def render_stages(res: StageResult) -> str:
