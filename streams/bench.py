@@ -842,7 +842,11 @@ def render(res: Results, info: dict[str, str]) -> str:
             "sends free, the default retention policy, RFM quantiles and a cluster model "
             "from a first pass over the same workload, records in per-partition order in "
             "fetch-round batches, due timers fired after each batch (their stages count "
-            "too). Microseconds of wall time per event; `other` is the pipeline's time "
+            "too). Microseconds of wall time per event. Stages: parse (records to events), "
+            "fold (segments), decide (retention actions and their messages), encode "
+            "(what the write needs: change JSON, outbox, index moves, due time, id "
+            "digests, compressed documents, script arguments), redis (load and commit "
+            "round trips), send (to the producer); `other` is the pipeline's time "
             "between stages.",
             "",
             render_stages(res.stages),

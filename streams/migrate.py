@@ -295,21 +295,27 @@ def migrate_actions(client: Any, settings: Settings, moved: Moved) -> None:
     todo = sorted(customers)
     for start in range(0, len(todo), MOVE_CHUNK):
         chunk = todo[start : start + MOVE_CHUNK]
-        pipe = client.pipeline(transaction=False)
+        # redis-py's cluster pipeline has no EVAL: on a cluster, one call per customer.
+        pipe = client if settings.redis_cluster else client.pipeline(transaction=False)
+        replies = []
         for p, cid in chunk:
-            pipe.eval(
-                MOVE_ACTIONS_LUA,
-                6,
-                actions_key(prefix, p, cid),
-                actions_outbox_key(prefix, p, cid),
-                state_key(prefix, p, cid),
-                outbox_key(prefix, p, cid),
-                timers_key(prefix, p),
-                actions_due_key(prefix, p),
-                cid,
-                OUTBOX_TTL_S,
+            replies.append(
+                pipe.eval(
+                    MOVE_ACTIONS_LUA,
+                    6,
+                    actions_key(prefix, p, cid),
+                    actions_outbox_key(prefix, p, cid),
+                    state_key(prefix, p, cid),
+                    outbox_key(prefix, p, cid),
+                    timers_key(prefix, p),
+                    actions_due_key(prefix, p),
+                    cid,
+                    OUTBOX_TTL_S,
+                )
             )
-        for (_p, cid), (status, messages, timed) in zip(chunk, pipe.execute(), strict=True):
+        if not settings.redis_cluster:
+            replies = pipe.execute()
+        for (_p, cid), (status, messages, timed) in zip(chunk, replies, strict=True):
             status = _text(status)
             if status == "orphan":
                 log.warning("action doc of %s dropped: the customer has no state", cid)

@@ -111,7 +111,12 @@ class BatchStats:
     #: Action messages sent; decisions by (action, outcome, reason).
     actions_sent: int = 0
     decided: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    #: Seconds per stage: parse, fold, decide, encode, redis, send.
+    #: Seconds per stage: ``parse`` (records to events, grouped by customer), ``fold``
+    #: (segments: fold, tick or rescore), ``decide`` (retention actions and their
+    #: messages), ``encode`` (what the write needs: change JSON, outbox, index and
+    #: histogram moves, due time, id digests, the documents and script arguments),
+    #: ``redis`` (the load and commit round trips), ``send`` (to the producer, and the
+    #: broker's acknowledgements).
     stages: dict[str, float] = field(default_factory=dict)
 
 
@@ -447,7 +452,7 @@ class BatchProcessor:
         writes = []
         outcomes: dict[str, Outcome] = {}
         ctx = self.context
-        folding = deciding = 0.0
+        folding = deciding = encoding = 0.0
         for cid, items in groups.items():
             t = time.perf_counter()
             before = loaded[cid]
@@ -478,6 +483,7 @@ class BatchProcessor:
             outcome = Outcome(result, [(c, change_json(c)) for c in result.changes])
             write = Write(cid, before.rev, result.state)
             actions = before.actions
+            t3 = time.perf_counter()
             if policy is not None:
                 buys = _purchases(items, result) if until is None else []
                 due_at = None if until is None or rescoring else until
@@ -502,6 +508,8 @@ class BatchProcessor:
                             for m in decided.messages
                         ]
                         _record_decisions(write, decided.decisions)
+            t4 = time.perf_counter()
+            deciding += t4 - t3
             write.actions = actions
             outcomes[cid] = outcome
             write.index_ops = _index_ops(marks[0], result.state)
@@ -521,9 +529,10 @@ class BatchProcessor:
             write.hist_ops = _histogram_ops(marks[1], histogram_buckets(result.state))
             write.ids = [id_number(e) for e in result.applied_ids]
             writes.append(write)
-            deciding += time.perf_counter() - t2
+            encoding += time.perf_counter() - t4 + t3 - t2
         stages["fold"] = stages.get("fold", 0.0) + folding
         stages["decide"] = stages.get("decide", 0.0) + deciding
+        stages["encode"] = stages.get("encode", 0.0) + encoding
         return writes, outcomes
 
     def note_currency(self, currency: str) -> None:

@@ -420,6 +420,7 @@ def account(
         with open(RESULTS, "ab") as out:
             out.write(orjson.dumps(row) + b"\n")
     assert changes_differ == 0, "a change_id was sent with two different contents"
+    assert distinct_actions > 0, "no action message: the fault traffic checked no action"
     assert actions_differ == 0, "an action key with two decisions"
     assert not report.missing, report.missing[:5]
     assert not report.field_mismatches, report.field_examples

@@ -3,6 +3,7 @@ uplift report that measures a known effect."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -239,11 +240,9 @@ class FlakySend:
             self.failures -= 1
             raise ConnectionError("broker away")
         self.sent.append((topic, key, value))
-
-        async def ack() -> None:
-            return None
-
-        return ack()
+        acked = asyncio.get_running_loop().create_future()  # as the producer's: a future
+        acked.set_result(None)
+        return acked
 
     def to(self, topic: str) -> Any:
         """A single-topic sender (segment changes, dead letters) into the same list."""

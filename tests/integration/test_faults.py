@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,14 +28,55 @@ from tests.integration.faults import (
     progress,
     wait_progress,
 )
-from tests.unit.factories import Events
+
+#: Retention actions on transitions the fault traffic makes often (a cart, a first order),
+#: with no quiet hours, so every fault is checked on ``actions.*`` too, at any time of day.
+FAULT_POLICY = """
+version = "faults"
+experiment = "faults"
+
+[actions.email.cart]
+template = "cart_v1"
+cooldown_s = 3600
+holdout = 0.2
+
+[actions.ads.buyer]
+audience = "buyers"
+holdout = 0.2
+
+[[rules]]
+dimension = "journey"
+current = "active_cart"
+actions = ["email/cart"]
+
+[[rules]]
+dimension = "journey"
+current = "first_time_buyer"
+actions = ["ads/buyer"]
+"""
+
+
+def with_policy(tmp_path: Path) -> dict[str, str]:
+    path = tmp_path / "faults-actions.toml"
+    path.write_text(FAULT_POLICY)
+    return {"SEGSTREAM_ACTIONS_FILE": str(path)}
+
+
+@pytest.fixture
+def deployment(services: Settings, tmp_path: Path) -> Iterator[Deployment]:
+    d = Deployment(services, tmp_path, **with_policy(tmp_path))
+    yield d
+    d.close()
 
 
 def traffic_for(seed: int, customers: int, events: int) -> tuple[list[dict], list, random.Random]:
+    """Simulated traffic ending a minute ago: recent enough that the retention actions it
+    triggers are taken (history is suppressed ``stale``), so the accounting of
+    ``actions.*`` under each fault has messages to check."""
     rng = random.Random(seed)
-    good = list(
-        generate(customers, seed=seed, start=Events().start, duration_s=events / 50, rate=50)
-    )
+    span = events / 50
+    start = datetime.now(UTC) - timedelta(seconds=span + 60)
+    good = list(generate(customers, seed=seed, start=start, duration_s=span, rate=50))
     return good, bad_messages(rng, 40), rng
 
 
@@ -115,7 +157,7 @@ def test_redis_sigkill_restart_from_aof(
         redis_url=spare_redis.url,
         redis_cluster=spare_redis.cluster,
     )
-    d = Deployment(base, tmp_path)
+    d = Deployment(base, tmp_path, **with_policy(tmp_path))
     try:
         events, bad, rng = traffic_for(23, 150, 4000)
         traffic = Traffic()
@@ -163,7 +205,7 @@ def test_broker_stop_and_restart(
     services: Settings, spare_kafka: SpareKafka, tmp_path: Path
 ) -> None:
     base = Settings(kafka_bootstrap=spare_kafka.bootstrap, redis_url=services.redis_url)
-    d = Deployment(base, tmp_path)
+    d = Deployment(base, tmp_path, **with_policy(tmp_path))
     try:
         events, bad, rng = traffic_for(24, 150, 3000)
         traffic = Traffic()

@@ -10,7 +10,6 @@ from collections import Counter
 from typing import Any
 
 import orjson
-import pytest
 
 from segmenters.actions import ActionState
 from segmenters.attribution import ActionDoc
@@ -87,8 +86,12 @@ def test_the_old_layout_moves_and_reads_back(services: Settings) -> None:
     prefix = "mig" + uuid.uuid4().hex[:6]
     settings = services.model_copy(update={"key_prefix": prefix, "topic_partitions": PARTITIONS})
     client = redis_client(settings)
-    if settings.redis_cluster:  # that layout never ran on a cluster: nothing to look for
-        pytest.skip("the layout before partition tags never ran on a Redis Cluster")
+    if settings.redis_cluster:  # that layout never ran on a cluster: the step is left out
+        lines: list[str] = []
+        moved = migrate_layout(client, settings, echo=lines.append)
+        assert (moved.customers, moved.keys, sum(moved.shared.values())) == (0, 0, 0)
+        assert lines == [moved.summary()]
+        return
     customers = [f"c-mig-{i}" for i in range(12)]
     try:
         states = write_old_layout(client, prefix, customers)
