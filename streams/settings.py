@@ -92,8 +92,16 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1)
     topic_replication: int = Field(1, ge=1)
 
-    batch_size: int = Field(500, ge=1, description="Most events taken per batch.")
-    batch_window_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch.")
+    batch_size: int = Field(
+        500,
+        ge=1,
+        description="Most events per batch of a replay after Redis lost writes, and per "
+        "batch where whole-fetch delivery is off; the worker's ingest takes one fetch round "
+        "per batch (sized by SEGSTREAM_FETCH_PARTITION_BYTES).",
+    )
+    batch_window_s: float = Field(
+        0.05, gt=0, description="Longest wait to fill a batch where whole-fetch delivery is off."
+    )
     fetch_partition_bytes: int = Field(
         16384,
         ge=1024,
