@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from segmenters.config import EngineConfig, JourneyConfig, StateConfig
+from segmenters.retention import KEEP_PURCHASES_S
 
 from .collector_config import CollectorSettings
 
@@ -193,7 +194,7 @@ class Settings(BaseSettings):
         "unset: the packaged defaults (config/actions.toml).",
     )
     actions_keep_purchases_s: float = Field(
-        2 * 86400.0,
+        KEEP_PURCHASES_S,
         ge=0,
         description="Purchases outside every conversion window are kept this long, for "
         "assignments that may still come: a customer's events are read from different "
