@@ -290,7 +290,9 @@ class ActionState:
 
 def next_due(state: ActionState) -> float | None:
     """The earliest time :func:`due` has something to do (for the shell's due index)."""
-    return min((p.due_at for p in state.pending), default=None)
+    if not state.pending:  # most customers: no generator to set up
+        return None
+    return min(p.due_at for p in state.pending)
 
 
 def _pruned(policy: Policy, state: ActionState, now: float) -> ActionState:

@@ -76,7 +76,8 @@ class ClusterModel:
     clusters: tuple[Cluster, ...]
     next_id: int = 0
     _ids: list[int] = field(init=False, repr=False, compare=False)
-    _centroids: list[list[float]] = field(init=False, repr=False, compare=False)
+    #: Tuples: ``math.dist`` copies any other sequence into one on every call.
+    _centroids: list[tuple[float, ...]] = field(init=False, repr=False, compare=False)
     _mean: list[float] = field(init=False, repr=False, compare=False)
     _std: list[float] = field(init=False, repr=False, compare=False)
 
@@ -94,7 +95,11 @@ class ClusterModel:
         set_(self, "clusters", clusters)
         set_(self, "next_id", max(self.next_id, ids[-1] + 1))
         set_(self, "_ids", ids)
-        set_(self, "_centroids", [[float(c.centroid[f]) for f in self.features] for c in clusters])
+        set_(
+            self,
+            "_centroids",
+            [tuple([float(c.centroid[f]) for f in self.features]) for c in clusters],
+        )
         set_(self, "_mean", [float(self.mean[f]) for f in self.features])
         set_(self, "_std", std)
 
@@ -134,11 +139,19 @@ class ClusterModel:
         and the distances it picked from, without the reason: scoring runs on every event
         and the reason is only needed when the cluster changes (:meth:`explain`)."""
         _check_margin(margin)
-        z = [
-            (v - m) / s if math.isfinite(v) else 0.0
-            for v, m, s in zip(row, self._mean, self._std, strict=True)
-        ]
-        d = [math.dist(c, z) for c in self._centroids]
+        if len(row) != len(self._mean):  # once, not by a strict zip per value
+            raise ValueError(f"a row of {len(row)} values, the model has {len(self._mean)}")
+        if math.isfinite(sum(row)):  # then every value is (an inf or a nan would show)
+            z = tuple([(v - m) / s for v, m, s in zip(row, self._mean, self._std, strict=False)])
+        else:
+            z = tuple(
+                [
+                    (v - m) / s if math.isfinite(v) else 0.0
+                    for v, m, s in zip(row, self._mean, self._std, strict=False)
+                ]
+            )
+        dist = math.dist
+        d = [dist(c, z) for c in self._centroids]
         return self._pick(d, previous, margin)[0], d
 
     def _pick(self, d: list[float], previous: int | None, margin: float) -> tuple[int, int]:

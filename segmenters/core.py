@@ -128,12 +128,12 @@ def next_deadline(
         return None
     after = state.eval_at
     due = journey_rules.next_deadline(state, after, config.journey)
-    for other in (
-        rfm_rules.next_deadline(state, after, ctx.rfm),
-        profile_rules.next_deadline(state, after),
-    ):
-        if other is not None and (due is None or other < due):
-            due = other
+    other = rfm_rules.next_deadline(state, after, ctx.rfm)
+    if other is not None and (due is None or other < due):
+        due = other
+    other = profile_rules.next_deadline(state, after)
+    if other is not None and (due is None or other < due):
+        due = other
     return due
 
 
@@ -156,10 +156,11 @@ def advance(
 
 
 def _duplicate(
-    event: Event, source: Source | None, state: CustomerState, seen: set[str]
+    event: Event, source: Source | None, key: str, state: CustomerState, seen: set[str]
 ) -> str | None:
+    """Why ``event`` was applied already, or None; ``key`` is ``source.key``, built once."""
     if source is not None:
-        last = state.offsets.get(source.key)
+        last = state.offsets.get(key)
         if last is not None and source.offset <= last:
             return "offset already applied"
     if event.event_id in seen:
@@ -223,7 +224,7 @@ def _behaviour(
     """:func:`behaviour`, with the reason written only for a change."""
     model = ctx.clusters
     assert model is not None
-    if model.features != FEATURES:
+    if model.features is not FEATURES and model.features != FEATURES:
         found = behaviour(state, now, ctx)
         assert found is not None
         if found[0] != state.segment(BEHAVIOUR):
@@ -291,22 +292,26 @@ def fold(
     result = FoldResult(work)
     seen: set[str] = set()
     for event, source in events:
-        reason = _duplicate(event, source, work, seen)
+        key = "" if source is None else source.key
+        reason = _duplicate(event, source, key, work, seen)
         if reason is not None:
             result.skipped.append((source, reason))
             continue
         at = event.occurred_at.timestamp()
-        fired = advance(work, at, config, ctx)
-        if fired:
+        due = next_deadline(work, config, ctx)
+        if due is not None and due <= at:  # most events come before any timer: no call
+            fired = advance(work, at, config, ctx)
             result.changes.extend(fired)
             result.causes.extend([None] * len(fired))
         apply_event(work, event, config.state, at=at)
         seen.add(event.event_id)
         if source is not None:
-            work.offsets[source.key] = source.offset
+            work.offsets[key] = source.offset
         result.applied += 1
         result.applied_ids.append(event.event_id)
-        now = max(at, work.eval_at if work.eval_at is not None else at)
+        # ``max(at, eval_at)``: never evaluate before the latest evaluation
+        eval_at = work.eval_at
+        now = eval_at if eval_at is not None and eval_at > at else at
         changed = segment_changes(work, now, config, ctx)
         work.eval_at = now
         if changed:
@@ -373,9 +378,13 @@ def merge_by_time(
     >>> [ev.event_id for ev, _ in merge_by_time(items)]
     ['c1', 'b1', 'b2']
     """
-    queues: dict[str, list[tuple[Event, Source | None]]] = {}
+    if len(items) < 2:
+        return list(items)
+    # keyed as ``Source.key`` would (one queue per topic partition), without formatting it
+    queues: dict[tuple[str, int] | None, list[tuple[Event, Source | None]]] = {}
     for item in items:
-        queues.setdefault(item[1].key if item[1] is not None else "", []).append(item)
+        src = item[1]
+        queues.setdefault(None if src is None else (src.topic, src.partition), []).append(item)
     if len(queues) == 1:
         return list(items)
     heads = {k: 0 for k in queues}

@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from .state import CustomerState, decayed_value
+from .state import CustomerState
 
 DAY = 86400.0
 
@@ -81,11 +81,15 @@ def _days(since: float | None, now: float) -> float:
     return 0.0 if since is None else max(0.0, now - since) / DAY
 
 
+#: The largest value ``_log`` takes as it is (an infinite one saturates here).
+_LOG_CAP = 1e300
+
+
 def _log(value: float) -> float:
     """``log1p`` of a non-negative finite value; anything else counts as 0 or saturates."""
     if math.isnan(value) or value <= 0.0:
         return 0.0
-    return math.log1p(min(value, 1e300))
+    return math.log1p(min(value, _LOG_CAP))
 
 
 def feature_vector(
@@ -125,18 +129,52 @@ def feature_row(
     put_in_cart = in_cart + max(0, state.items)
     devices = state.devices
     events_by_device = sum(devices.values()) if devices else 0
+    last_seen, first_seen = state.last_seen, state.first_seen
+    # ``_log`` and ``decayed_value`` inline (this runs on every event): the same values
+    exp2, log1p = math.exp2, math.log1p
+    browsing = cart_intensity = 0.0
+    if state.views is not None:
+        value, as_of = state.views
+        browsing = value * exp2(-max(0.0, now - as_of) / half_life_s)
+    if state.cart_adds is not None:
+        value, as_of = state.cart_adds
+        cart_intensity = value * exp2(-max(0.0, now - as_of) / half_life_s)
+    (
+        recency,
+        frequency,
+        monetary,
+        avg_order_value,
+        browsing,
+        cart_intensity,
+        category_breadth,
+        inactivity,
+        tenure,
+    ) = [
+        log1p(v if v <= _LOG_CAP else _LOG_CAP) if v > 0.0 else 0.0
+        for v in (
+            recency,
+            float(orders),
+            revenue,
+            revenue / orders if orders else 0.0,
+            browsing,
+            cart_intensity,
+            float(len(state.categories)),
+            0.0 if last_seen is None else max(0.0, now - last_seen) / DAY,
+            0.0 if first_seen is None else max(0.0, now - first_seen) / DAY,
+        )
+    ]
     return [
-        _log(recency),
-        _log(float(orders)),
-        _log(revenue),
-        _log(revenue / orders) if orders else 0.0,
-        _log(decayed_value(state.views, now, half_life_s=half_life_s)),
-        _log(decayed_value(state.cart_adds, now, half_life_s=half_life_s)),
+        recency,
+        frequency,
+        monetary,
+        avg_order_value,
+        browsing,
+        cart_intensity,
         in_cart / put_in_cart if put_in_cart else 0.0,
-        _log(float(len(state.categories))),
+        category_breadth,
         devices.get("mobile", 0) / events_by_device if events_by_device > 0 else 0.0,
-        _log(_days(state.last_seen, now)),
-        _log(_days(state.first_seen, now)),
+        inactivity,
+        tenure,
     ]
 
 

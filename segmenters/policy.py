@@ -154,8 +154,23 @@ class Policy(BaseModel):
 
     def matching(self, dimension: str, previous: str | None, current: str) -> list[ActionSpec]:
         """The actions a transition triggers, each once, highest priority first."""
-        ids = {a for r in self.rules if r.matches(dimension, previous, current) for a in r.actions}
-        return sorted((self.actions[i] for i in ids), key=lambda a: (-a.priority, a.id))
+        memo = _memo(self)
+        key = (dimension, previous, current)
+        found = memo.matching.get(key)
+        if found is None:
+            ids = {
+                a for r in self.rules if r.matches(dimension, previous, current) for a in r.actions
+            }
+            found = tuple(sorted((self.actions[i] for i in ids), key=lambda a: (-a.priority, a.id)))
+            if len(memo.matching) >= _MEMO_ENTRIES:
+                memo.matching.clear()
+            memo.matching[key] = found
+        return list(found)
+
+    @property
+    def dimensions(self) -> frozenset[str]:
+        """The dimensions some rule names: a change of any other triggers nothing."""
+        return _memo(self).dimensions
 
     def send_at(self, channel: str, at: float) -> float:
         """When a message for ``channel`` due at ``at`` may go out (quiet hours defer it)."""
@@ -163,6 +178,34 @@ class Policy(BaseModel):
             return at
         end = self.quiet_hours.end_after(at)
         return at if end is None else end
+
+
+class _Memo:
+    """What a policy derives from its rules, kept per policy object: a policy is frozen,
+    and ``decide`` asks for the same transitions on every change."""
+
+    __slots__ = ("policy", "matching", "dimensions")
+
+    def __init__(self, policy: Policy) -> None:
+        # holding the policy keeps its id from being reused while the entry lives
+        self.policy = policy
+        self.matching: dict[tuple[str, str | None, str], tuple[ActionSpec, ...]] = {}
+        self.dimensions = frozenset(r.dimension for r in policy.rules)
+
+
+#: id(policy) -> its memo; few policies live at once (the loaded one, tests' variants).
+_MEMOS: dict[int, _Memo] = {}
+_MEMO_POLICIES = 16
+_MEMO_ENTRIES = 4096
+
+
+def _memo(policy: Policy) -> _Memo:
+    memo = _MEMOS.get(id(policy))
+    if memo is None or memo.policy is not policy:
+        if len(_MEMOS) >= _MEMO_POLICIES:
+            _MEMOS.clear()
+        memo = _MEMOS[id(policy)] = _Memo(policy)
+    return memo
 
 
 class _File(BaseModel):

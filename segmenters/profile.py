@@ -85,8 +85,28 @@ def demographic_segment(state: CustomerState, now: float) -> str | None:
     if not profile:
         return None
     born = profile.get("birth_year")
-    band = age_band(_year(now) - born) if isinstance(born, int) else UNKNOWN
-    return f"{band}/{_clean(profile.get('gender'))}/{_clean(profile.get('income_band'))}"
+    gender, income = profile.get("gender"), profile.get("income_band")
+    age = _year(now) - born if isinstance(born, int) else None
+    if (gender is None or type(gender) is str) and (income is None or type(income) is str):
+        # evaluated on every event, from a handful of distinct inputs: remembered (keys of
+        # other types could compare equal yet clean differently, 1 and 1.0 and True)
+        key = (age, gender, income)
+        segment = _DEMOGRAPHIC_SEGMENTS.get(key)
+        if segment is None:
+            if len(_DEMOGRAPHIC_SEGMENTS) >= 4096:
+                _DEMOGRAPHIC_SEGMENTS.clear()
+            segment = _DEMOGRAPHIC_SEGMENTS[key] = _demographic_segment(age, gender, income)
+        return segment
+    return _demographic_segment(age, gender, income)
+
+
+#: (age, gender, income band) -> demographic segment.
+_DEMOGRAPHIC_SEGMENTS: dict[tuple[int | None, str | None, str | None], str] = {}
+
+
+def _demographic_segment(age: int | None, gender: object, income: object) -> str:
+    band = UNKNOWN if age is None else age_band(age)
+    return f"{band}/{_clean(gender)}/{_clean(income)}"
 
 
 def geographic_segment(state: CustomerState) -> str | None:
@@ -125,5 +145,19 @@ def next_deadline(state: CustomerState, after: float) -> float | None:
     year = _year(after)
     for start, _ in AGE_BANDS:
         if born + start > year:
-            return datetime(born + start, 1, 1, tzinfo=UTC).timestamp()
+            return _new_year(born + start)
     return None
+
+
+#: year -> event time of its first instant (a few hundred years at most: birth years are
+#: bounded by the contract).
+_NEW_YEARS: dict[int, float] = {}
+
+
+def _new_year(year: int) -> float:
+    """``datetime(year, 1, 1, tzinfo=UTC).timestamp()``, computed once per year: timers
+    ask for it on every evaluation of a customer with a birth year."""
+    at = _NEW_YEARS.get(year)
+    if at is None:
+        at = _NEW_YEARS[year] = datetime(year, 1, 1, tzinfo=UTC).timestamp()
+    return at

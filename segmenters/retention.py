@@ -24,10 +24,19 @@ False
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .actions import ActionMessage, ActionState, Decision, consent_of, due, next_due, plan
+from .actions import (
+    ActionMessage,
+    ActionState,
+    Decision,
+    Feature,
+    consent_of,
+    due,
+    next_due,
+    plan,
+)
 from .attribution import ActionDoc, current_segments, customer_features
 from .changes import SegmentChange
 from .policy import Policy
@@ -87,7 +96,7 @@ def decide(
     state = doc.state
     # Most changes trigger nothing (no rule names them, nothing pending in their
     # dimension): a customer with only those, and no purchase, has nothing to decide.
-    named = {r.dimension for r in policy.rules}
+    named = policy.dimensions
     changes = [c for c in changes if c.dimension in named]  # the others concern no action
     pending = {p.change.dimension for p in state.pending}
     acting = [
@@ -98,8 +107,8 @@ def decide(
     if not acting and not purchases and not _due(state, due_at):
         return Decided(doc)
     consent = None if customer is None else consent_of(customer.profile)
-    # Only a message needs them: a change that plans something, or a due visit.
-    features = customer_features(customer, currency) if acting or due_at is not None else {}
+    # Only a message needs them: most planned actions are dropped first (stale history).
+    features = _Features(customer, currency)
     cart = {} if customer is None else customer.cart
     last_seen = None if customer is None else customer.last_seen
     items: list[tuple[float, int, int, SegmentChange | Purchase]] = [
@@ -155,7 +164,34 @@ def decide(
     return Decided(doc, decisions, messages, changed)
 
 
+class _Features(Mapping[str, Feature]):
+    """:func:`~attribution.customer_features`, computed when first read."""
+
+    __slots__ = ("_customer", "_currency", "_values")
+
+    def __init__(self, customer: CustomerState | None, currency: str | None) -> None:
+        self._customer = customer
+        self._currency = currency
+        self._values: dict[str, Feature] | None = None
+
+    def _get(self) -> dict[str, Feature]:
+        if self._values is None:
+            self._values = customer_features(self._customer, self._currency)
+        return self._values
+
+    def __getitem__(self, key: str) -> Feature:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
 def _due(state: ActionState, at: float | None) -> bool:
     """Delayed actions are due at ``at`` (a due-index visit)."""
+    if at is None:
+        return False
     when = next_due(state)
-    return at is not None and when is not None and when <= at
+    return when is not None and when <= at

@@ -57,9 +57,7 @@ def wilson(x: int, n: int, *, level: float = 0.95) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-def newcombe_diff(
-    x1: int, n1: int, x2: int, n2: int, *, level: float = 0.95
-) -> Interval | None:
+def newcombe_diff(x1: int, n1: int, x2: int, n2: int, *, level: float = 0.95) -> Interval | None:
     """Newcombe's hybrid score interval of p1 - p2; None if a group is empty.
 
     With (l_i, u_i) the Wilson interval of p_i and d = p1 - p2:

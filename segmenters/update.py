@@ -32,12 +32,19 @@ def _remember(ids: list[str], value: str, limit: int) -> None:
 
 def _touch(state: CustomerState, event: Event, at: float, cfg: StateConfig) -> None:
     state.events += 1
-    state.first_seen = at if state.first_seen is None else min(state.first_seen, at)
-    state.last_seen = at if state.last_seen is None else max(state.last_seen, at)
-    if event.device:
-        _bump(state.devices, event.device)
-    if event.channel:
-        _bump(state.channels, event.channel)
+    # ``min``/``max`` spelled out (this runs on every event): a tie keeps the held value
+    first_seen, last_seen = state.first_seen, state.last_seen
+    if first_seen is None or at < first_seen:
+        state.first_seen = at
+    if last_seen is None or at > last_seen:
+        state.last_seen = at
+    device, channel = event.device, event.channel
+    if device:
+        devices = state.devices
+        devices[device] = devices.get(device, 0) + 1
+    if channel:
+        channels = state.channels
+        channels[channel] = channels.get(channel, 0) + 1
     if event.geo is not None and (state.geo_at is None or at >= state.geo_at):
         # the latest location by event time wins, whatever order events arrive in
         state.geo_at = at
@@ -140,8 +147,12 @@ def _refund(state: CustomerState, e: Refund, at: float, cfg: StateConfig) -> Non
 
 
 def _profile(state: CustomerState, e: Profile, at: float, cfg: StateConfig) -> None:
-    for key, value in e.attributes.model_dump(exclude_none=True).items():
-        state.profile[key] = value
+    # the fields in declaration order, as ``model_dump(exclude_none=True)`` gives them (a
+    # flat model of scalars: the same values, without the serializer's cost)
+    profile = state.profile
+    for key, value in e.attributes.__dict__.items():
+        if value is not None:
+            profile[key] = value
 
 
 _HANDLERS: dict[str, Callable[[CustomerState, Any, float, StateConfig], None]] = {

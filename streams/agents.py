@@ -56,13 +56,16 @@ class Throughput:
         t.resent += s.resent
         t.conflicts += s.conflicts
         t.round_trips += s.round_trips
+        for stage, seconds in s.stages.items():
+            t.stages[stage] = t.stages.get(stage, 0.0) + seconds
+        t.seconds += s.seconds
         self.batches += 1
         now = time.monotonic()
         if now - self.last_report >= REPORT_EVERY_S:
             rate = (t.events - self.last_events) / (now - self.last_report)
             log.info(
                 "events %d (%.0f/s) applied %d duplicates %d dead-lettered %d changes %d "
-                "batches %d redis round trips %d",
+                "batches %d redis round trips %d; us/event %s",
                 t.events,
                 rate,
                 t.applied,
@@ -71,8 +74,16 @@ class Throughput:
                 t.changes,
                 self.batches,
                 t.round_trips,
+                stage_line(t),
             )
             self.last_report, self.last_events = now, t.events
+
+
+def stage_line(t: BatchStats) -> str:
+    """Microseconds per event of each pipeline stage so far, and of whole batches."""
+    n = max(1, t.events)
+    parts = [f"{k} {v * 1e6 / n:.0f}" for k, v in t.stages.items()]
+    return " ".join([*parts, f"batch {t.seconds * 1e6 / n:.0f}"])
 
 
 def register_trainer(app: faust.App, settings: Settings, trainer: TrainerService) -> None:
@@ -114,7 +125,7 @@ def register_agents(
     )
     throughput = Throughput()
     # Whole fetches, no hop per message (streams.delivery); else Faust's own batches.
-    fetches = fetch_batches(app, source)
+    fetches = fetch_batches(app, source, settings.batch_size)
 
     @app.agent(source, name=f"{settings.app_id}.ingest", concurrency=1)
     async def ingest(stream: faust.StreamT) -> None:
@@ -137,8 +148,14 @@ def register_agents(
                 for m in messages
             ]
             stats = await process_until_done(
-                processor, records, None if observer is None else observer.batch_failed, guard
+                processor,
+                records,
+                None if observer is None else observer.batch_failed,
+                guard,
+                defer=fetches is not None,
             )
+            if stats.sent is not None and fetches is not None:
+                fetches.ack_after(stats.sent)
             throughput.add(stats)
             if observer is not None:
                 try:

@@ -105,9 +105,7 @@ def create_app(settings: Settings) -> faust.App:
     async def send_action(topic: str, key: bytes, value: bytes) -> Awaitable[Any]:
         return await app.producer.send(topic, key, value, None, None, None)
 
-    policies = (
-        PolicySource(settings.actions_file, settings) if settings.actions_enabled else None
-    )
+    policies = PolicySource(settings.actions_file, settings) if settings.actions_enabled else None
 
     client = async_redis_client(settings)
     store = StateStore(

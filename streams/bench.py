@@ -318,7 +318,7 @@ def worker_counters(log_path: Path) -> tuple[float, float] | None:
     words = last.split()
     events = int(words[words.index("events") + 1])
     batches = int(words[words.index("batches") + 1])
-    trips = int(words[words.index("trips") + 1])
+    trips = int(words[words.index("trips") + 1].rstrip(";,"))
     return (events / batches, trips / batches) if batches else None
 
 

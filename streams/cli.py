@@ -407,9 +407,7 @@ def actions_check(path: Path, segments: Path | None) -> None:
 @click.option(
     "--since", help="Count decisions made at or after this ISO date/datetime (UTC if no offset)."
 )
-@click.option(
-    "--until", help="Count decisions made before this ISO datetime (a date: to its end)."
-)
+@click.option("--until", help="Count decisions made before this ISO datetime (a date: to its end).")
 @click.option(
     "--min-group",
     type=click.IntRange(min=0),

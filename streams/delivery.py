@@ -38,7 +38,9 @@ pyproject.toml and checked by tests/unit/test_delivery.py.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from time import monotonic
 from typing import Any, cast
@@ -55,23 +57,41 @@ Fetch = dict[TP, list[Message]]
 
 
 class FetchBatches:
-    """The hand-off between the consumer and one agent: whole fetches of ``topics``."""
+    """The hand-off between the consumer and one agent: whole fetches of ``topics``.
 
-    def __init__(self, topics: Iterable[str]) -> None:
+    Fetch rounds that arrive while the agent is busy are merged into the one waiting (each
+    partition's messages stay in offset order), up to ``max_events``: a worker that falls
+    behind takes larger batches, so its per-batch costs (two Redis round trips, the
+    broker's acknowledgements) are shared by more events. A single round is never split.
+    """
+
+    def __init__(self, topics: Iterable[str], max_events: int = 2000) -> None:
         self.topics = frozenset(topics)
+        self.max_events = max_events
         #: Bumped at each revocation: a fetch made in an earlier epoch is dropped.
         self.epoch = 0
-        self._ready: asyncio.Queue[tuple[int, Fetch]] | None = None
+        #: The fetch waiting for the agent (rounds merged), its epoch and size.
+        self._pending: Fetch | None = None
+        self._pending_epoch = 0
+        self._pending_n = 0
+        self._cond: asyncio.Condition | None = None
         self._idle: asyncio.Event | None = None
         self._consumer: FetchConsumer | None = None
-        #: Batches handed over and acked (for logs and tests).
+        #: Batches handed over and acked, and fetch rounds merged into a waiting one.
         self.batches = 0
+        self.merged = 0
+        #: What the agent said the batch in hand waits for before it is acked (its sends).
+        self._held: asyncio.Future[Any] | None = None
+        #: Finished batches whose sends are not acknowledged yet, in order: (number, messages).
+        self._unacked: deque[tuple[int, list[Message]]] = deque()
+        self._holding = 0
+        self._in_hand = False
 
     @property
-    def ready(self) -> asyncio.Queue[tuple[int, Fetch]]:
-        if self._ready is None:  # made on the worker's loop, on first use
-            self._ready = asyncio.Queue(maxsize=1)
-        return self._ready
+    def cond(self) -> asyncio.Condition:
+        if self._cond is None:  # made on the worker's loop, on first use
+            self._cond = asyncio.Condition()
+        return self._cond
 
     @property
     def idle(self) -> asyncio.Event:
@@ -83,21 +103,90 @@ class FetchBatches:
     def bind(self, consumer: FetchConsumer) -> None:
         self._consumer = consumer
 
+    def _fits(self, epoch: int, n: int) -> bool:
+        return (
+            epoch != self.epoch
+            or self._pending is None
+            or (self._pending_epoch == epoch and self._pending_n + n <= self.max_events)
+        )
+
     async def put(self, epoch: int, fetch: Fetch) -> None:
-        await self.ready.put((epoch, fetch))
+        """Hand ``fetch`` over: merged into the waiting one if it fits, else after the agent
+        took that one. A fetch of an earlier epoch (revoked meanwhile) is dropped."""
+        n = sum(len(part) for part in fetch.values())
+        async with self.cond:
+            await self.cond.wait_for(lambda: self._fits(epoch, n))
+            if epoch != self.epoch:
+                return  # fetched before a revocation: Faust re-reads from the commit
+            if self._pending is None:
+                self._pending, self._pending_epoch, self._pending_n = dict(fetch), epoch, n
+            else:
+                pending = self._pending
+                for tp, part in fetch.items():
+                    if tp in pending:
+                        pending[tp] = pending[tp] + part
+                    else:
+                        pending[tp] = part
+                self._pending_n += n
+                self.merged += 1
+            self.cond.notify_all()
+
+    async def take(self) -> Fetch:
+        """The next fetch of the current epoch (rounds merged), once there is one."""
+        async with self.cond:
+            while True:
+                await self.cond.wait_for(lambda: self._pending is not None)
+                fetch, epoch = self._pending, self._pending_epoch
+                self._pending, self._pending_n = None, 0
+                self.cond.notify_all()
+                assert fetch is not None
+                if epoch == self.epoch:
+                    return fetch
 
     def revoke(self, revoked: Iterable[TP]) -> None:
-        """Drop what is buffered of ``revoked``; fetches made before now never go out."""
+        """A revocation: what is buffered is dropped (Faust seeks every assigned partition
+        back to its committed offset), and fetches made before now never go out."""
+        del revoked  # an eager rebalance revokes every partition
         self.epoch += 1
-        gone = set(revoked)
-        kept: list[tuple[int, Fetch]] = []
-        while not self.ready.empty():
-            epoch, fetch = self.ready.get_nowait()
-            rest = {tp: ms for tp, ms in fetch.items() if tp not in gone}
-            if rest:
-                kept.append((epoch, rest))
-        for item in kept:  # fetched in an earlier epoch: the agent drops them too
-            self.ready.put_nowait(item)
+        self._pending, self._pending_n = None, 0
+        if self._cond is not None:
+            cond = self._cond
+
+            async def wake() -> None:
+                async with cond:
+                    cond.notify_all()
+
+            asyncio.ensure_future(wake())
+
+    def ack_after(self, sent: asyncio.Future[Any]) -> None:
+        """Ack the batch in hand once ``sent`` succeeds, not when the agent asks for the
+        next one: the agent works on the next batch while the broker acknowledges this
+        one's messages. If ``sent`` fails, the batch stays unacked until a later one's
+        sends succeed (the processor sends what failed again before those)."""
+        self._held = sent
+
+    def _released(self, number: int, sent: asyncio.Future[Any]) -> None:
+        self._finish(number, not sent.cancelled() and sent.exception() is None)
+
+    def _finish(self, number: int, ok: bool) -> None:
+        """Batch ``number``'s sends are done: if they succeeded, it and every batch before
+        it are acked (an earlier one whose sends failed had them sent again first)."""
+        self._holding -= 1
+        if ok:
+            consumer = self._consumer
+            assert consumer is not None
+            ack = consumer.ack
+            unacked = self._unacked
+            while unacked and unacked[0][0] <= number:
+                for message in unacked.popleft()[1]:
+                    ack(message)
+        self._update_idle()
+
+    def _update_idle(self) -> None:
+        if self._in_hand or self._holding:
+            self.idle.clear()
+        else:
+            self.idle.set()
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait for the batch in flight to be finished and acked; False on timeout."""
@@ -112,9 +201,7 @@ class FetchBatches:
 
     async def _batches(self) -> AsyncIterator[list[Message]]:
         while True:
-            epoch, fetch = await self.ready.get()
-            if epoch != self.epoch:
-                continue  # fetched before a revocation: Faust re-reads from the commit
+            fetch = await self.take()
             consumer = self._consumer
             assert consumer is not None  # it bound itself before its first fetch
             monitor = consumer.app.monitor
@@ -125,18 +212,26 @@ class FetchBatches:
                 if monitor is not None:  # Faust's livelock check reads it
                     monitor.stream_inbound_time[tp] = now
                     monitor.tp_read_offsets[tp] = part[-1].offset
-            self.idle.clear()
+            self._in_hand = True
+            self._update_idle()
             finished = False
+            self._held = None
             try:
                 yield messages
                 finished = True  # the body asked for the next batch: this one is done
             finally:
+                held, self._held = self._held, None
                 if finished:
-                    ack = consumer.ack
-                    for message in messages:
-                        ack(message)
                     self.batches += 1
-                self.idle.set()
+                    number = self.batches
+                    self._unacked.append((number, messages))
+                    self._holding += 1
+                    if held is None:
+                        self._finish(number, True)
+                    else:
+                        held.add_done_callback(functools.partial(self._released, number))
+                self._in_hand = False
+                self._update_idle()
 
 
 class FetchConsumer(faust_aiokafka.Consumer):
@@ -285,15 +380,18 @@ def install(app: faust.App) -> None:
     app.transport = FetchTransport(app.conf.broker_consumer, app)
 
 
-def fetch_batches(app: faust.App, topic: faust.TopicT) -> FetchBatches | None:
-    """Whole fetches of ``topic``'s topics for one agent of ``app``; None when ``app``
-    delivers message by message (``install`` was not called)."""
+def fetch_batches(
+    app: faust.App, topic: faust.TopicT, max_events: int = 2000
+) -> FetchBatches | None:
+    """Whole fetches of ``topic``'s topics for one agent of ``app``, rounds that arrive
+    while it is busy merged up to ``max_events``; None when ``app`` delivers message by
+    message (``install`` was not called)."""
     transport = app.transport
     if not isinstance(transport, FetchTransport):
         return None
     if transport.fetch_batches is not None:
         raise RuntimeError("one agent per app receives whole fetches")
-    transport.fetch_batches = FetchBatches(topic.topics)
+    transport.fetch_batches = FetchBatches(topic.topics, max_events)
     return transport.fetch_batches
 
 

@@ -55,6 +55,16 @@ def shard(prefix: str, partition: int) -> str:
     return f"{prefix}:{{p{partition}}}"
 
 
+def customer_head(prefix: str, partition: int) -> str:
+    """What every per-customer key of a partition starts with: the key is this, the
+    customer id and ``:state``, ``:outbox`` or ``:ids`` (one format per call, not per key).
+
+    >>> customer_head("seg", 3) + "c-42:state" == state_key("seg", 3, "c-42")
+    True
+    """
+    return f"{shard(prefix, partition)}:c:"
+
+
 def state_key(prefix: str, partition: int, customer_id: str) -> str:
     return f"{shard(prefix, partition)}:c:{customer_id}:state"
 

@@ -5,8 +5,10 @@ runs. The order of effects is what makes redelivery safe:
 
 1. state, the offsets applied and an outbox of the new changes are written atomically
    per customer, then
-2. changes are sent and their delivery awaited; the next write empties those outboxes,
-3. Faust commits the offsets (after flushing the producer).
+2. changes are sent; the next batch's write waits for their delivery (the broker's
+   acknowledgements arrive while that batch is parsed, loaded and folded), then empties
+   those outboxes, and only then sends its own: a customer's messages stay in order,
+3. Faust commits the offsets of a batch once its sends are acknowledged.
 
 A crash between 1 and 3 redelivers the batch: its events are skipped as already
 applied. A worker that loads a customer from Redis first re-sends what is left in its
@@ -42,7 +44,14 @@ from segmenters.core import (
     rescore,
     tick,
 )
-from segmenters.events import Event, InvalidEvent, check_routing, parse_event
+from segmenters.events import (
+    EVENT_ADAPTER,
+    TOPIC_TYPES,
+    Event,
+    InvalidEvent,
+    check_routing,
+    parse_event,
+)
 from segmenters.eventtime import check_event_time
 from segmenters.features import feature_vector
 from segmenters.policy import Policy
@@ -52,7 +61,7 @@ from segmenters.state import CustomerState, id_number
 
 from .feature_feed import FeatureFeed
 from .keys import partition_for
-from .store import Loaded, StateStore, Write
+from .store import Loaded, StateStore, Write, encode_state
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +127,18 @@ class BatchStats:
     #: ``redis`` (the load and commit round trips), ``send`` (to the producer, and the
     #: broker's acknowledgements).
     stages: dict[str, float] = field(default_factory=dict)
+    #: With deferred delivery: done when the broker acknowledged every send of the batch
+    #: (its input offsets may be committed then); None when they were awaited.
+    sent: asyncio.Future[Any] | None = None
+
+
+@dataclass(slots=True)
+class InFlight:
+    """Sends of the last batch not yet acknowledged, and the customers whose outbox
+    they deliver (emptied by the next write once acknowledged)."""
+
+    sent: asyncio.Future[Any]
+    customers: list[str]
 
 
 def parse_record(
@@ -235,6 +256,9 @@ class BatchProcessor:
         self.on_decided: Callable[[Counter[tuple[str, str, str]]], None] | None = None
         #: Purchase currencies other than ``currency`` seen (each is warned about once).
         self.other_currencies: set[str] = set()
+        #: The last event batch's sends, when their acknowledgements are not awaited in the
+        #: batch (``process(defer=True)``): the next write waits for them first.
+        self.in_flight: InFlight | None = None
 
     def _parse(self, record: Record, wall: float) -> Event:
         return parse_record(
@@ -248,12 +272,16 @@ class BatchProcessor:
             home=self.store.home,
         )
 
-    async def process(self, records: Sequence[Record]) -> BatchStats:
-        """Apply a batch of consumed messages."""
+    async def process(self, records: Sequence[Record], *, defer: bool = False) -> BatchStats:
+        """Apply a batch of consumed messages. With ``defer``, the broker's
+        acknowledgements are not awaited: ``stats.sent`` completes with them, and the next
+        write (of any batch or timer round) waits for them before it runs."""
         async with self.lock:
-            return await self.process_holding_lock(records)
+            return await self.process_holding_lock(records, defer=defer)
 
-    async def process_holding_lock(self, records: Sequence[Record]) -> BatchStats:
+    async def process_holding_lock(
+        self, records: Sequence[Record], *, defer: bool = False
+    ) -> BatchStats:
         """``process`` for a caller that already holds ``lock`` (a replay of what Redis
         lost, which must not let another batch in between its own)."""
         started = time.perf_counter()
@@ -261,36 +289,91 @@ class BatchProcessor:
         stats = BatchStats(events=len(records))
         by_customer: dict[str, list[tuple[Event, Source]]] = {}
         acks: list[Awaitable[Any]] = []  # broker acknowledgements to wait for
-        applied: dict[str, int] = {}  # partition progress, written with the states
         marked: set[Source] = set()  # records replayed with --no-actions
         wall = self.clock()  # bounds event time in live mode: one read per batch
         watermarks = self.watermarks
+        # The checks of ``parse_record``, inlined for the messages that pass them all; any
+        # that fails one goes through ``parse_record`` itself, which says why.
+        offsets: dict[tuple[str, int], int] = {}
+        validate = EVENT_ADAPTER.validate_json
+        max_bytes = self.max_event_bytes
+        partitions = self.store.partitions
+        home = self.store.home
+        homes: dict[str, int] = {}  # this batch's customers and their partitions
+        max_future = self.max_future_s
+        live = self.live
+        prefix = self.topic_prefix
+        allowed_of: dict[str, frozenset[str] | None] = {}
+        by_type = stats.by_type
         for record in records:
-            applied[f"{record.topic}:{record.partition}"] = record.offset
-            try:
-                event = self._parse(record, wall)
-            except InvalidEvent as exc:
-                stats.deadletters += 1
-                acks.append(
-                    await self.send_deadletter(
-                        record.key or b"", deadletter_record(record, exc.reason, at=wall)
+            topic, partition = record.topic, record.partition
+            offsets[(topic, partition)] = record.offset
+            event: Event | None = None
+            value = record.value
+            if value is not None and len(value) <= max_bytes:
+                try:
+                    event = validate(value)
+                except Exception:  # parse_record gives the reason
+                    event = None
+            if event is not None:
+                if topic in allowed_of:
+                    allowed = allowed_of[topic]
+                else:
+                    allowed = allowed_of[topic] = TOPIC_TYPES.get(topic.removeprefix(prefix))
+                cid = event.customer_id
+                key = record.key
+                at_home = partitions is None
+                if not at_home:
+                    belongs = homes.get(cid)
+                    if belongs is None:
+                        belongs = homes[cid] = home(cid)
+                    at_home = belongs == partition
+                if (
+                    (allowed is not None and event.type not in allowed)
+                    or key is None
+                    or key != cid.encode()
+                    or not at_home
+                ):
+                    event = None
+            if event is not None:
+                at = event.occurred_at.timestamp()
+                if max_future is not None:
+                    ra = record.timestamp
+                    known = ra is not None and ra > 0
+                    if (known and at - ra > max_future) or (
+                        (live or not known or ra - wall > max_future)  # type: ignore[operator]
+                        and at - wall > max_future
+                    ):
+                        event = None
+            if event is None:
+                try:
+                    event = self._parse(record, wall)
+                except InvalidEvent as exc:
+                    stats.deadletters += 1
+                    acks.append(
+                        await self.send_deadletter(
+                            record.key or b"", deadletter_record(record, exc.reason, at=wall)
+                        )
                     )
-                )
-                continue
-            stats.by_type[event.type] = stats.by_type.get(event.type, 0) + 1
+                    continue
+                at = event.occurred_at.timestamp()
+            by_type[event.type] = by_type.get(event.type, 0) + 1
             if event.type == "purchase" and event.currency != self.currency:
                 self.note_currency(event.currency)
-            source = Source(record.topic, record.partition, record.offset)
+            source = Source(topic, partition, record.offset)
             if record.no_actions:
                 marked.add(source)
             by_customer.setdefault(event.customer_id, []).append((event, source))
-            at = event.occurred_at.timestamp()
-            if at > watermarks.get(record.partition, float("-inf")):
-                watermarks[record.partition] = at
+            if at > watermarks.get(partition, float("-inf")):
+                watermarks[partition] = at
+        # partition progress, written with the states
+        applied = {f"{t}:{p}": o for (t, p), o in offsets.items()}
         stats.customers = len(by_customer)
         groups = {cid: merge_by_time(items) for cid, items in by_customer.items()}
         stats.stages["parse"] = time.perf_counter() - started
-        await self._apply(groups, None, stats, acks, applied=applied, marked=marked, wall=wall)
+        await self._apply(
+            groups, None, stats, acks, applied=applied, marked=marked, wall=wall, defer=defer
+        )
         stats.round_trips = self.store.round_trips - trips_before
         stats.seconds = time.perf_counter() - started
         return stats
@@ -332,6 +415,7 @@ class BatchProcessor:
         applied: dict[str, int] | None = None,
         marked: set[Source] | None = None,
         wall: float | None = None,
+        defer: bool = False,
     ) -> None:
         """Load, fold (or tick, with ``until``; or rescore), decide actions, write with
         CAS, publish. ``applied``: the batch's input offsets, recorded with its states."""
@@ -344,10 +428,16 @@ class BatchProcessor:
         policy = None if self.policy is None else self.policy()
         done: list[Outcome] = []
         pending = loaded
+        settled = False
         for _attempt in range(MAX_CONFLICT_RETRIES + 1):
             writes, outcomes = self._fold_all(
                 groups, pending, until, rescoring, marked or set(), policy, wall, stages
             )
+            if not settled:  # the last batch's sends, acknowledged while this one folded
+                t = time.perf_counter()
+                await self.settle()
+                stages["send"] = stages.get("send", 0.0) + time.perf_counter() - t
+                settled = True
             t = time.perf_counter()
             encoded_before = self.store.encode_s
             rejected = await self.store.commit(writes, applied)
@@ -398,9 +488,13 @@ class BatchProcessor:
             for d in outcome.decisions:
                 stats.decided[(d.action, d.outcome, d.reason)] += 1
         await self._sample(done, acks, 100 if rescoring else self.sample_percent)
-        if acks:
-            await asyncio.gather(*acks)  # delivered: the outboxes can go
-        self.store.delivered(delivered)
+        if defer:
+            stats.sent = asyncio.ensure_future(asyncio.gather(*acks))
+            self.in_flight = InFlight(stats.sent, delivered)
+        else:
+            if acks:
+                await asyncio.gather(*acks)  # delivered: the outboxes can go
+            self.store.delivered(delivered)
         stages["send"] = stages.get("send", 0.0) + time.perf_counter() - t
         if stats.decided and self.on_decided is not None:
             try:
@@ -408,6 +502,37 @@ class BatchProcessor:
             except Exception:  # metrics never stop the stream
                 log.exception("recording action metrics failed")
             stats.decided = Counter()
+
+    async def settle(self) -> None:
+        """Wait for the last batch's sends; once acknowledged, their outboxes are emptied
+        by the next write. If one failed, what is left in those customers' outboxes is
+        sent again, in order, and awaited (raises if that fails too: the caller retries).
+        Waiting before each write keeps the effects in order: a customer's outbox is
+        never emptied of messages not yet acknowledged, and the next batch's messages
+        follow the last batch's."""
+        in_flight = self.in_flight
+        if in_flight is None:
+            return
+        try:
+            await asyncio.shield(in_flight.sent)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning(
+                "sends of the last batch failed; sending the %d customers' outboxes again",
+                len(in_flight.customers),
+                exc_info=True,
+            )
+            self.store.forget(in_flight.customers)
+            loaded = await self.store.load(in_flight.customers)
+            acks = [
+                await self._resend(cid.encode(), entry)
+                for cid in in_flight.customers
+                for entry in loaded[cid].unsent
+            ]
+            await asyncio.gather(*acks)
+        self.in_flight = None
+        self.store.delivered(in_flight.customers)
 
     async def _resend(self, key: bytes, entry: bytes) -> Awaitable[Any]:
         """Send an outbox entry again: a change, or an action message (to its topic)."""
@@ -528,6 +653,7 @@ class BatchProcessor:
             )
             write.hist_ops = _histogram_ops(marks[1], histogram_buckets(result.state))
             write.ids = [id_number(e) for e in result.applied_ids]
+            write.doc = encode_state(result.state)
             writes.append(write)
             encoding += time.perf_counter() - t4 + t3 - t2
         stages["fold"] = stages.get("fold", 0.0) + folding

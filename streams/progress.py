@@ -65,7 +65,7 @@ class Retried(Protocol, Generic[S]):
     @property
     def store(self) -> ProgressStore: ...
 
-    async def process(self, records: Sequence[Record]) -> S: ...
+    async def process(self, records: Sequence[Record], *, defer: bool = False) -> S: ...
 
 
 class ProgressGuard:
@@ -255,6 +255,8 @@ async def process_until_done(
     records: list[Record],
     on_error: Callable[[BaseException], None] | None = None,
     guard: ProgressGuard | None = None,
+    *,
+    defer: bool = False,
 ) -> S:
     """Process a batch, retrying with backoff until it succeeds.
 
@@ -267,6 +269,8 @@ async def process_until_done(
     delay = 0.2
     while True:
         try:
+            if defer:  # sends acknowledged later: see BatchProcessor.process
+                return await processor.process(records, defer=True)
             return await processor.process(records)
         except asyncio.CancelledError:
             raise

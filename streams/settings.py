@@ -94,11 +94,12 @@ class Settings(BaseSettings):
     topic_replication: int = Field(1, ge=1)
 
     batch_size: int = Field(
-        500,
+        2000,
         ge=1,
-        description="Most events per batch of a replay after Redis lost writes, and per "
-        "batch where whole-fetch delivery is off; the worker's ingest takes one fetch round "
-        "per batch (sized by SEGSTREAM_FETCH_PARTITION_BYTES).",
+        description="Most events per ingest batch: fetch rounds that arrive while the worker "
+        "is busy are merged up to this (a round is never split; its size is set by "
+        "SEGSTREAM_FETCH_PARTITION_BYTES); also per batch of a replay after Redis lost "
+        "writes, and where whole-fetch delivery is off.",
     )
     batch_window_s: float = Field(
         0.05, gt=0, description="Longest wait to fill a batch where whole-fetch delivery is off."

@@ -30,8 +30,8 @@ from .keys import (
     applied_key,
     assigned_key,
     clock_key,
+    customer_head,
     experiment_actions_key,
-    ids_key,
     index_key,
     index_registry_key,
     members_key,
@@ -53,7 +53,8 @@ from .keys import (
 #: updated. An event id already in the customer's id set (an event produced again, at
 #: new offsets: a second replay) rejects the write too, returning the ids seen, so the
 #: worker folds again without them. KEYS holds every key touched; ARGV[1] is the batch
-#: as JSON (see ``commit``).
+#: as JSON, ARGV[5] the documents and outbox entries end to end, each referred to by
+#: its first and last byte (see ``_queue_commit``).
 #:
 #: Lua fragments of the commit script, on a decoded ``progress``: ``k`` the KEYS index
 #: of the partition's progress hash, ``x`` the offsets this worker recorded before,
@@ -88,12 +89,36 @@ local arg = cjson.decode(ARGV[1])
 local writes = arg.w
 local keep = tonumber(ARGV[2])
 local retention = tonumber(ARGV[4])
+local blob = ARGV[5]
 local progress = cjson.decode(ARGV[#ARGV])
 """
     + PROGRESS_CHECK_LUA
-    + """for _, k in ipairs(arg.d) do redis.call('DEL', KEYS[k]) end
+    + """local sub, unpack = string.sub, unpack
+-- One command for a list of arguments, in chunks Lua's unpack can take; the last reply.
+local function many(cmd, key, list)
+  local reply
+  for i = 1, #list, 4000 do
+    local j = math.min(i + 3999, #list)
+    if key then reply = redis.call(cmd, key, unpack(list, i, j))
+    else reply = redis.call(cmd, unpack(list, i, j)) end
+  end
+  return reply
+end
+local function push(t, k, v)
+  local l = t[k]
+  if not l then l = {}; t[k] = l end
+  l[#l + 1] = v
+end
+if #arg.d > 0 then
+  local gone = {}
+  for _, k in ipairs(arg.d) do gone[#gone + 1] = KEYS[k] end
+  many('DEL', nil, gone)
+end
 local all_ok = true
 local out = {}
+-- Moves in keys shared by the partition's customers, gathered and applied once after the
+-- loop: each customer has one write a call, so none of them depends on another's order.
+local adds, rems, hist, joined, due, undue = {}, {}, {}, {}, {}, {}
 for i, w in ipairs(writes) do
   local skey = KEYS[w.s]
   local rev = redis.call('HGET', skey, 'rev') or '0'
@@ -118,26 +143,28 @@ for i, w in ipairs(writes) do
       redis.call('EXPIRE', KEYS[w.ek], retention)
     end
     local new = tonumber(rev) + 1
-    redis.call('HSET', skey, 'doc', ARGV[w.d], 'rev', new)
-    if w.a then redis.call('HSET', skey, 'act', ARGV[w.a]) end
+    local d = w.d
+    if w.a then
+      redis.call('HSET', skey, 'doc', sub(blob, d[1], d[2]), 'rev', new,
+        'act', sub(blob, w.a[1], w.a[2]))
+    else redis.call('HSET', skey, 'doc', sub(blob, d[1], d[2]), 'rev', new) end
     if w.o then
-      local okey = KEYS[w.ok]
-      for _, entry in ipairs(w.o) do redis.call('RPUSH', okey, entry) end
-      redis.call('LTRIM', okey, -keep, -1)
+      local okey, o, entries = KEYS[w.ok], w.o, {}
+      for j = 1, #o, 2 do entries[#entries + 1] = sub(blob, o[j], o[j + 1]) end
+      if many('RPUSH', okey, entries) > keep then redis.call('LTRIM', okey, -keep, -1) end
       redis.call('EXPIRE', okey, 86400)
     end
     if w.x then
-      for _, op in ipairs(w.x) do
-        if op[1] == 1 then
-          redis.call('SADD', KEYS[op[2]], w.c)
-          redis.call('SADD', KEYS[tonumber(ARGV[3])], KEYS[op[2]])
-        else redis.call('SREM', KEYS[op[2]], w.c) end
-      end
+      for _, op in ipairs(w.x) do push(op[1] == 1 and adds or rems, op[2], w.c) end
     end
     if w.h then
-      for _, op in ipairs(w.h) do redis.call('HINCRBY', KEYS[op[1]], op[2], op[3]) end
+      for _, op in ipairs(w.h) do
+        local h = hist[op[1]]
+        if not h then h = {}; hist[op[1]] = h end
+        h[op[2]] = (h[op[2]] or 0) + op[3]
+      end
     end
-    if w.m then redis.call('SADD', KEYS[w.m], w.c) end
+    if w.m then joined[#joined + 1] = w.c end
     if w.g then
       for _, g in ipairs(w.g) do
         redis.call('HSETNX', KEYS[g[1]], w.c, g[2])
@@ -150,13 +177,27 @@ for i, w in ipairs(writes) do
         redis.call('SADD', KEYS[u[3]], u[4])
       end
     end
-    if w.t then
-      if w.due then redis.call('ZADD', KEYS[w.t], w.due, w.c)
-      else redis.call('ZREM', KEYS[w.t], w.c) end
-    end
-    out[i] = {1, tostring(new), '', ''}
+    if w.due then
+      due[#due + 1] = w.due
+      due[#due + 1] = w.c
+    else undue[#undue + 1] = w.c end
+    out[i] = new
   end
 end
+for k, cids in pairs(rems) do many('SREM', KEYS[k], cids) end
+local used = {}
+for k, cids in pairs(adds) do
+  many('SADD', KEYS[k], cids)
+  used[#used + 1] = KEYS[k]
+end
+if #used > 0 then many('SADD', KEYS[tonumber(ARGV[3])], used) end
+-- Summed per bucket: the net move, applied even when zero (+1 then -1 leaves "0").
+for k, buckets in pairs(hist) do
+  for bucket, delta in pairs(buckets) do redis.call('HINCRBY', KEYS[k], bucket, delta) end
+end
+if #joined > 0 then many('SADD', KEYS[arg.m], joined) end
+if #due > 0 then many('ZADD', KEYS[arg.t], due) end
+if #undue > 0 then many('ZREM', KEYS[arg.t], undue) end
 """
     + PROGRESS_RECORD_LUA
     + """
@@ -177,8 +218,6 @@ for i = 1, #KEYS, 2 do
 end
 return out
 """
-#: Position in ARGV of the first state document.
-DOCS_ARGV = 5
 
 
 class ProgressLost(RuntimeError):
@@ -221,6 +260,9 @@ class Write:
     #: suppressions (experiment, action, reason).
     assigned: list[tuple[str, str, str, float]] = field(default_factory=list)
     suppressed: list[tuple[str, str, str]] = field(default_factory=list)
+    #: ``encode_state(state)`` when the caller has it already (encoded right after the
+    #: fold, while the state is still in the CPU's caches); else encoded by the commit.
+    doc: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -349,24 +391,24 @@ class StateStore:
             self._delivered |= delivered
             raise
         self.round_trips += 1
+        # A write that won replies its new revision (an integer), one that lost
+        # [0 or 2, stored rev, doc, act(, ids seen)].
         conflicts: dict[str, Rejected] = {}
-        replies = [
-            (w, reply)
-            for part, call in zip(calls, results, strict=True)
-            for w, reply in zip(part, call, strict=True)
-        ]
-        if applied and all(int(r[0]) == 1 for _, r in replies):
-            for f, o in applied.items():
-                self.progress[f] = max(o, self.progress.get(f, -1))
-        for w, (ok, rev, doc, act, *seen) in replies:
-            cid = w.customer_id
-            if int(ok) == 1:
-                self._remember(cid, Loaded(int(rev), w.state, actions=w.actions))
-            else:
+        remember = self._remember
+        for part, call in zip(calls, results, strict=True):
+            for w, reply in zip(part, call, strict=True):
+                cid = w.customer_id
+                if type(reply) is int:
+                    remember(cid, Loaded(reply, w.state, actions=w.actions))
+                    continue
+                _ok, rev, doc, act, *seen = reply
                 fresh = Loaded(int(rev), _decode(doc), actions=decode_actions(act, cid))
-                self._remember(cid, fresh)
+                remember(cid, fresh)
                 ids = {int(i) for i in seen[0]} if seen else set()
                 conflicts[cid] = Rejected(fresh, ids)
+        if applied and not conflicts:
+            for f, o in applied.items():
+                self.progress[f] = max(o, self.progress.get(f, -1))
         return conflicts
 
     def _queue_commit(
@@ -383,49 +425,73 @@ class StateStore:
         prefix, p = self.prefix, partition
         script_keys = ScriptKeys()
         keys, ref = script_keys.keys, script_keys.ref
+        head = customer_head(prefix, p)
+        index_refs: dict[tuple[str, str], int] = {}
+        rfm_refs: dict[str, int] = {}
+        joined = 0  # a write of a new customer: the call needs the member set
         batch = []
-        docs: list[bytes] = []  # ARGV[5...]: binary-safe, outside the JSON
+        # ARGV[5]: the documents and outbox entries, end to end (binary-safe, outside the
+        # JSON, one argument: each one more costs its packing); ``at`` is the next byte,
+        # 1-based as Lua's string.sub counts.
+        blob: list[bytes] = []
+        at = 1
         for w in writes:
             cid = w.customer_id
+            base = head + cid
+            doc = w.doc if w.doc is not None else _encode(w.state)
+            blob.append(doc)
             item: dict[str, Any] = {
                 "c": cid,
-                "s": ref(state_key(prefix, p, cid)),
+                "s": ref(base + ":state"),
                 "r": str(w.expected_rev),
-                "d": DOCS_ARGV + len(docs),
-                "t": ref(timers_key(prefix, p)),
+                "d": (at, at + len(doc) - 1),
             }
-            docs.append(_encode(w.state))
+            at += len(doc)
             if w.ids:
-                item["ek"] = ref(ids_key(prefix, p, cid))
+                item["ek"] = ref(base + ":ids")
                 item["e"] = [str(i) for i in w.ids]  # strings: cjson would round big ints
             if w.outbox:
-                item["ok"] = ref(outbox_key(prefix, p, cid))
-                item["o"] = [entry.decode() for entry in w.outbox]
+                item["ok"] = ref(base + ":outbox")
+                spans = []
+                for entry in w.outbox:
+                    blob.append(entry)
+                    spans += (at, at + len(entry) - 1)
+                    at += len(entry)
+                item["o"] = spans
             if w.index_ops:
-                item["x"] = [
-                    [1 if add else 0, ref(index_key(prefix, p, dim, seg))]
-                    for add, dim, seg in w.index_ops
-                ]
+                ops = []
+                for add, dim, seg in w.index_ops:
+                    k = index_refs.get((dim, seg))
+                    if k is None:
+                        k = index_refs[(dim, seg)] = ref(index_key(prefix, p, dim, seg))
+                    ops.append((1 if add else 0, k))
+                item["x"] = ops
             if w.hist_ops:
-                item["h"] = [
-                    [ref(rfm_key(prefix, p, hist)), str(b), delta] for hist, b, delta in w.hist_ops
-                ]
+                hops = []
+                for hist, b, delta in w.hist_ops:
+                    k = rfm_refs.get(hist)
+                    if k is None:
+                        k = rfm_refs[hist] = ref(rfm_key(prefix, p, hist))
+                    hops.append((k, str(b), delta))
+                item["h"] = hops
             if w.new:
-                item["m"] = ref(members_key(prefix, p))
+                item["m"] = joined = 1
             if w.due is not None:
                 item["due"] = repr(w.due)  # a string: Lua numbers would lose digits
             if w.actions is not None and w.actions_changed:
-                item["a"] = DOCS_ARGV + len(docs)
-                docs.append(orjson.dumps(w.actions.to_doc()))
+                act = orjson.dumps(w.actions.to_doc())
+                blob.append(act)
+                item["a"] = (at, at + len(act) - 1)
+                at += len(act)
             if w.assigned:
                 item["g"] = [
                     [
                         ref(assigned_key(prefix, p, exp, action)),
-                        f"{group} {at!r}",
+                        f"{group} {at_!r}",
                         ref(experiment_actions_key(prefix, p, exp)),
                         action,
                     ]
-                    for exp, action, group, at in w.assigned
+                    for exp, action, group, at_ in w.assigned
                 ]
             if w.suppressed:
                 item["u"] = [
@@ -439,19 +505,24 @@ class StateStore:
                 ]
             batch.append(item)
         progress = progress_arg(lambda: ref(applied_key(prefix, p)), applied, expected)
-        cleared = [ref(outbox_key(prefix, p, cid)) for cid in clear]
+        cleared = [ref(head + cid + ":outbox") for cid in clear]
         registry = ref(index_registry_key(prefix, p))
+        arg: dict[str, Any] = {"w": batch, "d": cleared}
+        if writes:
+            arg["t"] = ref(timers_key(prefix, p))
+        if joined:
+            arg["m"] = ref(members_key(prefix, p))
         # EVAL, not EVALSHA: nothing to reload after a restart or a failover, and no
         # SCRIPT EXISTS round trip per pipeline (redis-py's registered scripts add one).
         pipe.eval(
             COMMIT_LUA,
             len(keys),
             *keys,
-            orjson.dumps({"w": batch, "d": cleared}),
+            orjson.dumps(arg),
             OUTBOX_KEEP,
             registry,
             self.dedupe_retention_s,
-            *docs,
+            b"".join(blob),
             progress,
         )
 
@@ -642,11 +713,14 @@ _ZSTD = zstandard.ZstdCompressor(
 _UNZSTD = zstandard.ZstdDecompressor(dict_data=_ZSTD_DICT)
 
 
-def _encode(state: CustomerState) -> bytes:
+def encode_state(state: CustomerState) -> bytes:
     """The stored document: JSON compressed with a dictionary of the schema's words
     (``DOC_ZSTD_V1``): about a third of the bytes. Memory per customer is what a
     Redis-backed state pays for (docs/performance.md)."""
     return DOC_ZSTD_V1 + _ZSTD.compress(orjson.dumps(state.to_doc()))
+
+
+_encode = encode_state
 
 
 def load_doc(raw: bytes | str | None) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from hypothesis import strategies as st
 
 from segmenters.config import EngineConfig
 from segmenters.core import Source, fold, recompute
+from segmenters.profile import demographic, demographic_segment
 from segmenters.state import STATE_VERSION, CustomerState
 from tests.unit.factories import T0, Events, ev
 
@@ -304,3 +305,17 @@ def test_order_of_customers_does_not_matter(per_customer, rnd):
     a = {c: r.state.to_doc() for c, r in recompute(items, config=CFG).items()}
     b = {c: r.state.to_doc() for c, r in recompute(items2, config=CFG).items()}
     assert a == b
+
+
+@given(
+    born=st.none() | st.integers(1900, 2100) | st.sampled_from([True, 1990.0, "1990"]),
+    gender=st.none() | st.sampled_from(["F", " f ", "a/b", "", 1, 1.0, True, ["x"]]),
+    income=st.none() | st.sampled_from(["high", "High", 1, 1.0, True]),
+)
+def test_demographic_segment_is_the_demographic_of_any_profile(born, gender, income):
+    # remembered segments must not mix up values that compare equal (1, 1.0, True)
+    profile = {"birth_year": born, "gender": gender, "income_band": income}
+    for now in (T0S, T0S + 400 * 86400.0):
+        s = CustomerState("c", profile=profile)
+        full = demographic(s, now)
+        assert full is not None and demographic_segment(s, now) == full[0]

@@ -10,8 +10,15 @@ from hypothesis import strategies as st
 
 from segmenters.config import EngineConfig
 from segmenters.core import fold
-from segmenters.features import FEATURES, LOG_FEATURES, WEIGHTS, feature_vector
-from segmenters.state import CustomerState
+from segmenters.features import (
+    FEATURES,
+    LOG_FEATURES,
+    WEIGHTS,
+    _log,
+    feature_row,
+    feature_vector,
+)
+from segmenters.state import CustomerState, decayed_value
 from tests.unit.factories import T0, Events, ev
 
 DAY = 86400.0
@@ -167,3 +174,71 @@ def test_always_finite(orders, revenue, items, views, last, now, devices):
     v = feature_vector(s, now=now)
     assert all_finite(v)
     assert 0.0 <= v["cart_abandon"] <= 1.0 and 0.0 <= v["mobile_share"] <= 1.0
+
+
+def _reference_row(s: CustomerState, now: float, half_life_days: float, cap: float) -> list[float]:
+    """The table of the module docstring, one ``_log`` call per log feature."""
+    half_life_s = half_life_days * DAY
+    orders = max(0, s.orders)
+    revenue = max(0.0, s.revenue) if math.isfinite(s.revenue) else 0.0
+
+    def days(since: float | None) -> float:
+        return 0.0 if since is None else max(0.0, now - since) / DAY
+
+    recency = min(cap, days(s.last_order_at)) if orders and s.last_order_at is not None else cap
+    in_cart = max(0, s.cart_items) if s.cart else 0
+    put_in_cart = in_cart + max(0, s.items)
+    by_device = sum(s.devices.values()) if s.devices else 0
+    return [
+        _log(recency),
+        _log(float(orders)),
+        _log(revenue),
+        _log(revenue / orders) if orders else 0.0,
+        _log(decayed_value(s.views, now, half_life_s=half_life_s)),
+        _log(decayed_value(s.cart_adds, now, half_life_s=half_life_s)),
+        in_cart / put_in_cart if put_in_cart else 0.0,
+        _log(float(len(s.categories))),
+        s.devices.get("mobile", 0) / by_device if by_device > 0 else 0.0,
+        _log(days(s.last_seen)),
+        _log(days(s.first_seen)),
+    ]
+
+
+ANY = st.floats() | st.sampled_from([0.0, -0.0, 1e300, 2e300])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    orders=st.integers(-3, 50),
+    revenue=ANY,
+    times=st.tuples(*[st.none() | ANY] * 3),
+    items=st.integers(-5, 50),
+    views=st.none() | st.tuples(ANY, ANY).map(list),
+    cart=st.dictionaries(st.sampled_from("AB"), st.integers(-3, 9).map(lambda q: [q, None, []])),
+    devices=st.dictionaries(st.sampled_from(["mobile", "desktop"]), st.integers(0, 9)),
+    categories=st.integers(0, 5),
+    now=ANY,
+    cap=st.floats(0, 1000) | st.integers(0, 400),
+)
+def test_feature_row_logs_every_value_as_log_does(
+    orders, revenue, times, items, views, cart, devices, categories, now, cap
+):
+    s = CustomerState(
+        "c",
+        orders=orders,
+        revenue=revenue,
+        last_order_at=times[0],
+        first_seen=times[1],
+        last_seen=times[2],
+        items=items,
+        views=views,
+        cart_adds=views,
+        cart=cart,
+        devices=devices,
+        categories={str(i): 1 for i in range(categories)},
+    )
+    got = feature_row(s, now, half_life_days=3.0, recency_cap_days=cap)
+    want = _reference_row(s, now, 3.0, cap)
+    # bit for bit: 0.0 and -0.0 are told apart, a nan is never produced
+    assert [math.copysign(1.0, x) for x in got] == [math.copysign(1.0, x) for x in want]
+    assert got == want

@@ -158,3 +158,19 @@ def test_make_sets_what_model_construct_sets() -> None:
     assert list(made.__dict__.items()) == list(built.__dict__.items())
     assert made.model_fields_set == built.model_fields_set
     assert made.__pydantic_extra__ is None and made.__pydantic_private__ is None
+
+
+@given(
+    st.lists(
+        st.floats() | st.sampled_from([1e308, -1e308]),
+        min_size=len(FEATURES),
+        max_size=len(FEATURES),
+    )
+)
+def test_assign_row_picks_what_assign_picks_for_any_value(row: list[float]) -> None:
+    # non-finite values (and finite ones whose sum overflows) take the per-value path
+    for previous in (None, 0, 2):
+        a = MODEL.assign(dict(zip(FEATURES, row, strict=True)), previous)
+        cluster, d = MODEL.assign_row(row, previous)
+        assert cluster == a.cluster
+        assert MODEL.explain(d, previous, 0.1) == a

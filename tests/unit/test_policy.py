@@ -171,3 +171,15 @@ def test_custom_dimensions_need_a_custom_segment_when_names_are_known():
     assert load_policy(
         ACTION + _rule("custom:anything", "member") + _rule("behaviour", "cluster_40")
     )
+
+
+def test_matching_is_remembered_per_policy_and_a_copy_answers_for_its_own_rules():
+    p = load_policy(ACTION + RULE)
+    first = p.matching("journey", "browser", "lapsed")
+    assert [a.id for a in first] == ["email/hello"]
+    first.clear()  # the caller's list: what is remembered stays
+    assert [a.id for a in p.matching("journey", "browser", "lapsed")] == ["email/hello"]
+    other = p.model_copy(update={"rules": ()})
+    assert other.matching("journey", "browser", "lapsed") == []
+    assert other.dimensions == frozenset() and p.dimensions == {"journey"}
+    assert [a.id for a in p.matching("journey", None, "lapsed")] == ["email/hello"]
