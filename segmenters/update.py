@@ -121,10 +121,25 @@ def _lines(state: CustomerState, lines: list[Line], at: float, cfg: StateConfig)
                 del state.cart[line.sku]
         latest = max(at, state.bought.pop(line.sku, at))  # re-insert: most recent last
         state.bought[line.sku] = latest
-        while len(state.bought) > cfg.recent_bought_skus:
-            del state.bought[min(state.bought, key=lambda sku: (state.bought[sku], sku))]
         if line.category:
             _bump(state.categories, line.category, cfg.max_categories)
+    _keep_latest(state.bought, cfg.recent_bought_skus)
+
+
+def _keep_latest(bought: dict[str, float], limit: int) -> None:
+    """Drop the oldest skus (ties: the smallest) beyond ``limit``, keeping the order.
+
+    Once per purchase, not per line: evicting the oldest after each line leaves the same
+    skus, since a line never brings back one evicted before it (its time is the latest).
+
+    >>> b = {"a": 3.0, "b": 1.0, "c": 2.0, "d": 1.0}
+    >>> _keep_latest(b, 2); b
+    {'a': 3.0, 'c': 2.0}
+    """
+    excess = len(bought) - limit
+    if excess > 0:
+        for sku in sorted(bought, key=lambda sku: (bought[sku], sku))[:excess]:
+            del bought[sku]
 
 
 def _purchase(state: CustomerState, e: Purchase, at: float, cfg: StateConfig) -> None:

@@ -319,3 +319,38 @@ def test_demographic_segment_is_the_demographic_of_any_profile(born, gender, inc
         s = CustomerState("c", profile=profile)
         full = demographic(s, now)
         assert full is not None and demographic_segment(s, now) == full[0]
+
+
+def _evict_per_line(bought: dict, skus: list, at: float, cap: int) -> None:
+    """The recently-bought skus as a purchase kept them before: the oldest (ties: the
+    smallest sku) evicted after each line."""
+    for sku in skus:
+        bought[sku] = max(at, bought.pop(sku, at))
+        while len(bought) > cap:
+            del bought[min(bought, key=lambda s: (bought[s], s))]
+
+
+_SKUS = st.sampled_from("abcdefgh")
+
+
+@settings(max_examples=500)
+@given(
+    st.dictionaries(_SKUS, st.integers(0, 6).map(float), max_size=8),
+    st.lists(_SKUS, max_size=10),
+    st.integers(0, 6).map(float),
+    st.integers(1, 5),
+)
+def test_evicting_bought_skus_once_per_purchase_keeps_what_per_line_eviction_kept(
+    bought, skus, at, cap
+):
+    """Out-of-order purchases and repeated skus included: same skus, times and order."""
+    from segmenters.update import _keep_latest
+
+    while len(bought) > cap:  # a state within the cap, as stored
+        del bought[min(bought, key=lambda s: (bought[s], s))]
+    expected, got = dict(bought), dict(bought)
+    _evict_per_line(expected, skus, at, cap)
+    for sku in skus:
+        got[sku] = max(at, got.pop(sku, at))
+    _keep_latest(got, cap)
+    assert list(got.items()) == list(expected.items())
