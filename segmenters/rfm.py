@@ -7,7 +7,8 @@ bucket to another when they buy again. The counts are shared by all workers (kep
 Redis by the shell), so every worker scores against the same population.
 
 Scores (DESIGN.md section 4): F and M = 1 + number of quantiles the value is strictly
-above; R = 5 - number of recency quantiles the recency is strictly above.
+above; R = 5 - number of recency quantiles the recency is above by more than the
+histogram's resolution (``RECENCY_TOLERANCE_DAYS``, one hour).
 
 >>> q = RfmQuantiles(recency_days=(10, 20, 30, 40), frequency=(1, 1, 2, 3),
 ...                  monetary=(20, 50, 90, 200), buyers=100, as_of=0.0)
@@ -36,6 +37,12 @@ _LOG_GAMMA = math.log(_GAMMA)
 RECENCY_BUCKET_S = 3600.0
 #: A recency-score timer fires this long after the boundary, when "strictly above" holds.
 TIMER_EPSILON_S = 1.0
+#: The histogram knows last-order times to the bucket (the hour), so a recency quantile
+#: is known to within one bucket: a customer is older than a quantile only when older by
+#: more than that. Without it, in a young population (most buyers in the current hour:
+#: quantiles of 0 days) a customer who bought a second ago scored R1, "hibernating" or,
+#: after a few orders, "at_risk": a win-back offer to someone who had just bought.
+RECENCY_TOLERANCE_DAYS = RECENCY_BUCKET_S / DAY
 
 SEGMENTS = (
     "champions",
@@ -148,7 +155,7 @@ def _above(value: float, bounds: tuple[float, ...]) -> int:
 
 def scores(state: CustomerState, now: float, q: RfmQuantiles) -> tuple[int, int, int]:
     assert state.last_order_at is not None
-    recency = (now - state.last_order_at) / DAY
+    recency = (now - state.last_order_at) / DAY - RECENCY_TOLERANCE_DAYS
     r = 5 - _above(recency, q.recency_days)
     f = 1 + _above(state.orders, q.frequency)
     m = 1 + _above(state.revenue, q.monetary)
@@ -184,12 +191,13 @@ def rfm_reason(r: int, f: int, m: int, q: RfmQuantiles) -> str:
 
 
 def next_deadline(state: CustomerState, after: float, q: RfmQuantiles | None) -> float | None:
-    """When the recency score next drops (its recency passes the next quantile)."""
+    """When the recency score next drops (its recency passes the next quantile by more
+    than the tolerance)."""
     if q is None or state.orders == 0 or state.last_order_at is None:
         return None
     due = None
     for days in q.recency_days:
-        at = state.last_order_at + days * DAY + TIMER_EPSILON_S
+        at = state.last_order_at + days * DAY + RECENCY_BUCKET_S + TIMER_EPSILON_S
         if at > after and (due is None or at < due):
             due = at
     return due

@@ -42,9 +42,22 @@ def test_monetary_score_boundaries(revenue, m):
     assert scores(buyer(revenue=revenue), 0.0, Q)[2] == m
 
 
-@pytest.mark.parametrize(("days", "r"), [(0, 5), (10, 5), (10.001, 4), (30, 3), (40.5, 1)])
+# a quantile is known to the histogram's hour: older by more than that counts
+@pytest.mark.parametrize(
+    ("days", "r"), [(0, 5), (10, 5), (10 + 1 / 24, 5), (10.042, 4), (30, 3), (30.05, 2), (41.5, 1)]
+)
 def test_recency_score_boundaries(days, r):
     assert scores(buyer(), days * DAY, Q)[0] == r
+
+
+def test_a_buyer_of_a_second_ago_is_recent_when_most_buyers_bought_this_hour():
+    """A young shop: the recency quantiles are all 0 days. A second's difference is no
+    recency (R5, never "at_risk" right after an order); two hours are."""
+    young = RfmQuantiles((0.0, 0.0, 0.0, 0.0), (1, 1, 2, 3), (20, 50, 90, 200), 20, as_of=0.0)
+    loyal = buyer(orders=4, revenue=300.0, last=0.0)
+    assert scores(loyal, 1.0, young)[0] == 5
+    assert rfm_segment(*scores(loyal, 1.0, young)[:2]) == "champions"
+    assert scores(loyal, 2 * 3600.0, young)[0] == 1
 
 
 TABLE = {
@@ -74,8 +87,8 @@ def test_non_buyers_have_no_rfm_segment():
 
 def test_recency_timer_fires_just_after_each_quantile():
     s = buyer(last=0.0)
-    assert next_deadline(s, 0.0, Q) == 10 * DAY + 1.0
-    assert next_deadline(s, 10 * DAY + 1.0, Q) == 20 * DAY + 1.0
+    assert next_deadline(s, 0.0, Q) == 10 * DAY + 3600.0 + 1.0
+    assert next_deadline(s, 10 * DAY + 3601.0, Q) == 20 * DAY + 3600.0 + 1.0
     assert next_deadline(s, 41 * DAY, Q) is None
 
 
