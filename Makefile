@@ -29,9 +29,11 @@ services-status: install
 browser:
 	bash scripts/install-chromium.sh
 
-## make test: install, start Kafka and Redis, run every test (unit and integration),
-## then the integration tests again on a local Redis Cluster (test-cluster).
-test: test-single test-cluster
+## make test: install, start Kafka, Redis and a local Redis Cluster, then run every test
+## against one redis-server (unit and integration) and the integration tests against the
+## Redis Cluster, the two passes side by side (scripts/test.sh says why).
+test: install browser
+	bash scripts/test.sh
 
 ## make test-single: every test against one redis-server.
 test-single: services-up browser
