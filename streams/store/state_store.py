@@ -1,16 +1,9 @@
-"""Customer state in Redis: batched loads and optimistic, atomic writes.
-
-A worker owns a customer's partition, so it keeps recently used states in memory and a
-steady-state batch costs one Redis round trip: a pipeline of ``commit`` scripts. Each
-script writes the new state only if the stored revision is still the one the worker
-computed from (compare-and-set); otherwise it returns the stored state and the worker
-recomputes. Misses cost one more round trip, a pipelined read, once per customer.
-"""
+"""The state store: batched loads from memory and Redis, optimistic atomic writes (one
+script call per partition per batch) and the progress each write records."""
 
 from __future__ import annotations
 
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,13 +11,12 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-import zstandard
 from redis.exceptions import ResponseError
 
 from segmenters.attribution import ActionDoc
 from segmenters.state import CustomerState
 
-from .keys import (
+from ..keys import (
     Homes,
     ScriptKeys,
     applied_key,
@@ -39,185 +31,13 @@ from .keys import (
     outbox_key,
     rfm_key,
     sizes_key,
-    split_index_key,
     state_key,
     suppressed_key,
     timers_key,
 )
-
-#: Writes one partition's part of a batch atomically, customer by customer (every key it
-#: touches carries the partition's hash tag: one Redis Cluster slot). Each customer's state is
-#: written only if its stored revision is the one the worker computed from (compare-and-
-#: set); then, and only then, its action doc, outbox (segment changes and action
-#: messages), segment indexes, RFM histograms, action decision records and timer are
-#: updated. An event id already in the customer's id set (an event produced again, at
-#: new offsets: a second replay) rejects the write too, returning the ids seen, so the
-#: worker folds again without them. KEYS holds every key touched; ARGV[1] is the batch
-#: as JSON, ARGV[5] the documents and outbox entries end to end, each referred to by
-#: its first and last byte (see ``_queue_commit``).
-#:
-#: Lua fragments of the commit script, on a decoded ``progress``: ``k`` the KEYS index
-#: of the partition's progress hash, ``x`` the offsets this worker recorded before,
-#: ``a`` those this call applied. The check refuses the whole call when Redis holds
-#: less than ``x``; the record runs only if ``all_ok``.
-PROGRESS_CHECK_LUA = """if progress.k then
-  for field, pos in pairs(progress.x) do
-    if tonumber(redis.call('HGET', KEYS[progress.k], field) or '-1') < tonumber(pos) then
-      return redis.error_reply('SEGSTREAM_PROGRESS_LOST ' .. field)
-    end
-  end
-end
-"""
-PROGRESS_RECORD_LUA = """if progress.k and all_ok then
-  for field, pos in pairs(progress.a) do
-    if tonumber(redis.call('HGET', KEYS[progress.k], field) or '-1') < tonumber(pos) then
-      redis.call('HSET', KEYS[progress.k], field, pos)
-    end
-  end
-end
-"""
-
-#: Partition progress (the last ARGV, JSON): ``a`` the input offsets this batch applied
-#: ("<topic>:<partition>" -> offset), recorded in ``<p>:applied`` only when every write
-#: won, so the record never runs ahead of the states; ``x`` the offsets this worker last
-#: recorded. A stored record below ``x`` means Redis lost writes (a restart from an AOF
-#: that missed its last second): the script then writes nothing and fails with
-#: SEGSTREAM_PROGRESS_LOST, and the worker replays from what Redis has.
-COMMIT_LUA = (
-    """
-local arg = cjson.decode(ARGV[1])
-local writes = arg.w
-local keep = tonumber(ARGV[2])
-local retention = tonumber(ARGV[4])
-local blob = ARGV[5]
-local progress = cjson.decode(ARGV[#ARGV])
-"""
-    + PROGRESS_CHECK_LUA
-    + """local sub, unpack = string.sub, unpack
--- One command for a list of arguments, in chunks Lua's unpack can take; the last reply.
-local function many(cmd, key, list)
-  local reply
-  for i = 1, #list, 4000 do
-    local j = math.min(i + 3999, #list)
-    if key then reply = redis.call(cmd, key, unpack(list, i, j))
-    else reply = redis.call(cmd, unpack(list, i, j)) end
-  end
-  return reply
-end
-local function push(t, k, v)
-  local l = t[k]
-  if not l then l = {}; t[k] = l end
-  l[#l + 1] = v
-end
-if #arg.d > 0 then
-  local gone = {}
-  for _, k in ipairs(arg.d) do gone[#gone + 1] = KEYS[k] end
-  many('DEL', nil, gone)
-end
-local all_ok = true
-local out = {}
--- Moves in keys shared by the partition's customers, gathered and applied once after the
--- loop: each customer has one write a call, so none of them depends on another's order.
-local adds, rems, hist, joined, due, undue = {}, {}, {}, {}, {}, {}
-for i, w in ipairs(writes) do
-  local skey = KEYS[w.s]
-  local rev = redis.call('HGET', skey, 'rev') or '0'
-  local seen = {}
-  if rev == w.r and w.e then
-    local hits = redis.call('SMISMEMBER', KEYS[w.ek], unpack(w.e))
-    for j, hit in ipairs(hits) do
-      if hit == 1 then seen[#seen + 1] = w.e[j] end
-    end
-  end
-  if rev ~= w.r then
-    all_ok = false
-    local now = redis.call('HMGET', skey, 'doc', 'act')
-    out[i] = {0, rev, now[1] or '', now[2] or ''}
-  elseif #seen > 0 then
-    all_ok = false
-    local now = redis.call('HMGET', skey, 'doc', 'act')
-    out[i] = {2, rev, now[1] or '', now[2] or '', seen}
-  else
-    if w.e then
-      redis.call('SADD', KEYS[w.ek], unpack(w.e))
-      redis.call('EXPIRE', KEYS[w.ek], retention)
-    end
-    local new = tonumber(rev) + 1
-    local d = w.d
-    if w.a then
-      redis.call('HSET', skey, 'doc', sub(blob, d[1], d[2]), 'rev', new,
-        'act', sub(blob, w.a[1], w.a[2]))
-    else redis.call('HSET', skey, 'doc', sub(blob, d[1], d[2]), 'rev', new) end
-    if w.o then
-      local okey, o, entries = KEYS[w.ok], w.o, {}
-      for j = 1, #o, 2 do entries[#entries + 1] = sub(blob, o[j], o[j + 1]) end
-      if many('RPUSH', okey, entries) > keep then redis.call('LTRIM', okey, -keep, -1) end
-      redis.call('EXPIRE', okey, 86400)
-    end
-    if w.x then
-      for _, op in ipairs(w.x) do push(op[1] == 1 and adds or rems, op[2], w.c) end
-    end
-    if w.h then
-      for _, op in ipairs(w.h) do
-        local h = hist[op[1]]
-        if not h then h = {}; hist[op[1]] = h end
-        h[op[2]] = (h[op[2]] or 0) + op[3]
-      end
-    end
-    if w.m then joined[#joined + 1] = w.c end
-    if w.g then
-      for _, g in ipairs(w.g) do
-        redis.call('HSETNX', KEYS[g[1]], w.c, g[2])
-        redis.call('SADD', KEYS[g[3]], g[4])
-      end
-    end
-    if w.u then
-      for _, u in ipairs(w.u) do
-        redis.call('HINCRBY', KEYS[u[1]], u[2], 1)
-        redis.call('SADD', KEYS[u[3]], u[4])
-      end
-    end
-    if w.due then
-      due[#due + 1] = w.due
-      due[#due + 1] = w.c
-    else undue[#undue + 1] = w.c end
-    out[i] = new
-  end
-end
-for k, cids in pairs(rems) do many('SREM', KEYS[k], cids) end
-local used = {}
-for k, cids in pairs(adds) do
-  many('SADD', KEYS[k], cids)
-  used[#used + 1] = KEYS[k]
-end
-if #used > 0 then many('SADD', KEYS[tonumber(ARGV[3])], used) end
--- Summed per bucket: the net move, applied even when zero (+1 then -1 leaves "0").
-for k, buckets in pairs(hist) do
-  for bucket, delta in pairs(buckets) do redis.call('HINCRBY', KEYS[k], bucket, delta) end
-end
-if #joined > 0 then many('SADD', KEYS[arg.m], joined) end
-if #due > 0 then many('ZADD', KEYS[arg.t], due) end
-if #undue > 0 then many('ZREM', KEYS[arg.t], undue) end
-"""
-    + PROGRESS_RECORD_LUA
-    + """
-return out
-"""
-)
-
-#: Outbox entries kept per customer at most (segment changes and action messages).
-OUTBOX_KEEP = 32
-
-#: Reads customers of one partition: KEYS are (state hash, outbox) pairs; each reply is
-#: [rev, doc, act, outbox entries] ('' for what is missing).
-LOAD_LUA = """
-local out = {}
-for i = 1, #KEYS, 2 do
-  local h = redis.call('HMGET', KEYS[i], 'rev', 'doc', 'act')
-  out[#out + 1] = {h[1] or '', h[2] or '', h[3] or '', redis.call('LRANGE', KEYS[i + 1], 0, -1)}
-end
-return out
-"""
+from .documents import _decode, _encode, decode_actions
+from .queries import segment_sizes
+from .scripts import COMMIT_LUA, LOAD_LUA, OUTBOX_KEEP
 
 
 class ProgressLost(RuntimeError):
@@ -643,111 +463,3 @@ def by_partition_number(offsets: dict[str, int]) -> dict[int, dict[str, int]]:
     for f, o in offsets.items():
         out.setdefault(int(f.rpartition(":")[2]), {})[f] = o
     return out
-
-
-async def segment_sizes(
-    client: aioredis.Redis, prefix: str, partitions: int
-) -> dict[tuple[str, str], int]:
-    """(dimension, segment) -> customers in it, summed over the partitions' indexes: two
-    round trips (the registries, then one SCARD per partition and segment)."""
-    pipe = client.pipeline(transaction=False)
-    for p in range(partitions):
-        pipe.smembers(index_registry_key(prefix, p))
-    names = [_text(m) for row in await pipe.execute() for m in row]
-    if not names:
-        return {}
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.scard(name)
-    sizes: dict[tuple[str, str], int] = {}
-    for name, n in zip(names, await pipe.execute(), strict=True):
-        seg = split_index_key(prefix, name)
-        sizes[seg] = sizes.get(seg, 0) + int(n)
-    return dict(sorted(sizes.items()))
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
-def _zdict() -> bytes:
-    """Deflate's preset dictionary for state documents: only schema words (field names,
-    dimensions, built-in segments, contract enums, topic names), never data. Small
-    documents share little within themselves; with it they shrink to a third.
-
-    It is part of the stored format (tag ``\\x01``): never change it; add a new tag.
-    """
-    from segmenters import journey, rfm
-
-    words = [
-        '{"customer_id":"","state_version":2,"first_seen":1767261600.0,"last_seen":',
-        '"events":,"orders":,"revenue":,"items":,"first_order_at":,"last_order_at":',
-        '"refunds":,"refunded":,"views":[,"cart_adds":[,"cart":{,"cart_at":,"bought":{',
-        '"categories":{,"devices":{"mobile":,"desktop":,"tablet":,"other":}',
-        '"channels":{"web":,"app":,"store":,"other":},"geo":{"country":"","region":"",',
-        '"city":""},"geo_at":,"profile":{"birth_year":,"gender":"female","male",',
-        '"income_band":,"language":,"marketing_consent":true,false},"segments":{',
-        '"journey":["","rfm":["","behaviour":["cluster_","demographic":["',
-        '"geographic":["',
-        *(f'"{seg}",' for seg in (*journey.SEGMENTS, *rfm.SEGMENTS)),
-        '"eval_at":,"offsets":{"events.browse/","events.cart/","events.purchase/",',
-        '"events.profile/"},"order_ids":["',
-    ]
-    return "".join(reversed(words)).encode()  # deflate prefers what comes last
-
-
-ZDICT_V1 = _zdict()
-DOC_ZDICT_V1 = b"\x01"
-
-
-#: Zstandard with ``ZDICT_V1`` as a raw-content dictionary: the documents come out as
-#: small as deflate's (about 300 bytes from 850 of JSON on the bench workload) at a
-#: quarter of the time (5 us against 20 us a write, and encoding was the largest stage
-#: of a batch). Tag ``\x02``; ``\x01`` (deflate) stays readable: documents written before
-#: are read as they are and rewritten in the new form by their next write.
-DOC_ZSTD_V1 = b"\x02"
-_ZSTD_DICT = zstandard.ZstdCompressionDict(ZDICT_V1, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-_ZSTD = zstandard.ZstdCompressor(
-    level=1, dict_data=_ZSTD_DICT, write_checksum=False, write_dict_id=False
-)
-_UNZSTD = zstandard.ZstdDecompressor(dict_data=_ZSTD_DICT)
-
-
-def encode_state(state: CustomerState) -> bytes:
-    """The stored document: JSON compressed with a dictionary of the schema's words
-    (``DOC_ZSTD_V1``): about a third of the bytes. Memory per customer is what a
-    Redis-backed state pays for (docs/performance.md)."""
-    return DOC_ZSTD_V1 + _ZSTD.compress(orjson.dumps(state.to_doc()))
-
-
-_encode = encode_state
-
-
-def load_doc(raw: bytes | str | None) -> dict[str, Any] | None:
-    """A stored document as a dict: tagged compressed (zstd or deflate, each with the
-    schema dictionary), or plain JSON (older writes)."""
-    if not raw:
-        return None
-    if isinstance(raw, str):
-        raw = raw.encode("latin-1")
-    tag = raw[:1]
-    if tag == DOC_ZSTD_V1:
-        raw = _UNZSTD.decompress(raw[1:])
-    elif tag == DOC_ZDICT_V1:
-        d = zlib.decompressobj(-15, ZDICT_V1)
-        raw = d.decompress(raw[1:]) + d.flush()
-    elif tag != b"{":
-        raw = zlib.decompress(raw)
-    return dict(orjson.loads(raw))
-
-
-def decode_actions(raw: bytes | str | None, customer_id: str) -> ActionDoc | None:
-    """The ``act`` field of a customer's hash (JSON), or None when it has none."""
-    if not raw:
-        return None
-    return ActionDoc.from_doc(orjson.loads(raw), customer_id)
-
-
-def _decode(doc: bytes | str | None) -> CustomerState | None:
-    raw = load_doc(doc)
-    return None if raw is None else CustomerState.from_doc(raw)
