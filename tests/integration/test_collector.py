@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.collector import history_key, link_key
+from streams.collector.identity import history_key, link_key
 from streams.topics import BROWSE, CART, CHANGES, PROFILE, PURCHASE
 from tests.integration.conftest import ROOT, Deployment, free_port
 

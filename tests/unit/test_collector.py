@@ -1,5 +1,5 @@
-"""The collector's pure parts (streams/intake.py), and its answer when Kafka does not
-acknowledge (with a fake producer)."""
+"""The collector's pure parts (streams/collector/intake.py and guards.py), and its answer
+when Kafka does not acknowledge (with a fake producer)."""
 
 from __future__ import annotations
 
@@ -13,22 +13,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from segmenters.events import parse_event
-from streams.collector import Collector
-from streams.intake import (
+from streams.collector.guards import RateLimiter, cors_decision, site_for_key
+from streams.collector.intake import (
     MAX_ID,
     Outcome,
     Prepared,
-    RateLimiter,
     RequestError,
-    cors_decision,
     merged_event_id,
     prepare,
     query_to_event,
     republished,
-    site_for_key,
     skew_corrected,
     split_body,
 )
+from streams.collector.service import Collector
 from streams.settings import Settings
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
