@@ -50,7 +50,7 @@ def services() -> None:
 @services.command("up")
 def services_up() -> None:
     """Start local Kafka and Redis unless something already answers."""
-    from . import services as svc
+    from . import devservices as svc
 
     try:
         svc.up(_settings(), echo=click.echo)
@@ -61,7 +61,7 @@ def services_up() -> None:
 @services.command("down")
 def services_down() -> None:
     """Stop what `services up` started (and nothing else)."""
-    from . import services as svc
+    from . import devservices as svc
 
     svc.down(_settings(), echo=click.echo)
 
@@ -69,7 +69,7 @@ def services_down() -> None:
 @services.command("status")
 def services_status() -> None:
     """Show whether Kafka and Redis answer, and what we started."""
-    from . import services as svc
+    from . import devservices as svc
 
     for s in svc.status(_settings()):
         state = "answering" if s.answering else "not answering"
@@ -89,7 +89,7 @@ def services_consumer_groups(args: tuple[str, ...]) -> None:
     Arguments go to the tool as they are; --bootstrap-server defaults to
     SEGSTREAM_KAFKA_BOOTSTRAP. The jars are fetched with Maven on first use.
     """
-    from . import services as svc
+    from . import devservices as svc
 
     try:
         code = svc.run_kafka_tool(
@@ -236,7 +236,7 @@ def worker() -> None:
 def collector(host: str | None, port: int | None) -> None:
     """Run the HTTP collector: websites POST events (or load a pixel), it puts them on
     Kafka (see "Sending events from a website" in README.md)."""
-    from .collector import run
+    from .collector.service import run
 
     settings = _settings()
     changes = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -265,7 +265,7 @@ def simulate(
     quiet: bool,
 ) -> None:
     """Produce realistic shop traffic (personas) to the input topics."""
-    from .simulate import simulate as run
+    from .tools.simulate import simulate as run
 
     stats = run(
         _settings(),
@@ -574,8 +574,8 @@ def replay(
     only on segment changes newer than each action's max age (older ones are suppressed
     `stale`), or none with --no-actions.
     """
-    from .replay import ReplayError, load_mapping, render
-    from .replay import replay as run
+    from .tools.replay import ReplayError, load_mapping, render
+    from .tools.replay import replay as run
 
     if rate is not None and as_fast:
         raise click.UsageError("--rate and --max exclude each other")
@@ -701,8 +701,8 @@ def bench(
 ) -> None:
     """Measure pipeline stages, throughput against a stock no-op Faust app, latency,
     timers, memory and replay catch-up."""
-    from . import bench as b
-    from .bench_stages import render_stages
+    from .tools import bench as b
+    from .tools.bench.in_process import render_stages
 
     settings = _settings()
     if stages_only:

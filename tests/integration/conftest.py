@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def services() -> Settings:
     settings = Settings()
-    from streams import services as svc
+    from streams import devservices as svc
 
     if not all(s.answering for s in svc.status(settings)):
         svc.up(settings)

@@ -25,7 +25,10 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from segmenters.core import Source
-from streams import services as svc
+from streams import devservices as svc
+from streams.devservices.kafka import _kafka_service, _kafka_up
+from streams.devservices.process import _locked, _our_pid, _stop, _wait_gone
+from streams.devservices.redis_server import _find_redis_server
 from streams.keys import applied_key
 from streams.settings import Settings
 from streams.topics import ACTION_TOPICS, TOPIC_OF_TYPE
@@ -53,7 +56,7 @@ class SpareRedis:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.data = data
         data.mkdir(parents=True, exist_ok=True)
-        server = svc._find_redis_server()
+        server = _find_redis_server()
         assert server, "redis-server not installed"
         self.command = [
             server,
@@ -103,7 +106,7 @@ class SpareRedis:
 
 class SpareRedisCluster:
     """A 3-master Redis Cluster of the test's own on spare ports P, P+1, P+2, started
-    by the code of ``segstream services up`` (``services.start_cluster``): each node
+    by the code of ``segstream services up`` (``devservices.start_cluster``): each node
     persists to an AOF (``appendfsync everysec``) under ``data``. The same API as
     ``SpareRedis``: ``url`` (the first node), ``start``, ``kill``, ``aof``, ``close``."""
 
@@ -137,15 +140,15 @@ class SpareRedisCluster:
     def kill(self, port: int | None = None, *, every: bool = False) -> None:
         """SIGKILL the node on ``port`` (default: the first), or ``every`` node."""
         for node in self.nodes if every else [self.node(port)]:
-            pid = svc._our_pid(node.service)
+            pid = _our_pid(node.service)
             assert pid is not None, f"node {node.port} does not run"
             os.kill(pid, signal.SIGKILL)
-            assert svc._wait_gone(pid, 10), f"node {node.port} outlived SIGKILL"
+            assert _wait_gone(pid, 10), f"node {node.port} outlived SIGKILL"
 
     def close(self) -> None:
         for node in self.nodes:
-            with svc._locked(node.service.lock_file):
-                svc._stop(node.service, self.lines.append)
+            with _locked(node.service.lock_file):
+                _stop(node.service, self.lines.append)
         shutil.rmtree(self.data, ignore_errors=True)
 
 
@@ -186,11 +189,11 @@ class SpareKafka:
         return self.settings.kafka_bootstrap
 
     def start(self) -> None:
-        svc._kafka_up(self.settings, self.lines.append)
+        _kafka_up(self.settings, self.lines.append)
 
     def stop(self) -> None:
-        with svc._locked(svc._kafka_service(self.settings).lock_file):
-            svc._stop(svc._kafka_service(self.settings), self.lines.append)
+        with _locked(_kafka_service(self.settings).lock_file):
+            _stop(_kafka_service(self.settings), self.lines.append)
 
     def close(self) -> None:
         self.stop()

@@ -53,8 +53,8 @@ from streams.keys import partition_for
 from streams.pipeline import BatchProcessor, Record
 from streams.security import async_redis_client, redis_client
 from streams.settings import Settings
-from streams.simulate import generate
 from streams.store import StateStore
+from streams.tools.simulate import generate
 from streams.topics import TOPIC_OF_TYPE
 
 DAY = 86400.0

@@ -63,7 +63,7 @@ def test_verify_agrees_after_a_run_and_reports_a_lost_customer(deployment: Deplo
     from datetime import UTC, datetime
 
     from streams.keys import state_key
-    from streams.simulate import generate
+    from streams.tools.simulate import generate
 
     events = list(
         generate(40, seed=4, start=datetime(2026, 1, 1, tzinfo=UTC), duration_s=20, rate=50)

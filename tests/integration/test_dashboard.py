@@ -26,7 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import Settings
-from streams.simulate import generate
+from streams.tools.simulate import generate
 from streams.topics import CART
 from tests.integration.conftest import ROOT, Deployment, free_port
 

@@ -16,7 +16,7 @@ import pytest
 
 from streams.keys import applied_key
 from streams.settings import Settings
-from streams.simulate import generate
+from streams.tools.simulate import generate
 from tests.integration.conftest import Deployment
 from tests.integration.faults import (
     SpareKafka,

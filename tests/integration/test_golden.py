@@ -113,7 +113,7 @@ def test_the_published_changes_and_actions_match_the_golden_fixture(redis_up: No
     expected = decode(FIXTURE.read_bytes())
     records = golden_input()
     assert input_digest(records) == expected["input"]["sha256"], (
-        "the input no longer regenerates as captured (streams.simulate or golden_chain "
+        "the input no longer regenerates as captured (streams.tools.simulate or golden_chain "
         "changed): the comparison would be meaningless"
     )
     actual = capture(records, asyncio.run(run_chain(records)))

@@ -23,8 +23,8 @@ from streams.keys import state_key
 from streams.pipeline import BatchProcessor, Record
 from streams.progress import ProgressGuard, process_until_done
 from streams.security import aiokafka_kwargs, async_redis_client
-from streams.simulate import generate
 from streams.store import ProgressLost, StateStore
+from streams.tools.simulate import generate
 from streams.topics import CHANGES, DEADLETTER, FEATURES, INPUTS
 from tests.integration.conftest import Deployment, parsed
 from tests.integration.test_pipeline import canonical

@@ -26,9 +26,9 @@ import orjson
 import pytest
 import redis
 
+from streams.devservices import ScramListener, down, up
 from streams.keys import partition_for, state_key
 from streams.security import ConnectionCheckError, check_redis, kafka_consumer, redis_client
-from streams.services import ScramListener, down, up
 from streams.settings import KafkaSecurity, Settings
 from streams.store import load_doc
 from streams.topics import CHANGES, finish, input_producer

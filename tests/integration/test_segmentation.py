@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from streams.keys import index_registry_key, model_key, sizes_key
-from streams.simulate import generate
+from streams.tools.simulate import generate
 from tests.integration.conftest import ROOT, Deployment
 
 

@@ -21,11 +21,9 @@ import redis
 from kafka import KafkaAdminClient, KafkaProducer
 from redis.cluster import RedisCluster
 
-from streams.services import (
+from streams.devservices import (
     ServiceError,
     ServiceState,
-    _locked,
-    _stop,
     cluster_nodes,
     down,
     parse_cluster_info,
@@ -35,6 +33,7 @@ from streams.services import (
     status,
     up,
 )
+from streams.devservices.process import _locked, _stop
 from streams.settings import Settings
 from tests.integration.conftest import ROOT, free_port, free_ports
 from tests.integration.faults import SpareRedisCluster, free_cluster_port

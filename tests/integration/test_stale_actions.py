@@ -19,7 +19,7 @@ from segmenters.actions import ActionState, holdout_draw, plan
 from segmenters.changes import SegmentChange
 from segmenters.policy import DEFAULT_POLICY, DEFAULT_POLICY_TEXT, Policy, load_policy
 from streams.actions import report_data
-from streams.replay import replay
+from streams.tools.replay import replay
 from streams.topics import ACTION_TOPICS
 from tests.integration.conftest import Deployment, free_port
 from tests.unit.factories import Events

@@ -20,15 +20,15 @@ from segmenters.clustering import (
     ClusterModel,
     DriftMonitor,
     Trainer,
-    _lloyd,
     assign_all,
     describe,
 )
+from segmenters.clustering.kmeans import _lloyd
 from segmenters.config import EngineConfig
 from segmenters.core import recompute
 from segmenters.events import parse_event
 from segmenters.features import FEATURES, feature_vector
-from streams.simulate import generate
+from streams.tools.simulate import generate
 
 ABC = ("a", "b", "c")
 BLOB_CENTERS = np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 4.0]])

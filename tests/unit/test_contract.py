@@ -24,7 +24,7 @@ from segmenters.events import parse_event
 from segmenters.features import feature_vector
 from segmenters.policy import DEFAULT_POLICY
 from streams.pipeline import Record, change_json, deadletter_record
-from streams.simulate import generate
+from streams.tools.simulate import generate
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 UTC_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")

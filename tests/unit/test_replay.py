@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from segmenters.events import check_routing, parse_event
-from streams import replay as rp
 from streams.cli import main
 from streams.pipeline import no_actions_of
 from streams.settings import Settings
+from streams.tools import replay as rp
 from streams.topics import TOPIC_OF_TYPE
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -468,7 +468,7 @@ def test_replay_limit_sends_the_earliest_events(fake_kafka):
 
 def test_replay_rate_paces(fake_kafka, monkeypatch):
     slept: list[float] = []
-    monkeypatch.setattr(rp.time, "sleep", slept.append)
+    monkeypatch.setattr(rp.produce.time, "sleep", slept.append)
     rp.replay(Settings(), FIXTURES / "rees46.csv", "rees46", rate=100.0, progress=False)
     assert slept and sum(slept) > 0.05  # 9 events at 100/s take about 0.08 s
 

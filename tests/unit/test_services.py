@@ -9,7 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams import services as svc
+from streams import devservices as svc
+from streams.devservices.cluster import _node_url, _redis_cluster_nodes
+from streams.devservices.control import _services
+from streams.devservices.process import _rotate
 from streams.settings import Settings
 
 
@@ -65,14 +68,14 @@ def test_cluster_settings_list_three_redis_nodes(tmp_path: Path) -> None:
         redis_url="redis://app:s%40cret@127.0.0.1:7101/0",
         cache_dir=tmp_path,
     )
-    services = svc._services(settings)
+    services = _services(settings)
     assert [(s.name, s.address) for s in services] == [
         ("kafka", "127.0.0.1:9092"),
         ("redis", "127.0.0.1:7101"),
         ("redis", "127.0.0.1:7102"),
         ("redis", "127.0.0.1:7103"),
     ]
-    nodes = svc._redis_cluster_nodes(settings)
+    nodes = _redis_cluster_nodes(settings)
     assert [n.data for n in nodes] == [
         tmp_path / "redis-cluster-7101" / f"node-{port}" for port in (7101, 7102, 7103)
     ]
@@ -89,7 +92,7 @@ def test_cluster_settings_list_three_redis_nodes(tmp_path: Path) -> None:
 
 
 def test_standalone_settings_list_one_redis(tmp_path: Path) -> None:
-    services = svc._services(Settings(cache_dir=tmp_path))
+    services = _services(Settings(cache_dir=tmp_path))
     assert [(s.name, s.address) for s in services] == [
         ("kafka", "127.0.0.1:9092"),
         ("redis", "127.0.0.1:6379"),
@@ -97,21 +100,21 @@ def test_standalone_settings_list_one_redis(tmp_path: Path) -> None:
 
 
 def test_node_url_replaces_only_the_port() -> None:
-    assert svc._node_url("rediss://u:p@redis.example:7001/0?x=1", 7003) == (
+    assert _node_url("rediss://u:p@redis.example:7001/0?x=1", 7003) == (
         "rediss://u:p@redis.example:7003/0?x=1"
     )
-    assert svc._node_url("redis://[::1]:7001/0", 7002) == "redis://[::1]:7002/0"
+    assert _node_url("redis://[::1]:7001/0", 7002) == "redis://[::1]:7002/0"
 
 
 def test_a_server_log_past_its_limit_moves_aside_at_the_next_start(tmp_path: Path) -> None:
     log = tmp_path / "kafka-9092.log"
-    svc._rotate(log, keep_bytes=10)  # no log yet: nothing to do
+    _rotate(log, keep_bytes=10)  # no log yet: nothing to do
     log.write_bytes(b"x" * 10)
-    svc._rotate(log, keep_bytes=10)
+    _rotate(log, keep_bytes=10)
     assert log.read_bytes() == b"x" * 10  # at the limit: kept
     log.write_bytes(b"y" * 11)
     (tmp_path / "kafka-9092.log.1").write_bytes(b"older")
-    svc._rotate(log, keep_bytes=10)
+    _rotate(log, keep_bytes=10)
     assert not log.exists()
     assert (tmp_path / "kafka-9092.log.1").read_bytes() == b"y" * 11
 

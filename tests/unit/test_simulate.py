@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segmenters.events import check_routing, parse_event
-from streams import simulate as sim
 from streams.settings import Settings
+from streams.tools import simulate as sim
 from streams.topics import TOPIC_OF_TYPE
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)

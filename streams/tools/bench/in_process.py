@@ -30,14 +30,14 @@ from segmenters.core import Context
 from segmenters.policy import DEFAULT_POLICY
 from segmenters.rfm import RfmQuantiles
 
-from .app import tune_gc
-from .keys import partition_for
-from .pipeline import BatchProcessor, BatchStats, Record
-from .security import async_redis_client
-from .settings import Settings
-from .store import StateStore
-from .timers import partition_clock
-from .topics import TOPIC_OF_TYPE
+from ...app import tune_gc
+from ...keys import partition_for
+from ...pipeline import BatchProcessor, BatchStats, Record
+from ...security import async_redis_client
+from ...settings import Settings
+from ...store import StateStore
+from ...timers import partition_clock
+from ...topics import TOPIC_OF_TYPE
 
 #: The stages of ``BatchStats.stages``, in pipeline order.
 STAGES = ("parse", "fold", "decide", "encode", "redis", "send")

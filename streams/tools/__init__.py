@@ -1,0 +1,1 @@
+"""Operator tools: commands that feed, inspect or repair a deployment from the outside."""
