@@ -1,41 +1,20 @@
-"""One batch, end to end: parse, dead-letter, load state, fold, write, publish.
-
-Kept apart from Faust so the benchmark and the tests drive exactly the code the agent
-runs. The order of effects is what makes redelivery safe:
-
-1. state, the offsets applied and an outbox of the new changes are written atomically
-   per customer, then
-2. changes are sent; the next batch's write waits for their delivery (the broker's
-   acknowledgements arrive while that batch is parsed, loaded and folded), then empties
-   those outboxes, and only then sends its own: a customer's messages stay in order,
-3. Faust commits the offsets of a batch once its sends are acknowledged.
-
-A crash between 1 and 3 redelivers the batch: its events are skipped as already
-applied. A worker that loads a customer from Redis first re-sends what is left in its
-outbox, before any new change, with the same ``change_id``: every change reaches the
-topic, in order, at least once.
-"""
+"""The batch processor: one batch end to end (parse, load, fold, decide, write, send)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from segmenters.actions import Decision, next_due
-from segmenters.changes import SegmentChange
+from segmenters.actions import next_due
 from segmenters.config import EngineConfig
-from segmenters.contract import DeadLetter
 from segmenters.core import (
     Context,
-    FoldResult,
     Source,
     carry_no_actions,
     fold,
@@ -49,160 +28,34 @@ from segmenters.events import (
     TOPIC_TYPES,
     Event,
     InvalidEvent,
-    check_routing,
-    parse_event,
 )
-from segmenters.eventtime import check_event_time
-from segmenters.features import feature_vector
 from segmenters.policy import Policy
-from segmenters.retention import KEEP_PURCHASES_S, Purchase, decide
+from segmenters.retention import KEEP_PURCHASES_S, decide
 from segmenters.rfm import histogram_buckets
-from segmenters.state import CustomerState, id_number
+from segmenters.state import id_number
 
-from .feature_feed import FeatureFeed
-from .keys import partition_for
-from .store import Loaded, StateStore, Write, encode_state
+from ..feature_feed import FeatureFeed
+from ..store import Loaded, StateStore, Write, encode_state
+from .outcomes import (
+    BatchStats,
+    InFlight,
+    Outcome,
+    _earliest,
+    _histogram_ops,
+    _index_ops,
+    _marks,
+    _purchases,
+    _record_decisions,
+    change_json,
+)
+from .records import Record, Send, SendTo, deadletter_record, parse_record
+from .sending import Sending
 
 log = logging.getLogger(__name__)
-
-#: Sends one message; returns an awaitable that resolves once the broker has it.
-Send = Callable[[bytes, bytes], Awaitable[Awaitable[Any]]]
-#: Sends one message to a topic (an action channel's), the same way.
-SendTo = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
 MAX_CONFLICT_RETRIES = 5
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A consumed Kafka message, independent of the client library."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    #: The record timestamp in unix seconds (producer's send time, or the broker's append
-    #: time); None when unknown. Bounds how far ahead ``occurred_at`` may be.
-    timestamp: float | None = None
-    #: The record carries the ``segstream-no-actions`` header (``segstream replay
-    #: --no-actions``): segment it, never act on the changes it causes.
-    no_actions: bool = False
-
-
-#: Kafka header of an input record whose changes must never trigger an action.
-NO_ACTIONS_HEADER = "segstream-no-actions"
-
-
-def no_actions_of(headers: Any) -> bool:
-    """True when Kafka ``headers`` ((key, value) pairs, or a mapping) carry the mark.
-
-    >>> no_actions_of([("segstream-no-actions", b"1")]), no_actions_of(None)
-    (True, False)
-    """
-    pairs = headers.items() if isinstance(headers, dict) else (headers or ())
-    return any(k == NO_ACTIONS_HEADER and v not in (b"0", b"") for k, v in pairs)
-
-
-@dataclass(slots=True)
-class BatchStats:
-    events: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    deadletters: int = 0
-    changes: int = 0
-    resent: int = 0
-    conflicts: int = 0
-    customers: int = 0
-    timers: int = 0
-    round_trips: int = 0
-    by_type: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-    #: Action messages sent; decisions by (action, outcome, reason).
-    actions_sent: int = 0
-    decided: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    #: Seconds per stage: ``parse`` (records to events, grouped by customer), ``fold``
-    #: (segments: fold, tick or rescore), ``decide`` (retention actions and their
-    #: messages), ``encode`` (what the write needs: change JSON, outbox, index and
-    #: histogram moves, due time, id digests, the documents and script arguments),
-    #: ``redis`` (the load and commit round trips), ``send`` (to the producer, and the
-    #: broker's acknowledgements).
-    stages: dict[str, float] = field(default_factory=dict)
-    #: With deferred delivery: done when the broker acknowledged every send of the batch
-    #: (its input offsets may be committed then); None when they were awaited.
-    sent: asyncio.Future[Any] | None = None
-
-
-@dataclass(slots=True)
-class InFlight:
-    """Sends of the last batch not yet acknowledged, and the customers whose outbox
-    they deliver (emptied by the next write once acknowledged)."""
-
-    sent: asyncio.Future[Any]
-    customers: list[str]
-
-
-def parse_record(
-    record: Record,
-    *,
-    topic_prefix: str,
-    max_bytes: int,
-    partitions: int | None = None,
-    max_future_s: float | None = None,
-    wall: float | None = None,
-    live: bool = False,
-    home: Callable[[str], int] | None = None,
-) -> Event:
-    """The event in a consumed message, or :class:`InvalidEvent` saying why not.
-
-    The one definition of a valid input message: the worker and ``segstream verify`` both
-    use it, so they agree on which messages count. With ``partitions`` (the input topics'
-    partition count), a message must also be on its customer's partition: Kafka's default
-    partitioner on the key. The customer's keys in Redis carry that partition's hash tag
-    (streams/keys.py), so a message elsewhere, sent with another partitioner, would be
-    applied by a worker that does not own the customer.
-
-    With ``max_future_s``, event time is bounded (segmenters/eventtime.py): an event dated
-    further ahead of its record timestamp (or of ``wall``, in ``live`` mode) is invalid,
-    so it never moves a partition clock.
-    """
-    if record.value is None:
-        raise InvalidEvent("empty message (no value)")
-    event = parse_event(record.value, max_bytes=max_bytes)
-    check_routing(event, topic=record.topic.removeprefix(topic_prefix), key=record.key)
-    if partitions is not None:
-        at = home(event.customer_id) if home else partition_for(event.customer_id, partitions)
-        if record.partition != at:
-            raise InvalidEvent(
-                f"message is on partition {record.partition} but customer_id belongs on "
-                f"partition {at} of {partitions} (Kafka's default partitioner, murmur2 of "
-                "the key)"
-            )
-    if max_future_s is not None:
-        check_event_time(
-            event.occurred_at,
-            record_at=record.timestamp,
-            wall=wall,
-            live=live,
-            max_future_s=max_future_s,
-        )
-    return event
-
-
-def deadletter_record(record: Record, reason: str, *, at: float) -> bytes:
-    """The dead-letter message (``segmenters.contract.DeadLetter``): why, where from, the
-    original bytes (base64) and when (``at``, epoch seconds; written ISO-8601 UTC)."""
-    return DeadLetter.of(
-        reason=reason,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        value=record.value,
-        at=at,
-    ).to_json()
-
-
-class BatchProcessor:
+class BatchProcessor(Sending):
     """One batch pipeline: parse -> load -> fold segments -> decide actions -> one atomic
     write per partition -> send. Event batches, due timers and the rescoring sweep all
     go through :meth:`_apply`."""
@@ -503,66 +356,6 @@ class BatchProcessor:
                 log.exception("recording action metrics failed")
             stats.decided = Counter()
 
-    async def settle(self) -> None:
-        """Wait for the last batch's sends; once acknowledged, their outboxes are emptied
-        by the next write. If one failed, what is left in those customers' outboxes is
-        sent again, in order, and awaited (raises if that fails too: the caller retries).
-        Waiting before each write keeps the effects in order: a customer's outbox is
-        never emptied of messages not yet acknowledged, and the next batch's messages
-        follow the last batch's."""
-        in_flight = self.in_flight
-        if in_flight is None:
-            return
-        try:
-            await asyncio.shield(in_flight.sent)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning(
-                "sends of the last batch failed; sending the %d customers' outboxes again",
-                len(in_flight.customers),
-                exc_info=True,
-            )
-            self.store.forget(in_flight.customers)
-            loaded = await self.store.load(in_flight.customers)
-            acks = [
-                await self._resend(cid.encode(), entry)
-                for cid in in_flight.customers
-                for entry in loaded[cid].unsent
-            ]
-            await asyncio.gather(*acks)
-        self.in_flight = None
-        self.store.delivered(in_flight.customers)
-
-    async def _resend(self, key: bytes, entry: bytes) -> Awaitable[Any]:
-        """Send an outbox entry again: a change, or an action message (to its topic)."""
-        doc = orjson.loads(entry)
-        if "change" in doc:
-            return await self.send_change(key, orjson.dumps(doc["change"]))
-        if self.send_action is None:  # actions turned off since: keep the order, drop it
-            log.warning("an unsent action message of %s is dropped: actions are off", key)
-            return _done()
-        return await self.send_action(doc["topic"], key, orjson.dumps(doc["value"]))
-
-    async def _sample(self, done: list[Outcome], acks: list[Awaitable[Any]], percent: int) -> None:
-        """Send feature vectors to the trainer: of every customer the rescoring sweep visits
-        (the current population, what the clusters should describe) and of a deterministic
-        sample of customers updated by events (fresh behaviour between passes), those whose
-        vector moved since the last one sent (``FeatureFeed``): an idle customer sends none."""
-        if self.send_features is None or percent <= 0:
-            return
-        for outcome in done:
-            state = outcome.result.state
-            cid = state.customer_id
-            if state.eval_at is None:
-                continue
-            if zlib.crc32(f"{cid}:{state.events}".encode()) % 100 >= percent:
-                continue
-            vector = feature_vector(state, state.eval_at)
-            if not self.feed.admit(cid, vector, self.context.clusters):
-                continue
-            acks.append(await self.send_features(cid.encode(), orjson.dumps(vector)))
-
     def _fold_all(
         self,
         groups: dict[str, list[tuple[Event, Source]]],
@@ -672,86 +465,3 @@ class BatchProcessor:
                     currency,
                     self.currency,
                 )
-
-
-@dataclass(slots=True)
-class Outcome:
-    """One customer's part of a round: the fold's result, its changes' JSON (encoded once
-    for the outbox and Kafka), and the actions decided with their messages."""
-
-    result: FoldResult
-    encoded: list[tuple[SegmentChange, bytes]] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
-    #: (topic, message JSON) to send, in decision order.
-    messages: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-#: Suppression reasons that are not a guard's verdict and stay out of the report.
-UNCOUNTED = frozenset({"duplicate"})
-
-
-def _record_decisions(write: Write, decisions: list[Decision]) -> None:
-    """The uplift records of a write: every assignment (the script keeps the first) and
-    the counted suppressions."""
-    for d in decisions:
-        a = d.assignment()
-        if a is not None:
-            write.assigned.append((d.experiment, d.action, a.group, a.at))
-        elif d.outcome == "suppressed" and d.reason not in UNCOUNTED:
-            write.suppressed.append((d.experiment, d.action, d.reason))
-
-
-def _purchases(items: list[tuple[Event, Source]], result: FoldResult) -> list[Purchase]:
-    """The purchases the fold applied (a redelivered one is not counted again)."""
-    applied = set(result.applied_ids) if len(items) != result.applied else None
-    return [
-        Purchase(e.order_id, e.occurred_at.timestamp(), e.total)
-        for e, _src in items
-        if e.type == "purchase" and (applied is None or e.event_id in applied)
-    ]
-
-
-def _earliest(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    return a if b is None else min(a, b)
-
-
-async def _done() -> None:
-    return None
-
-
-def change_json(change: SegmentChange) -> bytes:
-    """The change's JSON, as ``model_dump(mode="json")`` would give it, a few times faster."""
-    return orjson.dumps(change.__dict__, option=orjson.OPT_UTC_Z)
-
-
-def _marks(state: CustomerState | None) -> tuple[dict[str, str], dict[str, int]]:
-    """What the shared indexes hold of a state before it changes: segments, RFM buckets."""
-    if state is None:
-        return {}, {}
-    return {d: str(v[0]) for d, v in state.segments.items()}, histogram_buckets(state)
-
-
-def _index_ops(before: dict[str, str], after: CustomerState) -> list[tuple[bool, str, str]]:
-    """Segment-index updates: remove from the old segment, add to the new one."""
-    ops: list[tuple[bool, str, str]] = []
-    for dimension, (segment, _since) in after.segments.items():
-        old = before.get(dimension)
-        if old != segment:
-            if old is not None:
-                ops.append((False, dimension, old))
-            ops.append((True, dimension, segment))
-    return ops
-
-
-def _histogram_ops(old: dict[str, int], new: dict[str, int]) -> list[tuple[str, int, int]]:
-    """Moves in the shared RFM histograms: (histogram, bucket, +1/-1)."""
-    ops = []
-    for hist in ("recency", "frequency", "monetary"):
-        if old.get(hist) != new.get(hist):
-            if hist in old:
-                ops.append((hist, old[hist], -1))
-            if hist in new:
-                ops.append((hist, new[hist], 1))
-    return ops

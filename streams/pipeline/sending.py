@@ -1,0 +1,95 @@
+"""Sending a round's messages, and the acknowledgements of the last round (``settle``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Awaitable
+from typing import Any
+
+import orjson
+
+from segmenters.core import Context
+from segmenters.features import feature_vector
+
+from ..feature_feed import FeatureFeed
+from ..store import StateStore
+from .outcomes import InFlight, Outcome, _done
+from .records import Send, SendTo
+
+log = logging.getLogger(__name__)
+
+
+class Sending:
+    """The part of :class:`~streams.pipeline.processor.BatchProcessor` that sends what a
+    round wrote and waits for the broker: a batch's sends are awaited by the next write."""
+
+    # set by BatchProcessor.__init__
+    store: StateStore
+    send_change: Send
+    send_action: SendTo | None
+    send_features: Send | None
+    in_flight: InFlight | None
+    feed: FeatureFeed
+    context: Context
+
+    async def settle(self) -> None:
+        """Wait for the last batch's sends; once acknowledged, their outboxes are emptied
+        by the next write. If one failed, what is left in those customers' outboxes is
+        sent again, in order, and awaited (raises if that fails too: the caller retries).
+        Waiting before each write keeps the effects in order: a customer's outbox is
+        never emptied of messages not yet acknowledged, and the next batch's messages
+        follow the last batch's."""
+        in_flight = self.in_flight
+        if in_flight is None:
+            return
+        try:
+            await asyncio.shield(in_flight.sent)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning(
+                "sends of the last batch failed; sending the %d customers' outboxes again",
+                len(in_flight.customers),
+                exc_info=True,
+            )
+            self.store.forget(in_flight.customers)
+            loaded = await self.store.load(in_flight.customers)
+            acks = [
+                await self._resend(cid.encode(), entry)
+                for cid in in_flight.customers
+                for entry in loaded[cid].unsent
+            ]
+            await asyncio.gather(*acks)
+        self.in_flight = None
+        self.store.delivered(in_flight.customers)
+
+    async def _resend(self, key: bytes, entry: bytes) -> Awaitable[Any]:
+        """Send an outbox entry again: a change, or an action message (to its topic)."""
+        doc = orjson.loads(entry)
+        if "change" in doc:
+            return await self.send_change(key, orjson.dumps(doc["change"]))
+        if self.send_action is None:  # actions turned off since: keep the order, drop it
+            log.warning("an unsent action message of %s is dropped: actions are off", key)
+            return _done()
+        return await self.send_action(doc["topic"], key, orjson.dumps(doc["value"]))
+
+    async def _sample(self, done: list[Outcome], acks: list[Awaitable[Any]], percent: int) -> None:
+        """Send feature vectors to the trainer: of every customer the rescoring sweep visits
+        (the current population, what the clusters should describe) and of a deterministic
+        sample of customers updated by events (fresh behaviour between passes), those whose
+        vector moved since the last one sent (``FeatureFeed``): an idle customer sends none."""
+        if self.send_features is None or percent <= 0:
+            return
+        for outcome in done:
+            state = outcome.result.state
+            cid = state.customer_id
+            if state.eval_at is None:
+                continue
+            if zlib.crc32(f"{cid}:{state.events}".encode()) % 100 >= percent:
+                continue
+            vector = feature_vector(state, state.eval_at)
+            if not self.feed.admit(cid, vector, self.context.clusters):
+                continue
+            acks.append(await self.send_features(cid.encode(), orjson.dumps(vector)))
