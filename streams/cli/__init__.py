@@ -1,0 +1,12 @@
+"""``segstream`` command line: services, worker, simulator, look-ups and tools.
+
+``root`` holds the group; each module adds its commands: ``dev`` (local services),
+``runtime`` (worker, collector, topics, lag, erase, migrate, clocks), ``lookups``
+(customer, segments, clusters, watch), ``retention`` (actions), ``tools`` (simulate,
+verify, replay, bench).
+"""
+
+from . import dev, lookups, retention, runtime, tools
+from .root import main
+
+__all__ = ["dev", "lookups", "main", "retention", "runtime", "tools"]

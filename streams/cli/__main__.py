@@ -1,0 +1,5 @@
+"""``python -m streams.cli``: the same as ``segstream``."""
+
+from . import main
+
+main()

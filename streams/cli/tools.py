@@ -1,0 +1,218 @@
+"""Tools: simulated traffic, verify, replay of real files, and the benchmark."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+import orjson
+
+from .root import _settings, main
+
+
+@main.command()
+@click.option("--customers", default=200, show_default=True, help="Simulated customers.")
+@click.option("--rate", default=100.0, show_default=True, help="Events per second (0: max).")
+@click.option("--duration", default=60.0, show_default=True, help="Seconds of traffic.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--truth", type=click.Path(path_type=Path), help="Write customer -> persona.")
+@click.option("--days", type=float, help="Spread event time over this many days (ends now).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def simulate(
+    customers: int,
+    rate: float,
+    duration: float,
+    seed: int,
+    truth: Path | None,
+    days: float | None,
+    quiet: bool,
+) -> None:
+    """Produce realistic shop traffic (personas) to the input topics."""
+    from ..tools.simulate import simulate as run
+
+    stats = run(
+        _settings(),
+        customers=customers,
+        rate=rate,
+        duration=duration,
+        seed=seed,
+        progress=not quiet,
+        truth_path=truth,
+        days=days,
+    )
+    click.echo(f"simulated: {stats}")
+
+
+@main.command()
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--truth",
+    type=click.Path(exists=True, path_type=Path),
+    help="customer -> persona JSON (from `simulate --truth`): ARI against it too.",
+)
+def verify(quiet: bool, truth: Path | None) -> None:
+    """Recompute every customer from the input topics and compare with Redis."""
+    from segmenters.verify import render
+
+    from ..verify import verify as run
+
+    personas = orjson.loads(truth.read_bytes()) if truth else None
+    from ..verify import VerifyError
+
+    try:
+        report = run(_settings(), progress=not quiet, personas=personas)
+    except VerifyError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(render(report))
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(["rees46", "online-retail", "jsonl", "mapped"]),
+    help="Layout of FILE (plain or gzip).",
+)
+@click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML column mapping, for --format mapped (see config/replay-example.toml).",
+)
+@click.option("--rate", type=float, help="Send this many events per second.")
+@click.option("--max", "as_fast", is_flag=True, help="Send as fast as possible (the default).")
+@click.option("--limit", type=click.IntRange(min=0), help="Send only the first N events by time.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--no-actions",
+    is_flag=True,
+    help="Mark the events (Kafka header segstream-no-actions): segmented, never acted on.",
+)
+def replay(
+    file: Path,
+    fmt: str,
+    mapping: Path | None,
+    rate: float | None,
+    as_fast: bool,
+    limit: int | None,
+    quiet: bool,
+    no_actions: bool,
+) -> None:
+    """Replay recorded shop data from FILE to the input topics, in event-time order.
+
+    Rows become contract-v1 events with ids derived from the rows, so replaying the same
+    file again sends the same event and order ids; workers skip those still in each
+    customer's de-duplication memory (its most recent ids). Ends with a summary: events
+    by type, rows read, rows skipped by reason, seconds.
+
+    Before sending, it says which retention actions the deployment's policy would take:
+    only on segment changes newer than each action's max age (older ones are suppressed
+    `stale`), or none with --no-actions.
+    """
+    from ..tools.replay import ReplayError, load_mapping, render
+    from ..tools.replay import replay as run
+
+    if rate is not None and as_fast:
+        raise click.UsageError("--rate and --max exclude each other")
+    if mapping is not None and fmt != "mapped":
+        raise click.UsageError("--mapping goes with --format mapped")
+    try:
+        config = load_mapping(mapping) if mapping is not None else None
+        stats = run(
+            _settings(),
+            file,
+            fmt,
+            mapping=config,
+            rate=rate,
+            limit=limit,
+            progress=not quiet,
+            no_actions=no_actions,
+            announce=lambda text: click.echo(text, err=True),
+        )
+    except ReplayError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(render(stats))
+    if stats.failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--events", default=100_000, show_default=True, help="Pre-filled events.")
+@click.option("--customers", default=10_000, show_default=True, help="Customers in them.")
+@click.option(
+    "--rates", default="500,5000", show_default=True, help="Offered rates for latency (ev/s)."
+)
+@click.option("--seconds", default=20.0, show_default=True, help="Seconds at each rate.")
+@click.option(
+    "--data",
+    "data_files",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    default=[
+        Path("../shared/data/rees46_2019-Oct_head_2019-10-01T0000_to_0249.csv.gz"),
+        Path("../shared/data/online_retail_2010-12-01_to_2011-06-30.csv.gz"),
+    ],
+    show_default=True,
+    help="REES46 or Online Retail file to time a replay catch-up of (repeatable; a "
+    "missing one is skipped).",
+)
+@click.option(
+    "--replay-limit",
+    default=100_000,
+    show_default=True,
+    help="Replay at most this many events of each file (0: all).",
+)
+@click.option(
+    "--stages-only",
+    is_flag=True,
+    help="Only the in-process stage benchmark (no broker, under a minute); prints only.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("docs/benchmarks.md"),
+    show_default=True,
+    help="Where the report goes.",
+)
+def bench(
+    events: int,
+    customers: int,
+    rates: str,
+    seconds: float,
+    data_files: tuple[Path, ...],
+    replay_limit: int,
+    stages_only: bool,
+    out: Path,
+) -> None:
+    """Measure pipeline stages, throughput against a stock no-op Faust app, latency,
+    timers, memory and replay catch-up."""
+    from ..tools import bench as b
+    from ..tools.bench.in_process import render_stages
+
+    settings = _settings()
+    if stages_only:
+        click.echo(render_stages(b.stages(settings, say=click.echo)))
+        return
+    log_dir = settings.cache_dir / "bench" / time.strftime("%Y%m%d-%H%M%S")
+    click.echo(f"logs in {log_dir}")
+    res = b.run(
+        settings,
+        events=events,
+        customers=customers,
+        rates=[int(r) for r in rates.split(",") if r.strip()],
+        seconds=seconds,
+        data_files=list(data_files),
+        replay_limit=replay_limit or None,
+        log_dir=log_dir,
+        say=click.echo,
+    )
+    report = b.render(res, b.machine())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    click.echo(report)
+    click.echo(f"written to {out}")
