@@ -90,6 +90,10 @@ class FoldResult:
     changes: list[SegmentChange] = field(default_factory=list)
     #: The source of the event that caused each change (parallel to ``changes``).
     causes: list[Source | None] = field(default_factory=list)
+    #: The source of the latest event applied before each change of ``fold`` (its own, for
+    #: an event's change; None before the first event of the fold): a timer fired between
+    #: two events follows from the one before it.
+    after: list[Source | None] = field(default_factory=list)
     applied: int = 0
     #: Events skipped as already applied: (source or None, reason).
     skipped: list[tuple[Source | None, str]] = field(default_factory=list)
@@ -291,6 +295,7 @@ def fold(
         work = state if owned else state.copy()
     result = FoldResult(work)
     seen: set[str] = set()
+    last: Source | None = None  # the latest event applied in this fold
     for event, source in events:
         key = "" if source is None else source.key
         reason = _duplicate(event, source, key, work, seen)
@@ -303,7 +308,9 @@ def fold(
             fired = advance(work, at, config, ctx)
             result.changes.extend(fired)
             result.causes.extend([None] * len(fired))
+            result.after.extend([last] * len(fired))
         apply_event(work, event, config.state, at=at)
+        last = source
         seen.add(event.event_id)
         if source is not None:
             work.offsets[key] = source.offset
@@ -317,6 +324,7 @@ def fold(
         if changed:
             result.changes.extend(changed)
             result.causes.extend([source] * len(changed))
+            result.after.extend([source] * len(changed))
     return result
 
 
@@ -350,14 +358,23 @@ def carry_no_actions(
     result: FoldResult, items: list[tuple[Event, Source]], marked: set[Source], was: bool
 ) -> None:
     """Mark ``no_actions`` the changes of events replayed with ``--no-actions`` and, while
-    the customer's latest event was one of those (``was``, the state before), the changes
-    of its timers and rescoring: they follow from replayed history, not from the customer
-    now. The state remembers whether its latest applied event was marked."""
+    the customer's latest event was one of those, the changes of its timers and rescoring:
+    they follow from replayed history, not from the customer now. "Latest" is as of each
+    change: a timer fired between two events of the batch follows the event before it
+    (``result.after``); one before the batch's first event, or with no event (a tick, a
+    rescore), follows the state before (``was``). The state remembers whether its latest
+    applied event was marked."""
     ids = {e.event_id for e, src in items if src in marked}
     if result.applied_ids:
         result.state.no_actions = result.applied_ids[-1] in ids
+    after = result.after
     for i, (change, src) in enumerate(zip(result.changes, result.causes, strict=True)):
-        if (src in marked) if src is not None else was:
+        if src is None:
+            prior = after[i] if i < len(after) else None
+            mark = (prior in marked) if prior is not None else was
+        else:
+            mark = src in marked
+        if mark:
             result.changes[i] = change.model_copy(update={"no_actions": True})
 
 

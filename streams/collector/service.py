@@ -72,7 +72,7 @@ from .intake import (
 
 log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = Path(__file__).resolve().parents[1] / "static"
 INGEST_PATHS = frozenset({"/v1/events", "/v1/pixel.gif", "/v1/identify"})
 #: A transparent 1x1 GIF.
 GIF = (

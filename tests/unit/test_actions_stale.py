@@ -248,6 +248,28 @@ def test_a_timer_after_replayed_events_is_marked_until_a_live_event_clears_it():
     assert again.changes and not any(ch.no_actions for ch in again.changes)
 
 
+def test_a_timer_between_two_events_of_one_batch_follows_the_event_before_it():
+    """In one batch: a replayed cart, then (hours later) a live one. The cart_abandoner
+    timer fired between them follows the replayed cart: marked, although the state before
+    the batch was not (a new customer). And the other way round: a live cart, then a
+    replayed one, leaves the timer between them unmarked."""
+    c = Events("c-1")
+    mixed = folded([c.add("A", 0), c.add("B", 180)], marked_positions={0})
+    marks = [
+        (src is None, ch.current, ch.no_actions)
+        for ch, src in zip(mixed.changes, mixed.causes, strict=True)
+    ]
+    assert marks == [
+        (False, "active_cart", True),
+        (True, "cart_abandoner", True),
+        (False, "active_cart", False),
+    ]
+    c2 = Events("c-2")
+    other = folded([c2.add("A", 0), c2.add("B", 180)], marked_positions={1})
+    assert [ch.no_actions for ch in other.changes] == [False, False, True]
+    assert other.state.no_actions is True
+
+
 def test_the_mark_is_stored_only_when_set():
     c = Events("c-1")
     replayed = folded([c.add("A", 0)], marked_positions={0})
