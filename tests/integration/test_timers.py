@@ -63,7 +63,11 @@ def test_timers_fire_as_the_event_time_clock_passes_their_deadlines(one_partitio
     ]
     state = d.state("c-bob")
     assert state["segments"]["journey"][0] == "lapsed"
-    assert state["segments"]["rfm"][0] in {"hibernating", "about_to_sleep"}
+    # Bob is the only buyer, so the RFM quantiles are his own recency. Scored against
+    # quantiles refreshed before the clock jumped he is older than all of them; against
+    # ones refreshed after it he ties with them within the histogram's hour (R5, "new"):
+    # which of the two the state shows depends on when the 5 s refresh ran.
+    assert state["segments"]["rfm"][0] in {"hibernating", "about_to_sleep", "new"}
 
 
 def test_live_timers_fire_within_a_second_of_their_deadline(one_partition):
