@@ -30,7 +30,7 @@ cleanup() {
     "$PY" - <<'PYEOF' || true
 from kafka.admin import KafkaAdminClient
 from streams.settings import Settings
-from streams.topics import all_topics
+from streams.kafka.topics import all_topics
 import redis
 s = Settings()
 admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
@@ -69,7 +69,7 @@ wait "$collector" || true
 import json, os, platform, subprocess, sys, time
 from kafka import KafkaConsumer, TopicPartition
 from streams.settings import Settings
-from streams.topics import CART
+from streams.kafka.topics import CART
 
 results = [json.loads(l) for l in open(sys.argv[1])]
 out, seconds = sys.argv[2], sys.argv[3]

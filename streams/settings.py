@@ -16,8 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from segmenters.config import EngineConfig, JourneyConfig, StateConfig
 from segmenters.retention import KEEP_PURCHASES_S
-
-from .collector.config import CollectorSettings
+from streams.collector.config import CollectorSettings
 
 
 class KafkaSecurity(BaseModel):

@@ -6,7 +6,7 @@
 verify, replay, bench).
 """
 
-from . import dev, lookups, retention, runtime, tools
-from .root import main
+from streams.cli import dev, lookups, retention, runtime, tools
+from streams.cli.root import main
 
 __all__ = ["dev", "lookups", "main", "retention", "runtime", "tools"]

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .root import _settings, main
+from streams.cli.root import _settings, main
 
 
 @main.group()
@@ -17,7 +17,7 @@ def services() -> None:
 @services.command("up")
 def services_up() -> None:
     """Start local Kafka and Redis unless something already answers."""
-    from .. import devservices as svc
+    from streams import devservices as svc
 
     try:
         svc.up(_settings(), echo=click.echo)
@@ -28,7 +28,7 @@ def services_up() -> None:
 @services.command("down")
 def services_down() -> None:
     """Stop what `services up` started (and nothing else)."""
-    from .. import devservices as svc
+    from streams import devservices as svc
 
     svc.down(_settings(), echo=click.echo)
 
@@ -36,7 +36,7 @@ def services_down() -> None:
 @services.command("status")
 def services_status() -> None:
     """Show whether Kafka and Redis answer, and what we started."""
-    from .. import devservices as svc
+    from streams import devservices as svc
 
     for s in svc.status(_settings()):
         state = "answering" if s.answering else "not answering"
@@ -56,7 +56,7 @@ def services_consumer_groups(args: tuple[str, ...]) -> None:
     Arguments go to the tool as they are; --bootstrap-server defaults to
     SEGSTREAM_KAFKA_BOOTSTRAP. The jars are fetched with Maven on first use.
     """
-    from .. import devservices as svc
+    from streams import devservices as svc
 
     try:
         code = svc.run_kafka_tool(

@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 import orjson
 
-from ..lookup import customer_view, iso
-from .root import _settings, main
+from streams.cli.root import _settings, main
+from streams.store.lookup import customer_view, iso
 
 
 @main.command()
@@ -22,16 +22,16 @@ from .root import _settings, main
 def customer(customer_id: str, as_json: bool) -> None:
     """Show one customer's segments and state."""
     from segmenters.state import CustomerState
-
-    from ..keys import partition_for, state_key
-    from ..security import redis_client
+    from streams.kafka.partitioner import partition_for
+    from streams.store.clients import redis_client
+    from streams.store.keys import state_key
 
     settings = _settings()
     p = partition_for(customer_id, settings.topic_partitions)
     doc = redis_client(settings).hget(state_key(settings.key_prefix, p, customer_id), "doc")
     if doc is None:
         raise click.ClickException(f"no state for customer {customer_id!r}")
-    from ..store import load_doc
+    from streams.store import load_doc
 
     state = CustomerState.from_doc(load_doc(doc) or {})
     out = customer_view(state)
@@ -56,8 +56,7 @@ def segments_check(path: Path) -> None:
     """Type-check a custom-segment file (fields, segment names, SEGSTREAM_CLUSTERS);
     errors name the line."""
     from segmenters.custom import FIELDS, SegmentConfigError
-
-    from ..rules import load_segments
+    from streams.worker.rules import load_segments
 
     try:
         parsed = load_segments(path, _settings())
@@ -75,9 +74,9 @@ def segments_sizes(history: int) -> None:
     """Current size of every segment (from the segment indexes), and their history."""
     import asyncio
 
-    from ..keys import sizes_key
-    from ..security import async_redis_client, redis_client
-    from ..store import segment_sizes
+    from streams.store import segment_sizes
+    from streams.store.clients import async_redis_client, redis_client
+    from streams.store.keys import sizes_key
 
     settings = _settings()
 
@@ -101,9 +100,8 @@ def segments_sizes(history: int) -> None:
 def clusters() -> None:
     """The latest behaviour-cluster model: id, size, centroid and description."""
     from segmenters.clustering import ClusterModel
-
-    from ..keys import model_key
-    from ..security import redis_client
+    from streams.store.clients import redis_client
+    from streams.store.keys import model_key
 
     settings = _settings()
     raw = redis_client(settings).get(model_key(settings.key_prefix))
@@ -130,8 +128,8 @@ def watch(duration: float | None, from_beginning: bool, quiet: bool) -> None:
     """Print segment changes as they happen, then a summary line."""
     from kafka import TopicPartition
 
-    from ..security import kafka_consumer
-    from ..topics import CHANGES, ensure_topics
+    from streams.kafka.clients import kafka_consumer
+    from streams.kafka.topics import CHANGES, ensure_topics
 
     settings = _settings()
     ensure_topics(settings)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..lookup import iso
-from .root import _settings, main
+from streams.cli.root import _settings, main
+from streams.store.lookup import iso
 
 
 @main.group()
@@ -27,8 +27,7 @@ def actions_check(path: Path, segments: Path | None) -> None:
     """Validate a retention policy file against the segments that exist (journey, rfm,
     SEGSTREAM_CLUSTERS clusters, the custom segments); errors name the line."""
     from segmenters.policy import PolicyError
-
-    from ..rules import load_policy_file
+    from streams.worker.rules import load_policy_file
 
     try:
         policy = load_policy_file(path, _settings(), segments)
@@ -74,9 +73,8 @@ def actions_report(
     --min-group customers per group), suppressions by reason (docs/actions.md)."""
     from segmenters.policy import DEFAULT_POLICY, PolicyError, load_policy
     from segmenters.uplift import parse_when, render
-
-    from ..actions import report_data
-    from ..security import redis_client
+    from streams.store.clients import redis_client
+    from streams.worker.actions import report_data
 
     settings = _settings()
     if min_group is not None:

@@ -7,7 +7,7 @@ import logging
 import click
 from pydantic import ValidationError
 
-from ..settings import Settings
+from streams.settings import Settings
 
 
 def _settings() -> Settings:

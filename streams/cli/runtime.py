@@ -8,7 +8,7 @@ import time
 
 import click
 
-from .root import _settings, main
+from streams.cli.root import _settings, main
 
 
 @main.command()
@@ -19,7 +19,7 @@ from .root import _settings, main
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def lag(group: str | None, every_topic: bool, as_json: bool) -> None:
     """Per input partition: committed offset, log end offset and lag of the workers."""
-    from ..lag import consumer_lag, render
+    from streams.tools.lag import consumer_lag, render
 
     settings = _settings()
     group = group or settings.app_id
@@ -41,9 +41,9 @@ def lag(group: str | None, every_topic: bool, as_json: bool) -> None:
 def erase(customer_id: str, as_json: bool) -> None:
     """Erase a customer: every Redis key and membership, then a tombstone on
     customers.erased. Later events of the customer start a fresh profile."""
-    from ..erase import EraseConflict, erase_sync, publish_tombstone
-    from ..security import redis_client
-    from ..topics import ERASED, ensure_topics
+    from streams.kafka.topics import ERASED, ensure_topics
+    from streams.store.clients import redis_client
+    from streams.store.erase import EraseConflict, erase_sync, publish_tombstone
 
     settings = _settings()
     ensure_topics(settings)
@@ -69,7 +69,7 @@ def erase(customer_id: str, as_json: bool) -> None:
 @main.command()
 def topics() -> None:
     """Create segstream's topics if missing."""
-    from ..topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
 
     created = ensure_topics(_settings())
     click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
@@ -103,16 +103,16 @@ def worker() -> None:
     """Run a worker: consume events, keep state in Redis, publish segment changes."""
     import faust
 
-    from ..app import create_app, tune_gc
-    from ..delivery import use_uvloop
-    from ..security import ConnectionCheckError, check_connections
-    from ..topics import ensure_topics
+    from streams.kafka.clients import ConnectionCheckError
+    from streams.kafka.topics import ensure_topics
+    from streams.store.clients import check_connections
+    from streams.worker.app import create_app, tune_gc
+    from streams.worker.delivery import use_uvloop
 
     settings = _settings()
     if settings.segments_file is not None:  # a bad file stops the start, with the line
         from segmenters.custom import SegmentConfigError
-
-        from ..rules import load_segments
+        from streams.worker.rules import load_segments
 
         try:
             load_segments(settings.segments_file, settings)
@@ -120,8 +120,7 @@ def worker() -> None:
             raise click.ClickException(f"{settings.segments_file}: {exc}") from None
     if settings.actions_file is not None:  # likewise the retention policy
         from segmenters.policy import PolicyError
-
-        from ..rules import load_policy_file
+        from streams.worker.rules import load_policy_file
 
         try:
             load_policy_file(settings.actions_file, settings)
@@ -144,7 +143,7 @@ def worker() -> None:
 def collector(host: str | None, port: int | None) -> None:
     """Run the HTTP collector: websites POST events (or load a pixel), it puts them on
     Kafka (see "Sending events from a website" in README.md)."""
-    from ..collector.service import run
+    from streams.collector.service import run
 
     settings = _settings()
     changes = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -159,8 +158,8 @@ def collector(host: str | None, port: int | None) -> None:
 def migrate_keys() -> None:
     """Move Redis data of the layout before partition tags into the current one (stop the
     workers first; docs/state_format.md, "Layout history")."""
-    from ..migrate import MigrateError, migrate_layout
-    from ..security import redis_client
+    from streams.store.clients import redis_client
+    from streams.store.migrate import MigrateError, migrate_layout
 
     settings = _settings()
     try:
@@ -178,8 +177,8 @@ def clock() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per partition.")
 def clock_show(as_json: bool) -> None:
     """Every partition's clock, how far it is from wall time, and whether it is a fault."""
-    from .. import clock as clocks
-    from ..security import redis_client
+    from streams.store.clients import redis_client
+    from streams.worker import clock as clocks
 
     settings = _settings()
     wall = time.time()
@@ -197,8 +196,8 @@ def clock_show(as_json: bool) -> None:
 def clock_reset(partition: int, to: str) -> None:
     """Set PARTITION's clock (running workers take it within a second); see
     docs/reliability.md for what a reset does not undo."""
-    from .. import clock as clocks
-    from ..security import redis_client
+    from streams.store.clients import redis_client
+    from streams.worker import clock as clocks
 
     settings = _settings()
     wall = time.time()

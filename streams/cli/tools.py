@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import orjson
 
-from .root import _settings, main
+from streams.cli.root import _settings, main
 
 
 @main.command()
@@ -30,7 +30,7 @@ def simulate(
     quiet: bool,
 ) -> None:
     """Produce realistic shop traffic (personas) to the input topics."""
-    from ..tools.simulate import simulate as run
+    from streams.tools.simulate import simulate as run
 
     stats = run(
         _settings(),
@@ -55,11 +55,10 @@ def simulate(
 def verify(quiet: bool, truth: Path | None) -> None:
     """Recompute every customer from the input topics and compare with Redis."""
     from segmenters.verify import render
-
-    from ..verify import verify as run
+    from streams.tools.verify import verify as run
 
     personas = orjson.loads(truth.read_bytes()) if truth else None
-    from ..verify import VerifyError
+    from streams.tools.verify import VerifyError
 
     try:
         report = run(_settings(), progress=not quiet, personas=personas)
@@ -114,8 +113,8 @@ def replay(
     only on segment changes newer than each action's max age (older ones are suppressed
     `stale`), or none with --no-actions.
     """
-    from ..tools.replay import ReplayError, load_mapping, render
-    from ..tools.replay import replay as run
+    from streams.tools.replay import ReplayError, load_mapping, render
+    from streams.tools.replay import replay as run
 
     if rate is not None and as_fast:
         raise click.UsageError("--rate and --max exclude each other")
@@ -191,8 +190,8 @@ def bench(
 ) -> None:
     """Measure pipeline stages, throughput against a stock no-op Faust app, latency,
     timers, memory and replay catch-up."""
-    from ..tools import bench as b
-    from ..tools.bench.in_process import render_stages
+    from streams.tools import bench as b
+    from streams.tools.bench.in_process import render_stages
 
     settings = _settings()
     if stages_only:

@@ -23,8 +23,7 @@ import orjson
 
 from segmenters.events import InvalidEvent, parse_event
 from segmenters.eventtime import ahead_reason
-
-from ..topics import TOPIC_OF_TYPE
+from streams.kafka.topics import TOPIC_OF_TYPE
 
 #: Profiles of visitors known only by their anonymous id are keyed ``anon:<anonymous_id>``.
 ANON_PREFIX = "anon:"

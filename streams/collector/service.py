@@ -50,12 +50,15 @@ import redis.exceptions
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from ..security import aiokafka_kwargs, async_redis_client
-from ..settings import Settings
-from ..topics import TOPIC_OF_TYPE, ensure_topics
-from .guards import RateLimiter, client_address, cors_decision, pseudonym, site_for_key
-from .identity import IDENTIFY_LUA, LINK_LUA, history_key, link_key
-from .intake import (
+from streams.collector.guards import (
+    RateLimiter,
+    client_address,
+    cors_decision,
+    pseudonym,
+    site_for_key,
+)
+from streams.collector.identity import IDENTIFY_LUA, LINK_LUA, history_key, link_key
+from streams.collector.intake import (
     ANON_PREFIX,
     MAX_ID,
     Outcome,
@@ -69,6 +72,10 @@ from .intake import (
     split_body,
     valid_id,
 )
+from streams.kafka.clients import aiokafka_kwargs
+from streams.kafka.topics import TOPIC_OF_TYPE, ensure_topics
+from streams.settings import Settings
+from streams.store.clients import async_redis_client
 
 log = logging.getLogger(__name__)
 

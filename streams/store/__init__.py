@@ -10,7 +10,7 @@ Modules: ``state_store`` (loads, writes, progress), ``scripts`` (the Lua), ``doc
 (the stored forms), ``queries`` (reads over the shared indexes).
 """
 
-from .documents import (
+from streams.store.documents import (
     DOC_ZDICT_V1,
     DOC_ZSTD_V1,
     ZDICT_V1,
@@ -20,9 +20,9 @@ from .documents import (
     encode_state,
     load_doc,
 )
-from .queries import segment_sizes
-from .scripts import COMMIT_LUA, LOAD_LUA, OUTBOX_KEEP
-from .state_store import (
+from streams.store.queries import segment_sizes
+from streams.store.scripts import COMMIT_LUA, LOAD_LUA, OUTBOX_KEEP
+from streams.store.state_store import (
     Loaded,
     ProgressLost,
     Rejected,

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from ..keys import (
-    index_registry_key,
-    split_index_key,
-)
-from .documents import _text
+from streams.store.documents import _text
+from streams.store.keys import index_registry_key, split_index_key
 
 
 async def segment_sizes(

@@ -15,9 +15,9 @@ from redis.exceptions import ResponseError
 
 from segmenters.attribution import ActionDoc
 from segmenters.state import CustomerState
-
-from ..keys import (
-    Homes,
+from streams.kafka.partitioner import Homes
+from streams.store.documents import _decode, _encode, decode_actions
+from streams.store.keys import (
     ScriptKeys,
     applied_key,
     assigned_key,
@@ -35,9 +35,8 @@ from ..keys import (
     suppressed_key,
     timers_key,
 )
-from .documents import _decode, _encode, decode_actions
-from .queries import segment_sizes
-from .scripts import COMMIT_LUA, LOAD_LUA, OUTBOX_KEEP
+from streams.store.queries import segment_sizes
+from streams.store.scripts import COMMIT_LUA, LOAD_LUA, OUTBOX_KEEP
 
 
 class ProgressLost(RuntimeError):

@@ -27,11 +27,13 @@ from kafka.errors import KafkaError
 
 from segmenters.core import Source
 from segmenters.events import parse_event
-from streams.keys import partition_for, state_key
-from streams.security import kafka_admin, redis_client
+from streams.kafka.clients import kafka_admin
+from streams.kafka.partitioner import partition_for
+from streams.kafka.topics import TOPIC_OF_TYPE, delete_topics, ensure_topics
 from streams.settings import Settings
 from streams.store import load_doc
-from streams.topics import TOPIC_OF_TYPE, delete_topics, ensure_topics
+from streams.store.clients import redis_client
+from streams.store.keys import state_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -277,8 +279,8 @@ class Deployment:
         """Wait until ``group`` has committed the end offset of every input partition."""
         from kafka import KafkaAdminClient
 
-        from streams.kafka_admin import committed_offsets
-        from streams.topics import INPUTS
+        from streams.kafka.admin import committed_offsets
+        from streams.kafka.topics import INPUTS
 
         admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
         consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)

@@ -1,4 +1,4 @@
-"""A worker whose one agent receives whole fetches (``streams.delivery``) of one topic and
+"""A worker whose one agent receives whole fetches (``streams.worker.delivery``) of one topic and
 writes, per batch, its (partition, offset, generation) triples as a JSON line; assignments
 and revocations are written too, in the order the worker saw them.
 
@@ -18,9 +18,9 @@ import orjson
 def main(out_path: str, topic_name: str, sleep_s: float) -> None:
     import faust
 
-    from streams import delivery
-    from streams.app import faust_app
     from streams.settings import Settings
+    from streams.worker import delivery
+    from streams.worker.app import faust_app
 
     settings = Settings()
     app = faust_app(settings, datadir=f"faust-{settings.app_id}", web=False)

@@ -29,10 +29,10 @@ from streams import devservices as svc
 from streams.devservices.kafka import _kafka_service, _kafka_up
 from streams.devservices.process import _locked, _our_pid, _stop, _wait_gone
 from streams.devservices.redis_server import _find_redis_server
-from streams.keys import applied_key
+from streams.kafka.topics import ACTION_TOPICS, TOPIC_OF_TYPE
 from streams.settings import Settings
-from streams.topics import ACTION_TOPICS, TOPIC_OF_TYPE
-from streams.verify import stored_states, verify
+from streams.store.keys import applied_key
+from streams.tools.verify import stored_states, verify
 from tests.integration.conftest import Deployment, free_port, free_ports
 from tests.integration.test_pipeline import assert_change_chains
 from tests.unit.factories import Events

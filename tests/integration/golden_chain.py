@@ -48,14 +48,14 @@ from segmenters.config import EngineConfig
 from segmenters.core import Context
 from segmenters.policy import DEFAULT_POLICY
 from segmenters.rfm import RfmQuantiles
-from streams.actions import report_data
-from streams.keys import partition_for
-from streams.pipeline import BatchProcessor, Record
-from streams.security import async_redis_client, redis_client
+from streams.kafka.partitioner import partition_for
+from streams.kafka.topics import TOPIC_OF_TYPE
 from streams.settings import Settings
 from streams.store import StateStore
+from streams.store.clients import async_redis_client, redis_client
 from streams.tools.simulate import generate
-from streams.topics import TOPIC_OF_TYPE
+from streams.worker.actions import report_data
+from streams.worker.pipeline import BatchProcessor, Record
 
 DAY = 86400.0
 HOUR = 3600.0

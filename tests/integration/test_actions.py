@@ -17,11 +17,11 @@ import pytest
 
 from segmenters.actions import holdout_draw
 from segmenters.policy import DEFAULT_POLICY, Policy, load_policy
-from streams.actions import report_data
-from streams.keys import state_key
-from streams.pipeline import BatchProcessor, Record
-from streams.security import async_redis_client
 from streams.store import StateStore
+from streams.store.clients import async_redis_client
+from streams.store.keys import state_key
+from streams.worker.actions import report_data
+from streams.worker.pipeline import BatchProcessor, Record
 from tests.integration.conftest import ROOT, Deployment
 from tests.unit.factories import T0, Events
 

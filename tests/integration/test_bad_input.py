@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from segmenters.events import InvalidEvent
-from streams.pipeline import Record, parse_record
 from streams.settings import Settings
 from streams.tools.simulate import generate
+from streams.worker.pipeline import Record, parse_record
 from tests.integration.conftest import Deployment
 from tests.integration.faults import Traffic, read_topics
 from tests.unit.factories import Events

@@ -22,7 +22,7 @@ import pytest
 
 from segmenters.clustering import Cluster, ClusterModel
 from segmenters.features import FEATURES
-from streams.keys import model_key, outbox_key, state_key
+from streams.store.keys import model_key, outbox_key, state_key
 from streams.tools.simulate import generate
 from tests.integration.conftest import Deployment
 

@@ -62,7 +62,7 @@ def test_schema_is_valid_json_with_every_type(deployment: Deployment) -> None:
 def test_verify_agrees_after_a_run_and_reports_a_lost_customer(deployment: Deployment) -> None:
     from datetime import UTC, datetime
 
-    from streams.keys import state_key
+    from streams.store.keys import state_key
     from streams.tools.simulate import generate
 
     events = list(

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from streams.collector.identity import history_key, link_key
-from streams.topics import BROWSE, CART, CHANGES, PROFILE, PURCHASE
+from streams.kafka.topics import BROWSE, CART, CHANGES, PROFILE, PURCHASE
 from tests.integration.conftest import ROOT, Deployment, free_port
 
 KEY = "k-shop-de"

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from streams.topics import BROWSE, CART, CHANGES, PURCHASE
+from streams.kafka.topics import BROWSE, CART, CHANGES, PURCHASE
 from tests.integration.conftest import Deployment
 from tests.integration.test_collector import KEY, CollectorProcess, by_key, collectors
 from tests.integration.test_dashboard import CHROMIUM_ARGS, LOOPBACK, chromium, wait_for, wait_js

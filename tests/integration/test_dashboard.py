@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.kafka.topics import CART
 from streams.settings import Settings
 from streams.tools.simulate import generate
-from streams.topics import CART
 from tests.integration.conftest import ROOT, Deployment, free_port
 
 TOKEN = "dash-t0ken"
@@ -124,7 +124,8 @@ def seed_decisions(d: Deployment, at: float) -> None:
     from segmenters.actions import ActionState
     from segmenters.attribution import ActionDoc
     from segmenters.policy import DEFAULT_POLICY
-    from streams.keys import assigned_key, experiment_actions_key, partition_for, state_key
+    from streams.kafka.partitioner import partition_for
+    from streams.store.keys import assigned_key, experiment_actions_key, state_key
 
     prefix, parts, exp = (
         d.settings.key_prefix,

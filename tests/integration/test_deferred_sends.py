@@ -11,12 +11,13 @@ from typing import Any
 
 import orjson
 
-from streams.keys import outbox_key, partition_for
-from streams.pipeline import BatchProcessor, Record
-from streams.security import async_redis_client
+from streams.kafka.partitioner import partition_for
+from streams.kafka.topics import TOPIC_OF_TYPE
 from streams.settings import Settings
 from streams.store import StateStore
-from streams.topics import TOPIC_OF_TYPE
+from streams.store.clients import async_redis_client
+from streams.store.keys import outbox_key
+from streams.worker.pipeline import BatchProcessor, Record
 from tests.unit.factories import Events
 
 

@@ -1,4 +1,4 @@
-"""Whole-fetch delivery (``streams.delivery``) on the real broker: batches of many
+"""Whole-fetch delivery (``streams.worker.delivery``) on the real broker: batches of many
 messages, each message exactly once and in offset order per partition, commits reaching
 the end, and a clean handover when a second worker joins the group."""
 
@@ -18,7 +18,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from streams.kafka_admin import committed_offsets
+from streams.kafka.admin import committed_offsets
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,9 +10,9 @@ from typing import Any
 import redis
 
 from segmenters.state import CustomerState
-from streams.erase import rfm_buckets
-from streams.keys import index_key, rfm_key
-from streams.topics import ERASED
+from streams.kafka.topics import ERASED
+from streams.store.erase import rfm_buckets
+from streams.store.keys import index_key, rfm_key
 from tests.integration.conftest import Deployment
 from tests.integration.test_cli import segstream
 from tests.unit.factories import T0, Events
@@ -49,7 +49,7 @@ def erased_read(deployment: Deployment, partition: int, timeout: float = 30) -> 
     """Wait until the workers' group committed past the tombstone on customers.erased."""
     from kafka import KafkaAdminClient, TopicPartition
 
-    from streams.kafka_admin import committed_offsets
+    from streams.kafka.admin import committed_offsets
 
     tp = TopicPartition(deployment.settings.topic(ERASED), partition)
     admin = KafkaAdminClient(bootstrap_servers=deployment.settings.kafka_bootstrap)

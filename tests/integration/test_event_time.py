@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.keys import clock_key
+from streams.kafka.topics import DEADLETTER
 from streams.settings import Settings
-from streams.topics import DEADLETTER
+from streams.store.keys import clock_key
 from tests.integration.conftest import Deployment, free_port
 from tests.integration.test_cli import segstream
 from tests.integration.test_dashboard import CHROMIUM_ARGS, chromium, wait_js

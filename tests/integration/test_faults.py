@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.keys import applied_key
 from streams.settings import Settings
+from streams.store.keys import applied_key
 from streams.tools.simulate import generate
 from tests.integration.conftest import Deployment
 from tests.integration.faults import (

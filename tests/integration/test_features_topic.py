@@ -16,11 +16,12 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from segmenters.clustering import Cluster, ClusterModel
 from segmenters.features import FEATURES as VECTOR
-from streams.kafka_admin import committed_offsets
-from streams.pipeline import BatchProcessor, Record
-from streams.security import aiokafka_kwargs, async_redis_client, kafka_admin
+from streams.kafka.admin import committed_offsets
+from streams.kafka.clients import aiokafka_kwargs, kafka_admin
+from streams.kafka.topics import CHANGES, DEADLETTER, ERASED, FEATURES, TOPIC_CONFIGS, ensure_topics
 from streams.store import StateStore
-from streams.topics import CHANGES, DEADLETTER, ERASED, FEATURES, TOPIC_CONFIGS, ensure_topics
+from streams.store.clients import async_redis_client
+from streams.worker.pipeline import BatchProcessor, Record
 from tests.integration.conftest import Deployment
 from tests.integration.test_cli import segstream
 from tests.unit.factories import Events

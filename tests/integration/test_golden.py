@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from streams.security import redis_client
+from streams.store.clients import redis_client
 from tests.integration.golden_chain import (
     capture,
     decode,

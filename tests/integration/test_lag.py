@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from streams.topics import INPUTS
+from streams.kafka.topics import INPUTS
 from tests.integration.conftest import Deployment
 from tests.integration.test_cli import segstream
 from tests.unit.factories import T0, Events

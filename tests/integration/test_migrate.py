@@ -16,8 +16,11 @@ from segmenters.attribution import ActionDoc
 from segmenters.policy import DEFAULT_POLICY_TEXT, load_policy
 from segmenters.rfm import histogram_buckets
 from segmenters.state import CustomerState
-from streams.actions import report_data
-from streams.keys import (
+from streams.kafka.partitioner import partition_for
+from streams.settings import Settings
+from streams.store import Loaded, StateStore, _encode, segment_sizes
+from streams.store.clients import async_redis_client, redis_client
+from streams.store.keys import (
     actions_applied_key,
     actions_clock_key,
     actions_due_key,
@@ -27,14 +30,11 @@ from streams.keys import (
     assigned_key,
     ids_key,
     outbox_key,
-    partition_for,
     state_key,
     timers_key,
 )
-from streams.migrate import migrate_layout
-from streams.security import async_redis_client, redis_client
-from streams.settings import Settings
-from streams.store import Loaded, StateStore, _encode, segment_sizes
+from streams.store.migrate import migrate_layout
+from streams.worker.actions import report_data
 
 PARTITIONS = 4
 

@@ -11,7 +11,7 @@ import orjson
 
 from segmenters.core import recompute
 from segmenters.verify import FIELDS
-from streams.keys import index_key
+from streams.store.keys import index_key
 from streams.tools.simulate import generate
 from tests.integration.conftest import Deployment, parsed
 from tests.unit.factories import Events

@@ -19,13 +19,14 @@ from kafka import KafkaConsumer, TopicPartition
 
 from segmenters.core import recompute
 from segmenters.policy import load_policy
-from streams.keys import state_key
-from streams.pipeline import BatchProcessor, Record
-from streams.progress import ProgressGuard, process_until_done
-from streams.security import aiokafka_kwargs, async_redis_client
+from streams.kafka.clients import aiokafka_kwargs
+from streams.kafka.topics import CHANGES, DEADLETTER, FEATURES, INPUTS
 from streams.store import ProgressLost, StateStore
+from streams.store.clients import async_redis_client
+from streams.store.keys import state_key
 from streams.tools.simulate import generate
-from streams.topics import CHANGES, DEADLETTER, FEATURES, INPUTS
+from streams.worker.pipeline import BatchProcessor, Record
+from streams.worker.progress import ProgressGuard, process_until_done
 from tests.integration.conftest import Deployment, parsed
 from tests.integration.test_pipeline import canonical
 from tests.unit.factories import Events

@@ -27,11 +27,13 @@ import pytest
 import redis
 
 from streams.devservices import ScramListener, down, up
-from streams.keys import partition_for, state_key
-from streams.security import ConnectionCheckError, check_redis, kafka_consumer, redis_client
+from streams.kafka.clients import ConnectionCheckError, kafka_consumer
+from streams.kafka.partitioner import partition_for
+from streams.kafka.topics import CHANGES, finish, input_producer
 from streams.settings import KafkaSecurity, Settings
 from streams.store import load_doc
-from streams.topics import CHANGES, finish, input_producer
+from streams.store.clients import check_redis, redis_client
+from streams.store.keys import state_key
 from tests.integration.conftest import (
     Deployment,
     claim_topics,
@@ -299,7 +301,8 @@ def test_wrong_password_stops_the_worker_at_start(
 
 def test_redis_over_tls(tmp_path: Path) -> None:
     """rediss:// with the server's CA passes the start check; without the CA it fails."""
-    from streams.security import ConnectionCheckError, check_redis
+    from streams.kafka.clients import ConnectionCheckError
+    from streams.store.clients import check_redis
 
     crt, key = tmp_path / "server.pem", tmp_path / "server.key"
     subprocess.run(
@@ -354,8 +357,9 @@ def test_the_start_check_names_a_partition_count_or_cluster_mode_that_does_not_f
 ) -> None:
     """A customer's partition, and so its keys' hash tag, depends on the partition count;
     a worker must not start on topics with another count, or on the wrong kind of Redis."""
-    from streams.security import ConnectionCheckError, check_kafka, check_redis
-    from streams.topics import ensure_topics
+    from streams.kafka.clients import ConnectionCheckError, check_kafka
+    from streams.kafka.topics import ensure_topics
+    from streams.store.clients import check_redis
 
     two = services.model_copy(
         update={"topic_prefix": f"pc{uuid.uuid4().hex[:8]}.", "topic_partitions": 2}

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from streams.keys import index_registry_key, model_key, sizes_key
+from streams.store.keys import index_registry_key, model_key, sizes_key
 from streams.tools.simulate import generate
 from tests.integration.conftest import ROOT, Deployment
 

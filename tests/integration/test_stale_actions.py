@@ -18,9 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from segmenters.actions import ActionState, holdout_draw, plan
 from segmenters.changes import SegmentChange
 from segmenters.policy import DEFAULT_POLICY, DEFAULT_POLICY_TEXT, Policy, load_policy
-from streams.actions import report_data
+from streams.kafka.topics import ACTION_TOPICS
 from streams.tools.replay import replay
-from streams.topics import ACTION_TOPICS
+from streams.worker.actions import report_data
 from tests.integration.conftest import Deployment, free_port
 from tests.unit.factories import Events
 

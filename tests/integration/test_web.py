@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from streams.kafka.topics import ERASED
 from streams.settings import Settings
-from streams.topics import ERASED
 from tests.integration.conftest import Deployment, free_port
 from tests.integration.test_cli import segstream
 from tests.unit.factories import Events

@@ -14,7 +14,7 @@ from segmenters.changes import SegmentChange
 from segmenters.config import EngineConfig
 from segmenters.core import Source, carry_no_actions, fold, tick
 from segmenters.policy import DAY, DEFAULT_POLICY, PolicyError, load_policy
-from streams.pipeline import no_actions_of
+from streams.worker.pipeline import no_actions_of
 from tests.unit.factories import Events, ev
 
 #: 2026-01-05 12:00 UTC, a Monday: outside the default quiet hours (21-8 Europe/Berlin).

@@ -8,8 +8,8 @@ from segmenters.actions import ActionState
 from segmenters.attribution import ActionDoc, current_segments, customer_features
 from segmenters.policy import DEFAULT_POLICY, Channel
 from segmenters.state import CustomerState
-from streams.actions import PolicySource
-from streams.topics import ACTION_TOPICS
+from streams.kafka.topics import ACTION_TOPICS
+from streams.worker.actions import PolicySource
 
 DAY = 86400.0
 

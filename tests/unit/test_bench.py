@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from streams.pipeline import Record
+from streams.kafka.topics import TOPIC_OF_TYPE
 from streams.settings import Settings
 from streams.tools import bench
 from streams.tools.bench import Progress, Results, parse_proc_stat, percentiles, render
 from streams.tools.bench import in_process as bench_stages
 from streams.tools.bench.in_process import StageResult, fetch_rounds, render_stages, to_records
-from streams.topics import TOPIC_OF_TYPE
+from streams.worker.pipeline import Record
 
 INFO = {"cpu": "test cpu", "python": "3.11"}
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from segmenters.changes import SegmentChange
-from streams.pipeline import change_json
+from streams.worker.pipeline import change_json
 
 names = st.text(min_size=1, max_size=20)
 

@@ -7,9 +7,9 @@ import asyncio
 import orjson
 import pytest
 
-from streams.clock import ClockError, ClockResets, clock_rows, reset, show
-from streams.keys import clock_key, clock_reset_key
 from streams.settings import Settings
+from streams.store.keys import clock_key, clock_reset_key
+from streams.worker.clock import ClockError, ClockResets, clock_rows, reset, show
 
 WALL = 1_795_000_000.0
 

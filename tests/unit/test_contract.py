@@ -23,8 +23,8 @@ from segmenters.core import Source, fold
 from segmenters.events import parse_event
 from segmenters.features import feature_vector
 from segmenters.policy import DEFAULT_POLICY
-from streams.pipeline import Record, change_json, deadletter_record
 from streams.tools.simulate import generate
+from streams.worker.pipeline import Record, change_json, deadletter_record
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 UTC_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")

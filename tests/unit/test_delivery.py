@@ -1,4 +1,4 @@
-"""The faust-streaming internals ``streams.delivery`` overrides or calls: a new version
+"""The faust-streaming internals ``streams.worker.delivery`` overrides or calls: a new version
 that changes their shape fails here, before a worker misdelivers."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.drivers import aiokafka as driver
 from mode import Service
 
-from streams.delivery import FetchBatches, FetchConsumer, FetchTransport
+from streams.worker.delivery import FetchBatches, FetchConsumer, FetchTransport
 
 PINNED = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from segmenters.clustering import Cluster, ClusterModel
 from segmenters.features import FEATURES, as_row, feature_vector, moved_enough
 from segmenters.state import CustomerState
-from streams.feature_feed import FeatureFeed
+from streams.worker.feature_feed import FeatureFeed
 
 DAY = 86400.0
 rows = st.lists(st.floats(-50, 50, allow_nan=False), min_size=len(FEATURES), max_size=len(FEATURES))

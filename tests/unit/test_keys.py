@@ -16,22 +16,21 @@ from segmenters.actions import ActionState, Decision
 from segmenters.attribution import ActionDoc
 from segmenters.events import InvalidEvent
 from segmenters.state import CustomerState
-from streams.erase import plan_erase
-from streams.keys import (
-    Homes,
+from streams.kafka.partitioner import Homes, partition_for
+from streams.store import StateStore, Write
+from streams.store.erase import plan_erase
+from streams.store.keys import (
     applied_key,
     assigned_key,
     customer_keys,
     customer_of,
     index_key,
-    partition_for,
     shard,
     split_index_key,
     state_key,
     suppressed_key,
 )
-from streams.pipeline import Record, _record_decisions, parse_record
-from streams.store import StateStore, Write
+from streams.worker.pipeline import Record, _record_decisions, parse_record
 from tests.unit.factories import Events
 
 ids = st.text(

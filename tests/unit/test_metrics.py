@@ -5,8 +5,8 @@ import asyncio
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.metrics import Metrics, read_flows, read_sizes
-from streams.pipeline import BatchStats, Record
+from streams.worker.metrics import Metrics, read_flows, read_sizes
+from streams.worker.pipeline import BatchStats, Record
 
 
 class FakeProcessor:

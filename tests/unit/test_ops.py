@@ -12,8 +12,9 @@ from redis.crc import key_slot
 
 from segmenters.rfm import histogram_buckets
 from segmenters.state import CustomerState
-from streams.erase import plan_erase, rfm_buckets
-from streams.keys import (
+from streams.settings import Settings
+from streams.store.erase import plan_erase, rfm_buckets
+from streams.store.keys import (
     actions_due_key,
     assigned_key,
     customer_keys,
@@ -22,9 +23,8 @@ from streams.keys import (
     rfm_key,
     timers_key,
 )
-from streams.pipeline import _histogram_ops
-from streams.settings import Settings
-from streams.web import WebContext, readiness, register_web
+from streams.worker.pipeline import _histogram_ops
+from streams.worker.web import WebContext, readiness, register_web
 
 DOC = {
     "customer_id": "c-1",
@@ -141,7 +141,7 @@ def context(settings: Settings, *, redis_down=False, kafka_down=False, parts=(0,
 
 def test_views_and_the_warning_without_a_token(caplog: pytest.LogCaptureFixture) -> None:
     app = FakeApp()
-    with caplog.at_level(logging.WARNING, logger="streams.web"):
+    with caplog.at_level(logging.WARNING, logger="streams.worker.web"):
         register_web(app, context(Settings(web_enabled=True)))  # type: ignore[arg-type]
     assert "SEGSTREAM_API_TOKEN is not set" in caplog.text
     assert set(app.pages) == {
@@ -159,7 +159,7 @@ def test_views_and_the_warning_without_a_token(caplog: pytest.LogCaptureFixture)
         "/api/actions",
     }
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="streams.web"):
+    with caplog.at_level(logging.WARNING, logger="streams.worker.web"):
         register_web(FakeApp(), context(Settings(api_token="t")))  # type: ignore[arg-type]
     assert "SEGSTREAM_API_TOKEN" not in caplog.text
 

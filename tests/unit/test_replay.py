@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from segmenters.events import check_routing, parse_event
 from streams.cli import main
-from streams.pipeline import no_actions_of
+from streams.kafka.topics import TOPIC_OF_TYPE
 from streams.settings import Settings
 from streams.tools import replay as rp
-from streams.topics import TOPIC_OF_TYPE
+from streams.worker.pipeline import no_actions_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLE_MAPPING = Path(__file__).parents[2] / "config" / "replay-example.toml"
@@ -435,10 +435,10 @@ class FakeProducer:
 @pytest.fixture
 def fake_kafka(monkeypatch):
 
-    import streams.topics
+    import streams.kafka.topics
 
-    monkeypatch.setattr(streams.topics, "KafkaProducer", FakeProducer)
-    monkeypatch.setattr(streams.topics, "ensure_topics", lambda settings: [])
+    monkeypatch.setattr(streams.kafka.topics, "KafkaProducer", FakeProducer)
+    monkeypatch.setattr(streams.kafka.topics, "ensure_topics", lambda settings: [])
     return FakeProducer
 
 

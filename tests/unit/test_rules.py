@@ -10,10 +10,10 @@ import pytest
 
 from segmenters.core import Context
 from segmenters.policy import PolicyError
-from streams.actions import PolicySource
-from streams.rules import load_policy_file, policy_vocabulary
 from streams.settings import Settings
-from streams.timers import TimerService
+from streams.worker.actions import PolicySource
+from streams.worker.rules import load_policy_file, policy_vocabulary
+from streams.worker.timers import TimerService
 from tests.unit.test_timer_service import FakeProcessor, FakeStore
 
 SEGMENTS = 'version = "s1"\n[segments.big]\nrule = "revenue >= 1000"\n'

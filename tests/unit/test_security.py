@@ -1,4 +1,4 @@
-"""Settings -> client arguments of every Kafka and Redis client (streams/security.py)."""
+"""Settings -> client arguments of every Kafka and Redis client (streams/kafka/clients.py)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,15 @@ import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from pydantic import SecretStr, ValidationError
 
-from streams.security import (
+from streams.kafka.clients import (
     _kafka_refusal,
     aiokafka_kwargs,
     faust_credentials,
     kafka_python_kwargs,
     kafka_ssl_context,
-    redis_kwargs,
-    redis_user,
 )
 from streams.settings import KafkaSecurity, Settings
+from streams.store.clients import redis_kwargs, redis_user
 
 
 def settings(**kw: Any) -> Settings:

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segmenters.events import check_routing, parse_event
+from streams.kafka.topics import TOPIC_OF_TYPE
 from streams.settings import Settings
 from streams.tools import simulate as sim
-from streams.topics import TOPIC_OF_TYPE
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -276,10 +276,10 @@ def fake_kafka(monkeypatch):
         producers.append(FakeProducer(**config))
         return producers[-1]
 
-    import streams.topics
+    import streams.kafka.topics
 
-    monkeypatch.setattr(streams.topics, "KafkaProducer", make)
-    monkeypatch.setattr(streams.topics, "ensure_topics", ensured.append)
+    monkeypatch.setattr(streams.kafka.topics, "KafkaProducer", make)
+    monkeypatch.setattr(streams.kafka.topics, "ensure_topics", ensured.append)
     return producers, ensured
 
 

@@ -5,7 +5,7 @@ import asyncio
 from segmenters.core import Context
 from segmenters.rfm import RfmQuantiles
 from streams.settings import Settings
-from streams.timers import TimerService
+from streams.worker.timers import TimerService
 
 
 class FakeStore:

@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ...settings import Settings
-from .deploy import Deployment, Progress, cpu_seconds, parse_proc_stat, traffic
-from .in_process import StageResult, render_stages, run_stages
-from .latency import latency, percentiles, timer_lateness
-from .measures import Results, throughput
-from .replays import replay_format, replay_time
-from .report import machine, rate_cpu, render
+from streams.settings import Settings
+from streams.tools.bench.deploy import Deployment, Progress, cpu_seconds, parse_proc_stat, traffic
+from streams.tools.bench.in_process import StageResult, render_stages, run_stages
+from streams.tools.bench.latency import latency, percentiles, timer_lateness
+from streams.tools.bench.measures import Results, throughput
+from streams.tools.bench.replays import replay_format, replay_time
+from streams.tools.bench.report import machine, rate_cpu, render
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ...settings import Settings
-from ...topics import INPUTS
+from streams.kafka.topics import INPUTS
+from streams.settings import Settings
 
 
 def baseline_main() -> None:
@@ -20,7 +20,7 @@ def baseline_main() -> None:
     """
     import faust
 
-    from .security import faust_credentials
+    from streams.tools.bench.security import faust_credentials
 
     settings = Settings()
     datadir = settings.cache_dir / "faust-baseline"

@@ -20,11 +20,12 @@ import orjson
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from ...kafka_admin import committed_offsets
-from ...security import kafka_admin, kafka_consumer, redis_client
-from ...settings import Settings
-from ...topics import INPUTS, delete_topics, finish, input_producer
-from ..simulate import generate
+from streams.kafka.admin import committed_offsets
+from streams.kafka.clients import kafka_admin, kafka_consumer
+from streams.kafka.topics import INPUTS, delete_topics, finish, input_producer
+from streams.settings import Settings
+from streams.store.clients import redis_client
+from streams.tools.simulate import generate
 
 POLL_S = 0.2
 log = logging.getLogger(__name__)

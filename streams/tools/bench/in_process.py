@@ -29,15 +29,14 @@ from segmenters.clustering import Trainer
 from segmenters.core import Context
 from segmenters.policy import DEFAULT_POLICY
 from segmenters.rfm import RfmQuantiles
-
-from ...app import tune_gc
-from ...keys import partition_for
-from ...pipeline import BatchProcessor, BatchStats, Record
-from ...security import async_redis_client
-from ...settings import Settings
-from ...store import StateStore
-from ...timers import partition_clock
-from ...topics import TOPIC_OF_TYPE
+from streams.kafka.partitioner import partition_for
+from streams.kafka.topics import TOPIC_OF_TYPE
+from streams.settings import Settings
+from streams.store import StateStore
+from streams.store.clients import async_redis_client
+from streams.worker.app import tune_gc
+from streams.worker.pipeline import BatchProcessor, BatchStats, Record
+from streams.worker.timers import partition_clock
 
 #: The stages of ``BatchStats.stages``, in pipeline order.
 STAGES = ("parse", "fold", "decide", "encode", "redis", "send")

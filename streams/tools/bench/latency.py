@@ -14,18 +14,14 @@ from typing import Any
 import orjson
 from kafka import TopicPartition
 
-from ...keys import (
-    applied_key,
-    clock_key,
-    partition_for,
-    state_key,
-    timers_key,
-)
-from ...security import kafka_consumer, redis_client
-from ...settings import Settings
-from ...topics import CHANGES, finish, input_producer
-from ..simulate import generate
-from .deploy import Deployment, Progress, prefill
+from streams.kafka.clients import kafka_consumer
+from streams.kafka.partitioner import partition_for
+from streams.kafka.topics import CHANGES, finish, input_producer
+from streams.settings import Settings
+from streams.store.clients import redis_client
+from streams.store.keys import applied_key, clock_key, state_key, timers_key
+from streams.tools.bench.deploy import Deployment, Progress, prefill
+from streams.tools.simulate import generate
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

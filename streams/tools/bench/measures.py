@@ -12,15 +12,20 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
-from ...keys import (
-    customer_of,
-    ids_key,
-    outbox_key,
+from streams.kafka.clients import aiokafka_kwargs, kafka_admin
+from streams.settings import Settings
+from streams.store.clients import redis_client
+from streams.store.keys import customer_of, ids_key, outbox_key
+from streams.tools.bench.deploy import (
+    Deployment,
+    Progress,
+    cpu_seconds,
+    end_offsets,
+    prefill,
+    traffic,
+    wait_consumed,
 )
-from ...security import aiokafka_kwargs, kafka_admin, redis_client
-from ...settings import Settings
-from .deploy import Deployment, Progress, cpu_seconds, end_offsets, prefill, traffic, wait_consumed
-from .in_process import StageResult
+from streams.tools.bench.in_process import StageResult
 
 
 @dataclass

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...settings import Settings
-from .deploy import Deployment, cpu_seconds, end_offsets
-from .latency import applied_progress, settle
+from streams.settings import Settings
+from streams.tools.bench.deploy import Deployment, cpu_seconds, end_offsets
+from streams.tools.bench.latency import applied_progress, settle
 
 REPLAY_FORMATS = {"rees46": "rees46", "online_retail": "online-retail"}
 
@@ -30,8 +30,8 @@ def replay_time(
 ) -> dict[str, Any]:
     """Replay a file (its first ``limit`` events, if given) as fast as possible, then time
     a worker catching up on it; verify after."""
-    from .tools.replay import replay
-    from .verify import verify
+    from streams.tools.bench.tools.replay import replay
+    from streams.tools.bench.verify import verify
 
     d = Deployment.new(base, f"replay-{fmt}", log_dir)
     stats = replay(d.settings, path, fmt, progress=False, limit=limit)

@@ -7,11 +7,11 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ...security import redis_client
-from ...settings import Settings
-from .deploy import Progress
-from .in_process import render_stages
-from .measures import Results
+from streams.settings import Settings
+from streams.store.clients import redis_client
+from streams.tools.bench.deploy import Progress
+from streams.tools.bench.in_process import render_stages
+from streams.tools.bench.measures import Results
 
 
 def machine() -> dict[str, str]:

@@ -55,7 +55,7 @@ Formats:
 
 from __future__ import annotations
 
-from .common import (
+from streams.tools.replay.common import (
     MAX_LINES,
     MAX_QUANTITY,
     Mapped,
@@ -65,13 +65,23 @@ from .common import (
     iso,
     sort_events,
 )
-from .jsonl import map_jsonl
-from .mapped import MappedColumns, MappingConfig, load_mapping, map_mapped, parse_mapping
-from .online_retail import COUNTRY_CODES, ONLINE_RETAIL_COLUMNS, map_online_retail
-from .produce import deployment_policy, replay
-from .read import FORMATS, open_text, read_and_map
-from .rees46 import REES46_COLUMNS, map_rees46
-from .report import ReplayStats, actions_notice, render
+from streams.tools.replay.jsonl import map_jsonl
+from streams.tools.replay.mapped import (
+    MappedColumns,
+    MappingConfig,
+    load_mapping,
+    map_mapped,
+    parse_mapping,
+)
+from streams.tools.replay.online_retail import (
+    COUNTRY_CODES,
+    ONLINE_RETAIL_COLUMNS,
+    map_online_retail,
+)
+from streams.tools.replay.produce import deployment_policy, replay
+from streams.tools.replay.read import FORMATS, open_text, read_and_map
+from streams.tools.replay.rees46 import REES46_COLUMNS, map_rees46
+from streams.tools.replay.report import ReplayStats, actions_notice, render
 
 __all__ = [
     "COUNTRY_CODES",

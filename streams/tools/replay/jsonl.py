@@ -8,8 +8,7 @@ from collections.abc import Iterable
 import orjson
 
 from segmenters.events import InvalidEvent, parse_event
-
-from .common import Mapped
+from streams.tools.replay.common import Mapped
 
 
 def map_jsonl(lines: Iterable[str | bytes], *, max_bytes: int = 65536) -> Mapped:

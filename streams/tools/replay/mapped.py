@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 
-from .common import (
+from streams.tools.replay.common import (
     MAX_QUANTITY,
     Mapped,
     ReplayError,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .common import (
+from streams.tools.replay.common import (
     MAX_QUANTITY,
     Mapped,
     _merge_lines,

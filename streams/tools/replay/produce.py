@@ -15,11 +15,10 @@ from typing import Any
 import orjson
 
 from segmenters.policy import Policy
-
-from .common import ReplayError, _time_key
-from .mapped import MappingConfig
-from .read import read_and_map
-from .report import ReplayStats, actions_notice
+from streams.tools.replay.common import ReplayError, _time_key
+from streams.tools.replay.mapped import MappingConfig
+from streams.tools.replay.read import read_and_map
+from streams.tools.replay.report import ReplayStats, actions_notice
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +60,8 @@ def replay(
     """
     from tqdm import tqdm
 
-    from ...pipeline import NO_ACTIONS_HEADER
-    from ...topics import finish, input_producer
+    from streams.kafka.topics import finish, input_producer
+    from streams.worker.pipeline import NO_ACTIONS_HEADER
 
     if rate is not None and not (rate > 0 and math.isfinite(rate)):
         raise ReplayError("--rate must be a positive number of events per second")

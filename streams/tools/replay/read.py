@@ -10,11 +10,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .common import Mapped, ReplayError, sort_events
-from .jsonl import map_jsonl
-from .mapped import MappingConfig, map_mapped
-from .online_retail import ONLINE_RETAIL_COLUMNS, map_online_retail
-from .rees46 import REES46_COLUMNS, map_rees46
+from streams.tools.replay.common import Mapped, ReplayError, sort_events
+from streams.tools.replay.jsonl import map_jsonl
+from streams.tools.replay.mapped import MappingConfig, map_mapped
+from streams.tools.replay.online_retail import ONLINE_RETAIL_COLUMNS, map_online_retail
+from streams.tools.replay.rees46 import REES46_COLUMNS, map_rees46
 
 FORMATS = ("rees46", "online-retail", "jsonl", "mapped")
 

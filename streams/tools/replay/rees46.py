@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from .common import (
+from streams.tools.replay.common import (
     Mapped,
     _merge_lines,
     _money,

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from segmenters.policy import DAY, Policy
-
-from .common import iso
+from streams.tools.replay.common import iso
 
 
 @dataclass

@@ -24,10 +24,10 @@ wall time), and returns a :class:`SimulationStats`.
 (20, 'profile', '2026-11-22T00:00:00', '2026-11-22T00:00:01')
 """
 
-from .catalog import CATALOG, CURRENCY, PERSONA_MIX, PERSONAS, UNPACED_RATE
-from .generate import generate
-from .personas import customer_id, persona_of, personas
-from .produce import SimulationStats, simulate
+from streams.tools.simulate.catalog import CATALOG, CURRENCY, PERSONA_MIX, PERSONAS, UNPACED_RATE
+from streams.tools.simulate.generate import generate
+from streams.tools.simulate.personas import customer_id, persona_of, personas
+from streams.tools.simulate.produce import SimulationStats, simulate
 
 __all__ = [
     "CATALOG",

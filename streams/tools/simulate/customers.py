@@ -7,8 +7,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import DEVICES, GENDERS, INCOME_BANDS, PLACE_WEIGHTS, PLACES
-from .personas import BEHAVIOURS, _Behaviour, customer_id
+from streams.tools.simulate.catalog import DEVICES, GENDERS, INCOME_BANDS, PLACE_WEIGHTS, PLACES
+from streams.tools.simulate.personas import BEHAVIOURS, _Behaviour, customer_id
 
 
 @dataclass(slots=True)

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .catalog import PLACES
-from .customers import _Customer, _new_customer
-from .personas import LAPSED_ACTIVITY, customer_id, personas
-from .sessions import _Planner
+from streams.tools.simulate.catalog import PLACES
+from streams.tools.simulate.customers import _Customer, _new_customer
+from streams.tools.simulate.personas import LAPSED_ACTIVITY, customer_id, personas
+from streams.tools.simulate.sessions import _Planner
 
 
 def _iso(moment: datetime) -> str:

@@ -6,7 +6,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from .catalog import PERSONA_MIX, PERSONAS
+from streams.tools.simulate.catalog import PERSONA_MIX, PERSONAS
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from pathlib import Path
 import orjson
 from tqdm import tqdm
 
-from ...settings import Settings
-from ...topics import finish, input_producer
-from .catalog import UNPACED_RATE
-from .generate import _stream
-from .personas import customer_id, personas
+from streams.kafka.topics import finish, input_producer
+from streams.settings import Settings
+from streams.tools.simulate.catalog import UNPACED_RATE
+from streams.tools.simulate.generate import _stream
+from streams.tools.simulate.personas import customer_id, personas
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .catalog import CATALOG, CATEGORIES, CURRENCY, DEVICES, REFUND_SHARE
-from .customers import _Customer
+from streams.tools.simulate.catalog import CATALOG, CATEGORIES, CURRENCY, DEVICES, REFUND_SHARE
+from streams.tools.simulate.customers import _Customer
 
 
 class _Planner:

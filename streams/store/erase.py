@@ -10,7 +10,7 @@ What goes, in one Lua script:
 - its share of its partition's RFM histograms (one buyer less in its recency, frequency
   and monetary buckets, computed from the stored state as the worker computes them).
 
-All these keys carry the hash tag of the customer's partition (streams/keys.py), so the
+All these keys carry the hash tag of the customer's partition (streams/store/keys.py), so the
 script touches one Redis Cluster slot.
 
 The script runs only if the state's revision is still the one read (compare-and-set), so
@@ -38,8 +38,10 @@ import orjson
 from segmenters.contract import Erasure
 from segmenters.rfm import histogram_buckets as rfm_buckets
 from segmenters.state import CustomerState
-
-from .keys import (
+from streams.kafka.partitioner import partition_for
+from streams.settings import Settings
+from streams.store import load_doc
+from streams.store.keys import (
     ScriptKeys,
     actions_due_key,
     assigned_key,
@@ -47,13 +49,10 @@ from .keys import (
     index_key,
     index_registry_key,
     members_key,
-    partition_for,
     rfm_key,
     state_key,
     timers_key,
 )
-from .settings import Settings
-from .store import load_doc
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +220,7 @@ async def erase_async(client: Any, settings: Settings, customer_id: str) -> Eras
 
 def register_erasures(app: Any, settings: Settings, forget: Any) -> None:
     """An agent that drops erased customers from this worker's memory (``forget``)."""
-    from .topics import ERASED
+    from streams.kafka.topics import ERASED
 
     topic = app.topic(
         settings.topic(ERASED),
@@ -241,8 +240,8 @@ def register_erasures(app: Any, settings: Settings, forget: Any) -> None:
 def publish_tombstone(settings: Settings, customer_id: str, timeout_s: float = 30.0) -> None:
     """Send the tombstones (``customers.erased``, and ``segments.features`` so the trainer
     and the compacted topic drop the customer's vectors) with a blocking producer."""
-    from .security import kafka_producer
-    from .topics import TOMBSTONED
+    from streams.kafka.clients import kafka_producer
+    from streams.kafka.topics import TOMBSTONED
 
     producer = kafka_producer(
         settings,

@@ -12,10 +12,10 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from .kafka_admin import committed_offsets
-from .security import kafka_admin, kafka_consumer
-from .settings import Settings
-from .topics import INPUTS
+from streams.kafka.admin import committed_offsets
+from streams.kafka.clients import kafka_admin, kafka_consumer
+from streams.kafka.topics import INPUTS
+from streams.settings import Settings
 
 
 @dataclass(frozen=True, order=True)

@@ -5,49 +5,16 @@ partition, ``{p<n>}``: a customer's own keys, and the segment indexes, histogram
 members and progress of its partition. A batch's Lua call then touches one Redis Cluster
 slot, so it is atomic on a cluster as on a single server, and a cluster spreads the work
 by partition. A customer's partition is Kafka's default partitioner applied to its id
-(``partition_for``): events are keyed by ``customer_id``, so this is the partition they
+(``streams.kafka.partitioner``): events are keyed by ``customer_id``, so this is the partition they
 arrive on, and a look-up by id finds the keys without asking Kafka.
 
 >>> state_key("seg", 3, "c-42")
 'seg:{p3}:c:c-42:state'
 >>> index_key("seg", 3, "journey", "loyal")
 'seg:{p3}:idx:journey:loyal'
->>> partition_for("c-42", 16)
-4
 """
 
 from __future__ import annotations
-
-from kafka.partitioner.default import murmur2
-
-
-def partition_for(customer_id: str, partitions: int) -> int:
-    """The input partition of a customer: Kafka's default partitioner (murmur2 of the key,
-    as the Java client, kafka-python and aiokafka compute it)."""
-    return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
-
-
-class Homes:
-    """``partition_for`` with a bounded memo: murmur2 in pure Python costs microseconds,
-    and a batch asks for the same customers many times.
-
-    >>> home = Homes(16)
-    >>> home("c-42"), home.partitions
-    (4, 16)
-    """
-
-    def __init__(self, partitions: int, memo: int = 100_000) -> None:
-        self.partitions = partitions
-        self.memo = memo
-        self._known: dict[str, int] = {}
-
-    def __call__(self, customer_id: str) -> int:
-        p = self._known.get(customer_id)
-        if p is None:
-            if len(self._known) >= self.memo:
-                self._known.clear()
-            p = self._known[customer_id] = partition_for(customer_id, self.partitions)
-        return p
 
 
 def shard(prefix: str, partition: int) -> str:
@@ -154,7 +121,7 @@ def clock_key(prefix: str) -> str:
 
 def clock_reset_key(prefix: str) -> str:
     """Hash partition -> the last ``segstream clock reset`` of it (JSON: ``id``,
-    ``watermark``, ``at``); every worker adopts a reset it has not seen (streams/clock.py).
+    ``watermark``, ``at``); every worker adopts a reset it has not seen (streams/worker/clock.py).
 
     >>> clock_reset_key("seg")
     'seg:clock:reset'
@@ -179,19 +146,19 @@ def model_key(prefix: str) -> str:
 
 def actions_key(prefix: str, partition: int, customer_id: str) -> str:
     """Hash ``rev``, ``doc`` of the actions agent before the one pipeline; the doc is now
-    field ``act`` of ``state_key``. Only migrated (streams/migrate.py) and erased."""
+    field ``act`` of ``state_key``. Only migrated (streams/store/migrate.py) and erased."""
     return f"{shard(prefix, partition)}:c:{customer_id}:actions"
 
 
 def actions_outbox_key(prefix: str, partition: int, customer_id: str) -> str:
     """The actions agent's unsent messages before the one pipeline (now entries of
-    ``outbox_key``). Only migrated (streams/migrate.py) and erased."""
+    ``outbox_key``). Only migrated (streams/store/migrate.py) and erased."""
     return f"{shard(prefix, partition)}:c:{customer_id}:actout"
 
 
 def actions_due_key(prefix: str, partition: int) -> str:
     """The actions agent's due index before the one pipeline (delayed actions now share
-    ``timers_key``). Only migrated (streams/migrate.py) and cleared by erase."""
+    ``timers_key``). Only migrated (streams/store/migrate.py) and cleared by erase."""
     return f"{shard(prefix, partition)}:act:due"
 
 

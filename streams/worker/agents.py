@@ -16,19 +16,19 @@ from typing import Protocol
 import faust
 import orjson
 
-from .delivery import fetch_batches, taken_batches
-from .pipeline import BatchProcessor, BatchStats, Record, no_actions_of
-from .progress import ProgressGuard, process_until_done
-from .settings import Settings
-from .topics import FEATURES, INPUTS
-from .trainer import TrainerService
+from streams.kafka.topics import FEATURES, INPUTS
+from streams.settings import Settings
+from streams.worker.delivery import fetch_batches, taken_batches
+from streams.worker.pipeline import BatchProcessor, BatchStats, Record, no_actions_of
+from streams.worker.progress import ProgressGuard, process_until_done
+from streams.worker.trainer import TrainerService
 
 log = logging.getLogger(__name__)
 REPORT_EVERY_S = 10.0
 
 
 class BatchObserver(Protocol):
-    """What the agent reports to (``streams.metrics.Metrics``)."""
+    """What the agent reports to (``streams.worker.metrics.Metrics``)."""
 
     def batch_done(
         self, records: Sequence[Record], timestamps: Sequence[float | None], stats: BatchStats
@@ -124,7 +124,7 @@ def register_agents(
         partitions=settings.topic_partitions,
     )
     throughput = Throughput()
-    # Whole fetches, no hop per message (streams.delivery); else Faust's own batches.
+    # Whole fetches, no hop per message (streams.worker.delivery); else Faust's own batches.
     fetches = fetch_batches(app, source, settings.batch_size)
 
     @app.agent(source, name=f"{settings.app_id}.ingest", concurrency=1)

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from segmenters.clustering import ClusterModel, DriftMonitor, Trainer
-
-from .settings import Settings
-from .store import StateStore
+from streams.settings import Settings
+from streams.store import StateStore
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from kafka import KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
-from .security import kafka_admin, kafka_python_kwargs
-from .settings import Settings
+from streams.kafka.clients import kafka_admin, kafka_python_kwargs
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ Modules: ``processor`` (``BatchProcessor``), ``records`` (valid input, dead lett
 acknowledgements).
 """
 
-from .outcomes import (
+from streams.worker.pipeline.outcomes import (
     UNCOUNTED,
     BatchStats,
     InFlight,
@@ -31,8 +31,8 @@ from .outcomes import (
     _record_decisions,
     change_json,
 )
-from .processor import MAX_CONFLICT_RETRIES, BatchProcessor
-from .records import (
+from streams.worker.pipeline.processor import MAX_CONFLICT_RETRIES, BatchProcessor
+from streams.worker.pipeline.records import (
     NO_ACTIONS_HEADER,
     Record,
     Send,

@@ -28,8 +28,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from .pipeline import Record, no_actions_of
-from .store import ProgressLost
+from streams.store import ProgressLost
+from streams.worker.pipeline import Record, no_actions_of
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,10 @@ from typing import Any
 
 from segmenters.rfm import histogram_buckets
 from segmenters.state import CustomerState
-
-from .keys import (
+from streams.kafka.partitioner import partition_for
+from streams.settings import Settings
+from streams.store import load_doc
+from streams.store.keys import (
     actions_applied_key,
     actions_clock_key,
     actions_due_key,
@@ -49,14 +51,11 @@ from .keys import (
     index_registry_key,
     members_key,
     outbox_key,
-    partition_for,
     rfm_key,
     state_key,
     suppressed_key,
     timers_key,
 )
-from .settings import Settings
-from .store import load_doc
 
 log = logging.getLogger(__name__)
 

@@ -49,21 +49,20 @@ from faust.web import Request, Response, View
 from segmenters.contract import Erasure
 from segmenters.eventtime import clock_fault, iso_utc, span
 from segmenters.uplift import parse_when
-
-from .erase import EraseConflict, erase_async
-from .keys import index_key, index_registry_key
-from .lookup import customer_view
-from .metrics import CONTENT_TYPE_LATEST, Metrics, read_flows, read_sizes
-from .settings import Settings
-from .store import StateStore, segment_sizes
-from .topics import ERASED, TOMBSTONED
+from streams.kafka.topics import ERASED, TOMBSTONED
+from streams.settings import Settings
+from streams.store import StateStore, segment_sizes
+from streams.store.erase import EraseConflict, erase_async
+from streams.store.keys import index_key, index_registry_key
+from streams.store.lookup import customer_view
+from streams.worker.metrics import CONTENT_TYPE_LATEST, Metrics, read_flows, read_sizes
 
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 2.0
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = Path(__file__).resolve().parents[1] / "static"
 #: The files ``/static/{name}`` serves, and their content types (nothing else is served).
 STATIC_FILES = {
     "dashboard.js": "application/javascript; charset=utf-8",

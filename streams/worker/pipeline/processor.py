@@ -33,10 +33,9 @@ from segmenters.policy import Policy
 from segmenters.retention import KEEP_PURCHASES_S, decide
 from segmenters.rfm import histogram_buckets
 from segmenters.state import id_number
-
-from ..feature_feed import FeatureFeed
-from ..store import Loaded, StateStore, Write, encode_state
-from .outcomes import (
+from streams.store import Loaded, StateStore, Write, encode_state
+from streams.worker.feature_feed import FeatureFeed
+from streams.worker.pipeline.outcomes import (
     BatchStats,
     InFlight,
     Outcome,
@@ -48,8 +47,8 @@ from .outcomes import (
     _record_decisions,
     change_json,
 )
-from .records import Record, Send, SendTo, deadletter_record, parse_record
-from .sending import Sending
+from streams.worker.pipeline.records import Record, Send, SendTo, deadletter_record, parse_record
+from streams.worker.pipeline.sending import Sending
 
 log = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 5

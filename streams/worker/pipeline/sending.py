@@ -12,17 +12,16 @@ import orjson
 
 from segmenters.core import Context
 from segmenters.features import feature_vector
-
-from ..feature_feed import FeatureFeed
-from ..store import StateStore
-from .outcomes import InFlight, Outcome, _done
-from .records import Send, SendTo
+from streams.store import StateStore
+from streams.worker.feature_feed import FeatureFeed
+from streams.worker.pipeline.outcomes import InFlight, Outcome, _done
+from streams.worker.pipeline.records import Send, SendTo
 
 log = logging.getLogger(__name__)
 
 
 class Sending:
-    """The part of :class:`~streams.pipeline.processor.BatchProcessor` that sends what a
+    """The part of :class:`~streams.worker.pipeline.processor.BatchProcessor` that sends what a
     round wrote and waits for the broker: a batch's sends are awaited by the next write."""
 
     # set by BatchProcessor.__init__

@@ -13,8 +13,7 @@ from pathlib import Path
 from segmenters.custom import CustomSegments, SegmentConfigError, parse_segments
 from segmenters.policy import Policy, PolicyError, load_policy
 from segmenters.vocabulary import Vocabulary
-
-from .settings import Settings
+from streams.settings import Settings
 
 
 def segments_vocabulary(settings: Settings) -> Vocabulary:

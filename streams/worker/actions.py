@@ -22,10 +22,10 @@ import orjson
 
 from segmenters.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from segmenters.uplift import ActionUplift, Assignment, Group, Purchase, to_json, uplift
-
-from .keys import assigned_key, experiment_actions_key, partition_for, state_key, suppressed_key
-from .rules import load_policy_file
-from .settings import Settings
+from streams.kafka.partitioner import partition_for
+from streams.settings import Settings
+from streams.store.keys import assigned_key, experiment_actions_key, state_key, suppressed_key
+from streams.worker.rules import load_policy_file
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class PolicySource:
     """The policy in force: the packaged defaults, or a file reloaded when it changes.
 
     With ``settings``, the file is checked against the deployment's segments (clusters,
-    custom segments: streams/rules.py) and read again when the segments file changes too,
+    custom segments: streams/worker/rules.py) and read again when the segments file changes too,
     so a rule left naming a removed custom segment is reported.
     """
 
@@ -185,7 +185,7 @@ def uplift_rows(
 ) -> Callable[[float | None, float | None], Awaitable[dict[str, Any]]]:
     """The dashboard's uplift table: ``actions report --json`` for a window of decision
     times ``[since, until)`` (epoch seconds, either None), read off the event loop."""
-    from .security import redis_client
+    from streams.store.clients import redis_client
 
     client = redis_client(settings)
 

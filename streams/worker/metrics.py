@@ -28,10 +28,9 @@ from prometheus_client import Counter as PCounter
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from segmenters.eventtime import clock_ahead
-
-from .keys import flows_key, sizes_key
-from .pipeline import BatchProcessor, BatchStats, Record
-from .security import REDIS_FAILURES
+from streams.store.clients import REDIS_FAILURES
+from streams.store.keys import flows_key, sizes_key
+from streams.worker.pipeline import BatchProcessor, BatchStats, Record
 
 log = logging.getLogger(__name__)
 

@@ -11,21 +11,22 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from . import delivery
-from .actions import PolicySource, uplift_rows
-from .agents import register_agents, register_trainer
-from .erase import register_erasures
-from .feature_feed import FeatureFeed
-from .metrics import Metrics
-from .pipeline import BatchProcessor
-from .progress import ProgressGuard
-from .security import REDIS_FAILURES, aiokafka_kwargs, async_redis_client, faust_credentials
-from .settings import Settings
-from .store import ProgressLost, StateStore
-from .timers import TimerService
-from .topics import CHANGES, DEADLETTER, FEATURES, INPUTS
-from .trainer import TrainerService
-from .web import WebContext, kafka_probe_for, register_web, tombstone_sender
+from streams.kafka.clients import aiokafka_kwargs, faust_credentials
+from streams.kafka.topics import CHANGES, DEADLETTER, FEATURES, INPUTS
+from streams.settings import Settings
+from streams.store import ProgressLost, StateStore
+from streams.store.clients import REDIS_FAILURES, async_redis_client
+from streams.store.erase import register_erasures
+from streams.worker import delivery
+from streams.worker.actions import PolicySource, uplift_rows
+from streams.worker.agents import register_agents, register_trainer
+from streams.worker.feature_feed import FeatureFeed
+from streams.worker.metrics import Metrics
+from streams.worker.pipeline import BatchProcessor
+from streams.worker.progress import ProgressGuard
+from streams.worker.timers import TimerService
+from streams.worker.trainer import TrainerService
+from streams.worker.web import WebContext, kafka_probe_for, register_web, tombstone_sender
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def faust_app(
 ) -> faust.App:
     """The Faust app with segstream's consumer and producer settings, no agents yet
     (the benchmark's no-op baseline is built on the same one). ``whole_fetches``: an agent
-    may receive whole Kafka fetches as one list (``streams.delivery``); False keeps
+    may receive whole Kafka fetches as one list (``streams.worker.delivery``); False keeps
     Faust's own transport."""
     path = settings.cache_dir / datadir
     path.mkdir(parents=True, exist_ok=True)

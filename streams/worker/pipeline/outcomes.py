@@ -22,8 +22,7 @@ from segmenters.events import (
 from segmenters.retention import Purchase
 from segmenters.rfm import histogram_buckets
 from segmenters.state import CustomerState
-
-from ..store import Write
+from streams.store import Write
 
 
 @dataclass(slots=True)

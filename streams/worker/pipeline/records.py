@@ -14,8 +14,7 @@ from segmenters.events import (
     parse_event,
 )
 from segmenters.eventtime import check_event_time
-
-from ..keys import partition_for
+from streams.kafka.partitioner import partition_for
 
 #: Sends one message; returns an awaitable that resolves once the broker has it.
 Send = Callable[[bytes, bytes], Awaitable[Awaitable[Any]]]
@@ -71,7 +70,7 @@ def parse_record(
     use it, so they agree on which messages count. With ``partitions`` (the input topics'
     partition count), a message must also be on its customer's partition: Kafka's default
     partitioner on the key. The customer's keys in Redis carry that partition's hash tag
-    (streams/keys.py), so a message elsewhere, sent with another partitioner, would be
+    (streams/store/keys.py), so a message elsewhere, sent with another partitioner, would be
     applied by a worker that does not own the customer.
 
     With ``max_future_s``, event time is bounded (segmenters/eventtime.py): an event dated

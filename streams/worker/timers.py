@@ -19,12 +19,11 @@ from segmenters.clustering import ClusterModel
 from segmenters.core import Context
 from segmenters.custom import SegmentConfigError, parse_segments
 from segmenters.rfm import RfmQuantiles
-
-from .clock import ClockResets
-from .keys import timers_key
-from .pipeline import BatchProcessor, BatchStats
-from .rules import segments_vocabulary
-from .settings import Settings
+from streams.settings import Settings
+from streams.store.keys import timers_key
+from streams.worker.clock import ClockResets
+from streams.worker.pipeline import BatchProcessor, BatchStats
+from streams.worker.rules import segments_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ class TimerService:
         self.assigned = assigned
         self.wall = wall
         self._clocks_loaded = False
-        #: ``segstream clock reset``s this worker has applied (streams/clock.py).
+        #: ``segstream clock reset``s this worker has applied (streams/worker/clock.py).
         self.resets: ClockResets | None = None
         self._next_rfm = 0.0
         self._next_save = 0.0
@@ -72,7 +71,7 @@ class TimerService:
         self._segments_mtime: float | None = None
         self._next_sizes = 0.0
         self._pass_started: dict[int, float] = {}
-        #: Told of timers fired and their lateness (``streams.metrics.Metrics``), if set.
+        #: Told of timers fired and their lateness (``streams.worker.metrics.Metrics``), if set.
         self.metrics: Any = None
 
     def clocks(self, partitions: Iterable[int]) -> dict[int, float]:

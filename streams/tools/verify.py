@@ -12,14 +12,15 @@ from segmenters.core import Source, recompute
 from segmenters.events import Event, InvalidEvent
 from segmenters.state import CustomerState
 from segmenters.verify import Report, cluster_agreement, compare
-
-from .keys import customer_of, partition_for, state_key
-from .pipeline import Record, parse_record
-from .security import kafka_consumer, redis_client
-from .settings import Settings
-from .store import load_doc
-from .timers import partition_clock
-from .topics import ERASED, INPUTS
+from streams.kafka.clients import kafka_consumer
+from streams.kafka.partitioner import partition_for
+from streams.kafka.topics import ERASED, INPUTS
+from streams.settings import Settings
+from streams.store import load_doc
+from streams.store.clients import redis_client
+from streams.store.keys import customer_of, state_key
+from streams.worker.pipeline import Record, parse_record
+from streams.worker.timers import partition_clock
 
 
 class VerifyError(RuntimeError):

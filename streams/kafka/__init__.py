@@ -1,0 +1,1 @@
+"""The Kafka side of segstream: clients, topics, admin, the partitioner."""
