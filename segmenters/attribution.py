@@ -1,6 +1,6 @@
 """What the actions shell keeps per customer besides its :class:`~actions.ActionState`.
 
-Pure helpers for ``streams/actions.py``: the customer's key features for a message, its
+Pure helpers for ``streams/worker/actions.py``: the customer's key features for a message, its
 current segments for the re-check of delayed actions, its first assignment to each action
 (per experiment), and the purchases the uplift report needs.
 
