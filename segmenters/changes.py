@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from . import ENGINE_VERSION
+from segmenters import ENGINE_VERSION
 
 
 def change_id(

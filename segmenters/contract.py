@@ -25,10 +25,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .actions import ActionMessage
-from .changes import SegmentChange
-from .events import json_schema as event_schema
-from .features import FEATURES
+from segmenters.actions import ActionMessage
+from segmenters.changes import SegmentChange
+from segmenters.events import json_schema as event_schema
+from segmenters.features import FEATURES
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 ISO = "ISO-8601 UTC time (e.g. 2026-11-22T10:00:00Z)"
@@ -152,7 +152,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
 
 _TIME = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
 _MONEY = {"type": "number"}
-#: The keys ``features`` of an action message carries (segmenters.attribution).
+#: The keys ``features`` of an action message carries (segmenters.actions.document).
 ACTION_FEATURES: dict[str, dict[str, Any]] = {
     "orders": {"type": "integer", "description": "Orders placed (count)."},
     "revenue": {**_MONEY, "description": "Revenue net of refunds, in `currency`."},

@@ -20,18 +20,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from . import journey as journey_rules
-from . import profile as profile_rules
-from . import rfm as rfm_rules
-from .changes import SegmentChange
-from .clustering import ClusterModel
-from .config import EngineConfig
-from .custom import CustomSegments, custom_memberships, custom_reason
-from .events import Event
-from .features import FEATURES, feature_row, feature_vector
-from .rfm import RfmQuantiles
-from .state import CustomerState
-from .update import apply_event
+from segmenters.changes import SegmentChange
+from segmenters.clustering import ClusterModel
+from segmenters.config import EngineConfig
+from segmenters.dimensions import journey as journey_rules
+from segmenters.dimensions import profile as profile_rules
+from segmenters.dimensions import rfm as rfm_rules
+from segmenters.dimensions.custom import CustomSegments, custom_memberships, custom_reason
+from segmenters.dimensions.rfm import RfmQuantiles
+from segmenters.events import Event
+from segmenters.features import FEATURES, feature_row, feature_vector
+from segmenters.state import CustomerState
+from segmenters.update import apply_event
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from .events import InvalidEvent
+from segmenters.events import InvalidEvent
 
 #: The setting that bounds event time, named in every reason.
 SETTING = "SEGSTREAM_MAX_FUTURE_S"

@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from .state import CustomerState
+from segmenters.state import CustomerState
 
 DAY = 86400.0
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .config import StateConfig
-from .events import Browse, Cart, Event, Line, Profile, Purchase, Refund
-from .state import CustomerState, decayed_add, short_hash
+from segmenters.config import StateConfig
+from segmenters.events import Browse, Cart, Event, Line, Profile, Purchase, Refund
+from segmenters.state import CustomerState, decayed_add, short_hash
 
 DAY = 86400.0
 

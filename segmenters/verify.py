@@ -21,8 +21,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .rfm import QUANTILES, RfmQuantiles, rfm
-from .state import CustomerState
+from segmenters.dimensions.rfm import QUANTILES, RfmQuantiles, rfm
+from segmenters.state import CustomerState
 
 DAY = 86400.0
 
@@ -196,8 +196,8 @@ def cluster_agreement(
 ) -> dict[str, float]:
     """ARI of the stored behaviour clusters against batch k-means on the final feature
     vectors (scaled as the model does: standardised), and against true personas if known."""
-    from .clustering import batch_kmeans
-    from .features import FEATURES, feature_vector
+    from segmenters.clustering import batch_kmeans
+    from segmenters.features import FEATURES, feature_vector
 
     cids = sorted(c for c in offline if c in stored and stored[c].segment("behaviour"))
     if len(cids) < 2:

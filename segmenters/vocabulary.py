@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from . import journey, profile, rfm
+from segmenters.dimensions import journey, profile, rfm
 
 BEHAVIOUR = "behaviour"
 CUSTOM_PREFIX = "custom:"

@@ -34,10 +34,9 @@ message), ``state`` (a customer's action state), ``guards``, ``plan`` (``plan`` 
 ['stale']
 """
 
-from ..policy import DEFAULT_POLICY
-from .decision import Decision, Outcome, Reason
-from .guards import evidence_at, stale
-from .messages import (
+from segmenters.actions.decision import Decision, Outcome, Reason
+from segmenters.actions.guards import evidence_at, stale
+from segmenters.actions.messages import (
     CART_SEGMENTS,
     ActionMessage,
     CartLine,
@@ -47,8 +46,15 @@ from .messages import (
     holdout_draw,
     idempotency_key,
 )
-from .plan import due, plan
-from .state import ACTION_STATE_VERSION, RECENT_KEYS, ActionState, Pending, next_due
+from segmenters.actions.plan import due, plan
+from segmenters.actions.policy import DEFAULT_POLICY
+from segmenters.actions.state import (
+    ACTION_STATE_VERSION,
+    RECENT_KEYS,
+    ActionState,
+    Pending,
+    next_due,
+)
 
 __all__ = [
     "ACTION_STATE_VERSION",

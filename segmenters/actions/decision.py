@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ..uplift import Assignment
-from .messages import ActionMessage
+from segmenters.actions.messages import ActionMessage
+from segmenters.actions.uplift import Assignment
 
 Outcome = Literal["send", "control", "suppressed", "scheduled"]
 Reason = Literal[

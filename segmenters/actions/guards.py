@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..changes import SegmentChange
-from ..policy import PERSONAL, ActionSpec, Policy
-from .decision import Reason
+from segmenters.actions.decision import Reason
+from segmenters.actions.policy import PERSONAL, ActionSpec, Policy
+from segmenters.changes import SegmentChange
 
 
 def _consent_block(policy: Policy, channel: str, consent: bool | None) -> Reason | None:
@@ -25,7 +25,7 @@ def stale(spec: ActionSpec, since: float, wall: float) -> bool:
     time it was scheduled for when the policy itself put it later (``delay_s``, quiet
     hours): the policy's own wait never makes an action stale, a late worker does.
 
-    >>> from segmenters.policy import DEFAULT_POLICY as P
+    >>> from segmenters.actions.policy import DEFAULT_POLICY as P
     >>> spec = P.actions["email/abandoned_cart"]
     >>> stale(spec, 0.0, wall=6 * 3600.0), stale(spec, 0.0, wall=6 * 3600.0 + 1)
     (False, True)

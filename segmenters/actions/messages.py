@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ..changes import SegmentChange
-from ..policy import Channel
+from segmenters.actions.policy import Channel
+from segmenters.changes import SegmentChange
 
 Feature = float | int | str | bool | None
 

@@ -6,11 +6,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..changes import SegmentChange
-from ..policy import ActionSpec, Policy
-from .decision import Decision, Reason
-from .guards import _consent_block, _gate, evidence_at
-from .messages import (
+from segmenters.actions.decision import Decision, Reason
+from segmenters.actions.guards import _consent_block, _gate, evidence_at
+from segmenters.actions.messages import (
     CART_SEGMENTS,
     ActionMessage,
     Feature,
@@ -18,7 +16,9 @@ from .messages import (
     holdout_draw,
     idempotency_key,
 )
-from .state import ActionState, Pending, _pruned, _remember
+from segmenters.actions.policy import ActionSpec, Policy
+from segmenters.actions.state import ActionState, Pending, _pruned, _remember
+from segmenters.changes import SegmentChange
 
 
 def _decide(

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..changes import SegmentChange
-from ..policy import DAY, Policy
+from segmenters.actions.policy import DAY, Policy
+from segmenters.changes import SegmentChange
 
 ACTION_STATE_VERSION = 1
 #: How many idempotency keys a state remembers, so a redelivered change is a ``duplicate``.

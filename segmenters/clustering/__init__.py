@@ -26,10 +26,10 @@ One idea a module: :mod:`.model` (the snapshot and scoring), :mod:`.describe`
 
 from __future__ import annotations
 
-from .describe import DEFAULT_POPULATION, describe
-from .drift import DriftMonitor
-from .kmeans import batch_kmeans
-from .model import (
+from segmenters.clustering.describe import DEFAULT_POPULATION, describe
+from segmenters.clustering.drift import DriftMonitor
+from segmenters.clustering.kmeans import batch_kmeans
+from segmenters.clustering.model import (
     DIMENSION,
     MODEL_FORMAT,
     Assignment,
@@ -37,7 +37,7 @@ from .model import (
     ClusterModel,
     assign_all,
 )
-from .trainer import Trainer
+from segmenters.clustering.trainer import Trainer
 
 __all__ = [
     "DEFAULT_POPULATION",

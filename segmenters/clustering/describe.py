@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from .model import _to_units
+from segmenters.clustering.model import _to_units
 
 #: Population values used by :func:`describe` when none are given (a small online shop).
 DEFAULT_POPULATION: dict[str, float] = {"avg_order_value": 60.0, "browsing": 5.0}

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped, unused-ignore]
 
-from .model import ClusterModel
+from segmenters.clustering.model import ClusterModel
 
 
 def _match(

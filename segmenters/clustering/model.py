@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..features import LOG_FEATURES
+from segmenters.features import LOG_FEATURES
 
 DIMENSION = "behaviour"
 #: Layout of :meth:`ClusterModel.to_doc`; bump it (and keep reading the old one) on a change.

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 from river import cluster, preprocessing
 
-from ..features import FEATURES, WEIGHTS
-from .describe import _population, describe
-from .kmeans import _initial_centers, _kmeans_pp, _lloyd
-from .matching import _match
-from .model import Cluster, ClusterModel, _to_units
+from segmenters.clustering.describe import _population, describe
+from segmenters.clustering.kmeans import _initial_centers, _kmeans_pp, _lloyd
+from segmenters.clustering.matching import _match
+from segmenters.clustering.model import Cluster, ClusterModel, _to_units
+from segmenters.features import FEATURES, WEIGHTS
 
 
 class Trainer:

@@ -55,7 +55,7 @@ def segments() -> None:
 def segments_check(path: Path) -> None:
     """Type-check a custom-segment file (fields, segment names, SEGSTREAM_CLUSTERS);
     errors name the line."""
-    from segmenters.custom import FIELDS, SegmentConfigError
+    from segmenters.dimensions.custom import FIELDS, SegmentConfigError
     from streams.worker.rules import load_segments
 
     try:

@@ -26,7 +26,7 @@ def actions() -> None:
 def actions_check(path: Path, segments: Path | None) -> None:
     """Validate a retention policy file against the segments that exist (journey, rfm,
     SEGSTREAM_CLUSTERS clusters, the custom segments); errors name the line."""
-    from segmenters.policy import PolicyError
+    from segmenters.actions.policy import PolicyError
     from streams.worker.rules import load_policy_file
 
     try:
@@ -71,8 +71,8 @@ def actions_report(
     """Per action: treated vs control customers, conversion and revenue per customer in
     the policy's conversion window, the differences with 95% CI (or "too few" below
     --min-group customers per group), suppressions by reason (docs/actions.md)."""
-    from segmenters.policy import DEFAULT_POLICY, PolicyError, load_policy
-    from segmenters.uplift import parse_when, render
+    from segmenters.actions.policy import DEFAULT_POLICY, PolicyError, load_policy
+    from segmenters.actions.uplift import parse_when, render
     from streams.store.clients import redis_client
     from streams.worker.actions import report_data
 

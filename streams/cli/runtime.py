@@ -111,7 +111,7 @@ def worker() -> None:
 
     settings = _settings()
     if settings.segments_file is not None:  # a bad file stops the start, with the line
-        from segmenters.custom import SegmentConfigError
+        from segmenters.dimensions.custom import SegmentConfigError
         from streams.worker.rules import load_segments
 
         try:
@@ -119,7 +119,7 @@ def worker() -> None:
         except (OSError, SegmentConfigError) as exc:
             raise click.ClickException(f"{settings.segments_file}: {exc}") from None
     if settings.actions_file is not None:  # likewise the retention policy
-        from segmenters.policy import PolicyError
+        from segmenters.actions.policy import PolicyError
         from streams.worker.rules import load_policy_file
 
         try:

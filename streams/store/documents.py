@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import zstandard
 
-from segmenters.attribution import ActionDoc
+from segmenters.actions.document import ActionDoc
 from segmenters.state import CustomerState
 
 
@@ -24,7 +24,7 @@ def _zdict() -> bytes:
 
     It is part of the stored format (tag ``\\x01``): never change it; add a new tag.
     """
-    from segmenters import journey, rfm
+    from segmenters.dimensions import journey, rfm
 
     words = [
         '{"customer_id":"","state_version":2,"first_seen":1767261600.0,"last_seen":',

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from segmenters.contract import Erasure
-from segmenters.rfm import histogram_buckets as rfm_buckets
+from segmenters.dimensions.rfm import histogram_buckets as rfm_buckets
 from segmenters.state import CustomerState
 from streams.kafka.partitioner import partition_for
 from streams.settings import Settings

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from segmenters.rfm import histogram_buckets
+from segmenters.dimensions.rfm import histogram_buckets
 from segmenters.state import CustomerState
 from streams.kafka.partitioner import partition_for
 from streams.settings import Settings

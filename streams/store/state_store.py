@@ -13,7 +13,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from segmenters.attribution import ActionDoc
+from segmenters.actions.document import ActionDoc
 from segmenters.state import CustomerState
 from streams.kafka.partitioner import Homes
 from streams.store.documents import _decode, _encode, decode_actions

@@ -1,7 +1,7 @@
 """Retention actions in the shell: the policy in force and the uplift report's data.
 
 Actions are decided inside the one batch pipeline (``pipeline.BatchProcessor`` calls
-``segmenters.retention.decide`` on the changes each batch produces) and written in the
+``segmenters.actions.retention.decide`` on the changes each batch produces) and written in the
 same atomic call as the state: the action doc is field ``act`` of the customer's state
 hash, the decision records (first assignments, suppression counts) sit per partition next
 to the segment indexes, and delayed actions share the partition's due index with segment
@@ -20,8 +20,8 @@ from typing import Any, cast
 
 import orjson
 
-from segmenters.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
-from segmenters.uplift import ActionUplift, Assignment, Group, Purchase, to_json, uplift
+from segmenters.actions.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
+from segmenters.actions.uplift import ActionUplift, Assignment, Group, Purchase, to_json, uplift
 from streams.kafka.partitioner import partition_for
 from streams.settings import Settings
 from streams.store.keys import assigned_key, experiment_actions_key, state_key, suppressed_key

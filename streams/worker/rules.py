@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segmenters.custom import CustomSegments, SegmentConfigError, parse_segments
-from segmenters.policy import Policy, PolicyError, load_policy
+from segmenters.actions.policy import Policy, PolicyError, load_policy
+from segmenters.dimensions.custom import CustomSegments, SegmentConfigError, parse_segments
 from segmenters.vocabulary import Vocabulary
 from streams.settings import Settings
 

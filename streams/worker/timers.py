@@ -17,8 +17,8 @@ from typing import Any
 
 from segmenters.clustering import ClusterModel
 from segmenters.core import Context
-from segmenters.custom import SegmentConfigError, parse_segments
-from segmenters.rfm import RfmQuantiles
+from segmenters.dimensions.custom import SegmentConfigError, parse_segments
+from segmenters.dimensions.rfm import RfmQuantiles
 from streams.settings import Settings
 from streams.store.keys import timers_key
 from streams.worker.clock import ClockResets

@@ -46,9 +46,9 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from segmenters.actions.uplift import parse_when
 from segmenters.contract import Erasure
 from segmenters.eventtime import clock_fault, iso_utc, span
-from segmenters.uplift import parse_when
 from streams.kafka.topics import ERASED, TOMBSTONED
 from streams.settings import Settings
 from streams.store import StateStore, segment_sizes

@@ -43,11 +43,11 @@ from typing import Any
 import orjson
 
 from segmenters.actions import holdout_draw
+from segmenters.actions.policy import DEFAULT_POLICY
 from segmenters.changes import SegmentChange
 from segmenters.config import EngineConfig
 from segmenters.core import Context
-from segmenters.policy import DEFAULT_POLICY
-from segmenters.rfm import RfmQuantiles
+from segmenters.dimensions.rfm import RfmQuantiles
 from streams.kafka.partitioner import partition_for
 from streams.kafka.topics import TOPIC_OF_TYPE
 from streams.settings import Settings
@@ -162,7 +162,7 @@ def _pick(prefix: str, action: str, treated: int, control: int) -> list[str]:
 
 
 def crafted(start: datetime) -> list[Item]:
-    """Customers for each path of the default policy (segmenters/actions.toml)."""
+    """Customers for each path of the default policy (segmenters/actions/actions.toml)."""
     out: list[Item] = []
     cart = "email/abandoned_cart"
     # Abandoned carts in daytime (Berlin): sent, or held out as control.

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from segmenters.actions import holdout_draw
-from segmenters.policy import DEFAULT_POLICY, Policy, load_policy
+from segmenters.actions.policy import DEFAULT_POLICY, Policy, load_policy
 from streams.store import StateStore
 from streams.store.clients import async_redis_client
 from streams.store.keys import state_key

@@ -122,8 +122,8 @@ def seed_decisions(d: Deployment, at: float) -> None:
     ``email/win_back`` with 19 treated and 2 control customers (11 treated bought),
     ``ads/win_back`` with 60 and 40 (30 % against 20 % bought)."""
     from segmenters.actions import ActionState
-    from segmenters.attribution import ActionDoc
-    from segmenters.policy import DEFAULT_POLICY
+    from segmenters.actions.document import ActionDoc
+    from segmenters.actions.policy import DEFAULT_POLICY
     from streams.kafka.partitioner import partition_for
     from streams.store.keys import assigned_key, experiment_actions_key, state_key
 

@@ -13,10 +13,10 @@ the uplift report must equal the fixture ``fixtures/golden_changes_actions.json`
 The fixture was captured from the code where ingest and actions were separate agents
 (see ``golden_chain``'s docstring for the one difference of meaning), then written again
 once, on purpose, when RFM recency got the histogram's one-hour tolerance
-(``segmenters.rfm.RECENCY_TOLERANCE_DAYS``): RFM changes by the passage of time happen one
-hour later, so their ids changed; the decisions, the 276 messages and the uplift report
-stayed the same. Regenerate it only
-on purpose, after a change meant to alter what is published::
+(``segmenters.dimensions.rfm.RECENCY_TOLERANCE_DAYS``): RFM changes by the passage of
+time happen one hour later, so their ids changed; the decisions, the 276 messages and
+the uplift report stayed the same. Regenerate it only on purpose, after a change meant
+to alter what is published::
 
     .venv/bin/python -m tests.integration.test_golden --write
 """

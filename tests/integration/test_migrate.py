@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 
 from segmenters.actions import ActionState
-from segmenters.attribution import ActionDoc
-from segmenters.policy import DEFAULT_POLICY_TEXT, load_policy
-from segmenters.rfm import histogram_buckets
+from segmenters.actions.document import ActionDoc
+from segmenters.actions.policy import DEFAULT_POLICY_TEXT, load_policy
+from segmenters.dimensions.rfm import histogram_buckets
 from segmenters.state import CustomerState
 from streams.kafka.partitioner import partition_for
 from streams.settings import Settings

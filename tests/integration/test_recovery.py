@@ -17,8 +17,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from kafka import KafkaConsumer, TopicPartition
 
+from segmenters.actions.policy import load_policy
 from segmenters.core import recompute
-from segmenters.policy import load_policy
 from streams.kafka.clients import aiokafka_kwargs
 from streams.kafka.topics import CHANGES, DEADLETTER, FEATURES, INPUTS
 from streams.store import ProgressLost, StateStore

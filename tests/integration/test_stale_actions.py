@@ -16,8 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from segmenters.actions import ActionState, holdout_draw, plan
+from segmenters.actions.policy import DEFAULT_POLICY, DEFAULT_POLICY_TEXT, Policy, load_policy
 from segmenters.changes import SegmentChange
-from segmenters.policy import DEFAULT_POLICY, DEFAULT_POLICY_TEXT, Policy, load_policy
 from streams.kafka.topics import ACTION_TOPICS
 from streams.tools.replay import replay
 from streams.worker.actions import report_data

@@ -18,8 +18,8 @@ from segmenters.actions import (
     next_due,
     plan,
 )
+from segmenters.actions.policy import DEFAULT_POLICY, DEFAULT_POLICY_TEXT, load_policy
 from segmenters.changes import SegmentChange
-from segmenters.policy import DEFAULT_POLICY, DEFAULT_POLICY_TEXT, load_policy
 
 DAY = 86400.0
 #: 2026-01-05 12:00 UTC, a Monday: outside the quiet hours of POLICY.

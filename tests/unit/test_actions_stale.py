@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from segmenters.actions import ActionState, due, plan
+from segmenters.actions.policy import DAY, DEFAULT_POLICY, PolicyError, load_policy
 from segmenters.changes import SegmentChange
 from segmenters.config import EngineConfig
 from segmenters.core import Source, carry_no_actions, fold, tick
-from segmenters.policy import DAY, DEFAULT_POLICY, PolicyError, load_policy
 from streams.worker.pipeline import no_actions_of
 from tests.unit.factories import Events, ev
 
@@ -359,7 +359,7 @@ def test_a_rescoring_change_is_as_old_as_the_customers_last_event():
 
 def test_rescore_marks_only_the_sweeps_own_changes():
     from segmenters.core import Context, rescore
-    from segmenters.rfm import RfmQuantiles
+    from segmenters.dimensions.rfm import RfmQuantiles
 
     c = Events("c-1")
     state = fold(None, "c-1", [(ev(c.purchase("o-1", ["A"])), None)], config=CONFIG).state

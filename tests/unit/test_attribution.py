@@ -5,8 +5,8 @@ import os
 import typing
 
 from segmenters.actions import ActionState
-from segmenters.attribution import ActionDoc, current_segments, customer_features
-from segmenters.policy import DEFAULT_POLICY, Channel
+from segmenters.actions.document import ActionDoc, current_segments, customer_features
+from segmenters.actions.policy import DEFAULT_POLICY, Channel
 from segmenters.state import CustomerState
 from streams.kafka.topics import ACTION_TOPICS
 from streams.worker.actions import PolicySource

@@ -16,13 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segmenters.actions import ActionState, idempotency_key, plan
+from segmenters.actions.policy import load_policy
 from segmenters.changes import SegmentChange
 from segmenters.clustering import Cluster, ClusterModel
 from segmenters.config import EngineConfig
 from segmenters.core import Context, Source, advance, fold, merge_by_time, rescore, tick
+from segmenters.dimensions.rfm import RfmQuantiles
 from segmenters.features import FEATURES
-from segmenters.policy import load_policy
-from segmenters.rfm import RfmQuantiles
 from segmenters.state import CustomerState
 from tests.unit.factories import T0, Events, ev
 

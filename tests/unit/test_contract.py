@@ -16,13 +16,13 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from segmenters.actions import ActionState, plan
-from segmenters.attribution import customer_features
+from segmenters.actions.document import customer_features
+from segmenters.actions.policy import DEFAULT_POLICY
 from segmenters.config import EngineConfig
 from segmenters.contract import TOPICS, DeadLetter, Erasure, schema_for
 from segmenters.core import Source, fold
 from segmenters.events import parse_event
 from segmenters.features import feature_vector
-from segmenters.policy import DEFAULT_POLICY
 from streams.tools.simulate import generate
 from streams.worker.pipeline import Record, change_json, deadletter_record
 

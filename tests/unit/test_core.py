@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 
 from segmenters.config import EngineConfig
 from segmenters.core import Source, fold, recompute
-from segmenters.profile import demographic, demographic_segment
+from segmenters.dimensions.profile import demographic, demographic_segment
 from segmenters.state import STATE_VERSION, CustomerState
 from tests.unit.factories import T0, Events, ev
 

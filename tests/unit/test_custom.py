@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segmenters import custom
 from segmenters.config import EngineConfig
 from segmenters.core import Context, Source, fold
-from segmenters.custom import (
+from segmenters.dimensions import custom
+from segmenters.dimensions.custom import (
     FIELDS,
     SegmentConfigError,
     compile_rule,

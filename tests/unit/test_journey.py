@@ -1,7 +1,7 @@
 import pytest
 
 from segmenters.config import JourneyConfig
-from segmenters.journey import journey, next_deadline
+from segmenters.dimensions.journey import journey, next_deadline
 from segmenters.state import CustomerState
 
 CFG = JourneyConfig()

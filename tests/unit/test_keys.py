@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from segmenters.actions import ActionState, Decision
-from segmenters.attribution import ActionDoc
+from segmenters.actions.document import ActionDoc
 from segmenters.events import InvalidEvent
 from segmenters.state import CustomerState
 from streams.kafka.partitioner import Homes, partition_for

@@ -14,9 +14,9 @@ from segmenters.changes import SegmentChange
 from segmenters.clustering import Cluster, ClusterModel
 from segmenters.config import EngineConfig
 from segmenters.core import Context, evaluate, segment_changes
-from segmenters.custom import evaluate_custom, parse_segments
+from segmenters.dimensions.custom import evaluate_custom, parse_segments
+from segmenters.dimensions.rfm import RfmQuantiles
 from segmenters.features import FEATURES, feature_row, feature_vector
-from segmenters.rfm import RfmQuantiles
 from segmenters.state import CustomerState
 
 DAY = 86400.0

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from redis.crc import key_slot
 
-from segmenters.rfm import histogram_buckets
+from segmenters.dimensions.rfm import histogram_buckets
 from segmenters.state import CustomerState
 from streams.settings import Settings
 from streams.store.erase import plan_erase, rfm_buckets

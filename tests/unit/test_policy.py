@@ -2,7 +2,7 @@
 
 import pytest
 
-from segmenters.policy import DEFAULT_POLICY_TEXT, PolicyError, load_policy
+from segmenters.actions.policy import DEFAULT_POLICY_TEXT, PolicyError, load_policy
 from segmenters.vocabulary import Vocabulary
 
 ACTION = '[actions.email.hello]\ntemplate = "t"\n'

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segmenters.rfm import (
+from segmenters.dimensions.rfm import (
     ALPHA,
     QUANTILES,
     RfmQuantiles,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from segmenters.actions.policy import PolicyError
 from segmenters.core import Context
-from segmenters.policy import PolicyError
 from streams.settings import Settings
 from streams.worker.actions import PolicySource
 from streams.worker.rules import load_policy_file, policy_vocabulary

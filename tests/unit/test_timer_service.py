@@ -3,7 +3,7 @@
 import asyncio
 
 from segmenters.core import Context
-from segmenters.rfm import RfmQuantiles
+from segmenters.dimensions.rfm import RfmQuantiles
 from streams.settings import Settings
 from streams.worker.timers import TimerService
 

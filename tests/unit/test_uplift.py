@@ -9,10 +9,10 @@ import statistics
 import pytest
 
 from segmenters.actions import ActionState, plan
+from segmenters.actions.policy import load_policy
+from segmenters.actions.stats import newcombe_diff, t_ppf, welch_diff, wilson
+from segmenters.actions.uplift import Assignment, Purchase, parse_when, render, to_json, uplift
 from segmenters.changes import SegmentChange
-from segmenters.policy import load_policy
-from segmenters.stats import newcombe_diff, t_ppf, welch_diff, wilson
-from segmenters.uplift import Assignment, Purchase, parse_when, render, to_json, uplift
 
 DAY = 86400.0
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from segmenters.uplift import MIN_GROUP, Assignment, Purchase, uplift
+from segmenters.actions.uplift import MIN_GROUP, Assignment, Purchase, uplift
 
 RUNS = 600
 RATES = (0.03, 0.1, 0.3, 0.6, 0.9)
@@ -123,7 +123,7 @@ def test_without_the_pooled_floor_two_zero_controls_make_a_false_win():
     (r,) = uplift(a, p, window_s=86400.0, min_group=0)
     assert r.revenue is not None and r.revenue.covers(0.0)
 
-    from segmenters.stats import welch_diff
+    from segmenters.actions.stats import welch_diff
 
     t = r.treated
     plain = welch_diff(t.revenue_mean, t.revenue_var, 19, 0.0, 0.0, 2, pooled_floor=False)

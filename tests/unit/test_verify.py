@@ -1,6 +1,6 @@
 from segmenters.config import EngineConfig
 from segmenters.core import Context, Source, fold, rescore
-from segmenters.rfm import RfmQuantiles
+from segmenters.dimensions.rfm import RfmQuantiles
 from segmenters.state import CustomerState
 from segmenters.verify import adjusted_rand_index, compare, exact_quantiles, render
 from tests.unit.factories import T0, Events, ev

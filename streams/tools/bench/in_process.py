@@ -25,10 +25,10 @@ from typing import Any
 
 import orjson
 
+from segmenters.actions.policy import DEFAULT_POLICY
 from segmenters.clustering import Trainer
 from segmenters.core import Context
-from segmenters.policy import DEFAULT_POLICY
-from segmenters.rfm import RfmQuantiles
+from segmenters.dimensions.rfm import RfmQuantiles
 from streams.kafka.partitioner import partition_for
 from streams.kafka.topics import TOPIC_OF_TYPE
 from streams.settings import Settings

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from segmenters.policy import Policy
+from segmenters.actions.policy import Policy
 from streams.tools.replay.common import ReplayError, _time_key
 from streams.tools.replay.mapped import MappingConfig
 from streams.tools.replay.read import read_and_map
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def deployment_policy(settings: Any) -> Policy | None:
     """The retention policy the target deployment's workers use (None: actions are off)."""
-    from segmenters.policy import DEFAULT_POLICY, PolicyError, load_policy
+    from segmenters.actions.policy import DEFAULT_POLICY, PolicyError, load_policy
 
     if not settings.actions_enabled:
         return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from segmenters.policy import DAY, Policy
+from segmenters.actions.policy import DAY, Policy
 from streams.tools.replay.common import iso
 
 
@@ -74,7 +74,7 @@ def actions_notice(
     ``policy``: the deployment's retention policy (None: its actions agent is off);
     ``times``: the ``occurred_at`` of the events to send (epoch seconds).
 
-    >>> from segmenters.policy import DEFAULT_POLICY
+    >>> from segmenters.actions.policy import DEFAULT_POLICY
     >>> print(actions_notice(DEFAULT_POLICY, wall=100 * DAY, no_actions=False,
     ...                      times=[0.0, 99.9 * DAY]))  # doctest: +NORMALIZE_WHITESPACE
     actions: this deployment's policy (version 2026-11-24.1) sends ads/reactivation,

@@ -11,16 +11,16 @@ from typing import Any
 import orjson
 
 from segmenters.actions import Decision
+from segmenters.actions.retention import Purchase
 from segmenters.changes import SegmentChange
 from segmenters.core import (
     FoldResult,
     Source,
 )
+from segmenters.dimensions.rfm import histogram_buckets
 from segmenters.events import (
     Event,
 )
-from segmenters.retention import Purchase
-from segmenters.rfm import histogram_buckets
 from segmenters.state import CustomerState
 from streams.store import Write
 

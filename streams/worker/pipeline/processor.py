@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 
 from segmenters.actions import next_due
+from segmenters.actions.policy import Policy
+from segmenters.actions.retention import KEEP_PURCHASES_S, decide
 from segmenters.config import EngineConfig
 from segmenters.core import (
     Context,
@@ -23,15 +25,13 @@ from segmenters.core import (
     rescore,
     tick,
 )
+from segmenters.dimensions.rfm import histogram_buckets
 from segmenters.events import (
     EVENT_ADAPTER,
     TOPIC_TYPES,
     Event,
     InvalidEvent,
 )
-from segmenters.policy import Policy
-from segmenters.retention import KEEP_PURCHASES_S, decide
-from segmenters.rfm import histogram_buckets
 from segmenters.state import id_number
 from streams.store import Loaded, StateStore, Write, encode_state
 from streams.worker.feature_feed import FeatureFeed

@@ -10,12 +10,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..state import CustomerState
-from ..vocabulary import Vocabulary
-from .checker import _Checker
-from .errors import SegmentConfigError, _Refused
-from .evaluate import Fn, _compile
-from .fields import FIELDS, MAX_DEPTH, NAME
+from segmenters.dimensions.custom.checker import _Checker
+from segmenters.dimensions.custom.errors import SegmentConfigError, _Refused
+from segmenters.dimensions.custom.evaluate import Fn, _compile
+from segmenters.dimensions.custom.fields import FIELDS, MAX_DEPTH, NAME
+from segmenters.state import CustomerState
+from segmenters.vocabulary import Vocabulary
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,20 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from ..vocabulary import Vocabulary, did_you_mean
-from .errors import _Refused
-from .facts import _ARITH, _COMPARE, _ORDER, Facts, _Can, _const, _facts_of, _meet, _natural
-from .fields import FIELDS, MAX_DEPTH
+from segmenters.dimensions.custom.errors import _Refused
+from segmenters.dimensions.custom.facts import (
+    _ARITH,
+    _COMPARE,
+    _ORDER,
+    Facts,
+    _Can,
+    _const,
+    _facts_of,
+    _meet,
+    _natural,
+)
+from segmenters.dimensions.custom.fields import FIELDS, MAX_DEPTH
+from segmenters.vocabulary import Vocabulary, did_you_mean
 
 
 def _describe(node: ast.AST, kind: str) -> str:

@@ -21,16 +21,17 @@ Modules: ``fields`` (what a rule may read), ``facts`` and ``checker`` (the type 
 >>> segs = parse_segments('version = "v1"\\n[segments.big]\\nrule = "revenue >= 1000"\\n')
 >>> evaluate_custom(CustomerState("c", revenue=1500.0), 0.0, segs)
 {'custom:big': ('member', 'rule `revenue >= 1000` holds (segments config v1)')}
->>> parse_segments('[segments.bad]\\nrule = "revnue > 1"\\n')
-Traceback (most recent call last):
-...
-segmenters.custom.errors.SegmentConfigError: line 2: segment 'bad': unknown field 'revnue' ...
+>>> try:
+...     parse_segments('[segments.bad]\\nrule = "revnue > 1"\\n')
+... except SegmentConfigError as e:
+...     print(e)  # doctest: +ELLIPSIS
+line 2: segment 'bad': unknown field 'revnue' ...
 """
 
-from .errors import SegmentConfigError
-from .evaluate import Fn, _compile
-from .fields import FIELDS, RuleField
-from .segments import (
+from segmenters.dimensions.custom.errors import SegmentConfigError
+from segmenters.dimensions.custom.evaluate import Fn, _compile
+from segmenters.dimensions.custom.fields import FIELDS, RuleField
+from segmenters.dimensions.custom.segments import (
     CustomRule,
     CustomSegments,
     compile_rule,

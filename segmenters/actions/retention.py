@@ -10,7 +10,7 @@ Nothing here reads a clock or a store: ``wall`` (the shell's clock, read once pe
 tells news from history, ``due_at`` is the partition clock when the due index visits.
 
 >>> from segmenters.changes import SegmentChange
->>> from segmenters.policy import DEFAULT_POLICY
+>>> from segmenters.actions.policy import DEFAULT_POLICY
 >>> from segmenters.state import CustomerState
 >>> ch = SegmentChange.make(customer_id="c-1", dimension="journey", previous="active_cart",
 ...                         current="cart_abandoner", at=43000.0, reason="r", position=1)
@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .actions import (
+from segmenters.actions import (
     ActionMessage,
     ActionState,
     Decision,
@@ -37,10 +37,10 @@ from .actions import (
     next_due,
     plan,
 )
-from .attribution import ActionDoc, current_segments, customer_features
-from .changes import SegmentChange
-from .policy import Policy
-from .state import CustomerState
+from segmenters.actions.document import ActionDoc, current_segments, customer_features
+from segmenters.actions.policy import Policy
+from segmenters.changes import SegmentChange
+from segmenters.state import CustomerState
 
 #: Purchases kept for assignments still to come (cross-topic order), by default.
 KEEP_PURCHASES_S = 2 * 86400.0

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import journey, rfm
-from ..vocabulary import BEHAVIOUR, Vocabulary
-from .fields import RuleField
+from segmenters.dimensions import journey, rfm
+from segmenters.dimensions.custom.fields import RuleField
+from segmenters.vocabulary import BEHAVIOUR, Vocabulary
 
 _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
     ast.Eq: operator.eq,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from .state import CustomerState
+from segmenters.state import CustomerState
 
 DEMOGRAPHIC = "demographic"
 GEOGRAPHIC = "geographic"

@@ -4,7 +4,7 @@ A customer counts once per action, in the group and at the time of their first
 assignment. They converted if they bought in ``(at, at + window_s]``; their revenue is
 the sum of those purchases (zero if none). The differences (treated - control) come with
 a confidence interval: Newcombe's hybrid score interval for the conversion rates,
-Welch's t for the mean revenue per customer (:mod:`segmenters.stats`, docs/actions.md).
+Welch's t for the mean revenue per customer (:mod:`segmenters.actions.stats`, docs/actions.md).
 
 An action with fewer than ``min_group`` customers in either group gets no interval: it
 is reported as "too few", with its counts, because small groups are where an interval
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from .stats import Interval, newcombe_diff, welch_diff
+from segmenters.actions.stats import Interval, newcombe_diff, welch_diff
 
 #: Fewest customers per group for an interval to be shown (SEGSTREAM_UPLIFT_MIN_GROUP).
 MIN_GROUP = 30

@@ -14,10 +14,11 @@ cooldown and holdout. Errors name the line and the offending action or rule.
 ... ''')
 >>> [a.id for a in p.matching("journey", "browser", "cart_abandoner")]
 ['email/hello']
->>> load_policy('[[rules]]\\ndimension = "journey"\\ncurrent = "lapsed"\\nactions = ["ads/x"]\\n')
-Traceback (most recent call last):
-...
-segmenters.policy.PolicyError: line 4: rule 1 (journey -> lapsed): unknown action 'ads/x' ...
+>>> try:
+...     load_policy('[[rules]]\\ndimension="journey"\\ncurrent="lapsed"\\nactions=["ads/x"]')
+... except PolicyError as e:
+...     print(e)  # doctest: +ELLIPSIS
+line 4: rule 1 (journey -> lapsed): unknown action 'ads/x' ...
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .vocabulary import Vocabulary
+from segmenters.vocabulary import Vocabulary
 
 Channel = Literal["email", "ads", "push", "webhook"]
 #: Channels that reach the customer directly: they need consent and respect quiet hours.
@@ -338,6 +339,6 @@ def load_policy(text: str, vocabulary: Vocabulary | None = None) -> Policy:
         raise PolicyError(f"line 1: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
 
 
-#: The shipped defaults (``segmenters/actions.toml``, the same file as config/actions.toml).
+#: The shipped defaults (``segmenters/actions/actions.toml``; config/actions.toml links to it).
 DEFAULT_POLICY_TEXT = resources.files(__package__).joinpath("actions.toml").read_text("utf-8")
 DEFAULT_POLICY = load_policy(DEFAULT_POLICY_TEXT)

@@ -6,7 +6,7 @@ import ast
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .facts import _ARITH, _COMPARE, _const
+from segmenters.dimensions.custom.facts import _ARITH, _COMPARE, _const
 
 Fn = Callable[[Mapping[str, Any]], Any]
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .actions import ActionState, Feature
-from .state import CustomerState
+from segmenters.actions import ActionState, Feature
+from segmenters.state import CustomerState
 
 #: Purchases kept per customer at most (newest win), whatever the windows say.
 MAX_PURCHASES = 200

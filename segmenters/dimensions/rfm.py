@@ -25,7 +25,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .state import CustomerState
+from segmenters.state import CustomerState
 
 DIMENSION = "rfm"
 DAY = 86400.0

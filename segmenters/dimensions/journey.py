@@ -13,8 +13,8 @@ the segment and a human-readable reason that is published with the change.
 
 from __future__ import annotations
 
-from .config import JourneyConfig
-from .state import CustomerState
+from segmenters.config import JourneyConfig
+from segmenters.state import CustomerState
 
 DIMENSION = "journey"
 SEGMENTS = (

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .. import journey, rfm
-from ..state import CustomerState, decayed_value
-from ..vocabulary import BEHAVIOUR, COUNTRY, Vocabulary
+from segmenters.dimensions import journey, rfm
+from segmenters.state import CustomerState, decayed_value
+from segmenters.vocabulary import BEHAVIOUR, COUNTRY, Vocabulary
 
 DAY = 86400.0
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")

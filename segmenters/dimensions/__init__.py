@@ -1,0 +1,4 @@
+"""The dimensions a customer is placed in besides behaviour clusters.
+
+Journey stage, RFM, profile (demographic and geographic) and custom rules.
+"""
