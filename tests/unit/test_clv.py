@@ -1,0 +1,139 @@
+"""BG/NBD and Gamma-Gamma: the published CDNOW parameters, and the closed forms' sense."""
+
+from __future__ import annotations
+
+import gzip
+from collections import defaultdict
+from datetime import date
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segmenters.clv import BgNbd, GammaGamma, fit_bgnbd, fit_gamma_gamma, summarize
+from segmenters.clv.bgnbd import log_likelihood
+from tests.realdata import data_file
+
+CALIBRATION_END = date(1997, 9, 30)
+
+
+def _cdnow_calibration() -> list[tuple[int, int, int, float]]:
+    """(x, t_x, T, monetary) in days of every CDNOW sample customer, 39-week calibration."""
+    days: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    end = CALIBRATION_END.toordinal()
+    with gzip.open(data_file("cdnow_sample.txt.gz"), "rt") as f:
+        for line in f:
+            _, customer, ymd, _cds, amount = line.split()
+            day = date(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:])).toordinal()
+            if day <= end:
+                days[customer][day] += float(amount)
+    rows = []
+    for per_day in days.values():
+        s = summarize(per_day, end)
+        rows.append((s.x, s.t_x, s.T, s.monetary))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> list[tuple[int, int, int, float]]:
+    return _cdnow_calibration()
+
+
+def test_bgnbd_reproduces_the_published_cdnow_parameters(cdnow):
+    x, t_x, T, _ = (np.array(c) for c in zip(*cdnow, strict=True))
+    assert len(x) == 2357
+    fit = fit_bgnbd(x, t_x, T)
+    m = fit.model
+    # Fader, Hardie and Lee (2005): r = 0.243, alpha = 4.414 weeks, a = 0.793, b = 2.426
+    assert (round(m.r, 3), round(m.alpha / 7, 3), round(m.a, 3), round(m.b, 3)) == (
+        0.243,
+        4.414,
+        0.793,
+        2.426,
+    )
+    assert round(m.alpha, 3) == 30.895
+    # The paper's log-likelihood (-9582.4) is in weeks: the same model scaled.
+    weeks = log_likelihood(m.r, m.alpha / 7, m.a, m.b, x, t_x / 7, T / 7).sum()
+    assert round(float(weeks), 1) == -9582.4
+
+
+def test_gamma_gamma_reproduces_the_published_cdnow_parameters(cdnow):
+    repeat = [(x, m) for x, _, _, m in cdnow if x > 0]
+    assert len(repeat) == 946
+    fit = fit_gamma_gamma([x for x, _ in repeat], [m for _, m in repeat])
+    g = fit.model
+    assert (round(g.p, 2), round(g.q, 2), round(g.v, 2)) == (6.25, 3.74, 15.44)
+
+
+def test_the_papers_worked_example():
+    """x = 2, t_x = 30.43, T = 38.86 weeks: 1.226 expected purchases in the next 39 weeks."""
+    m = BgNbd(r=0.243, alpha=4.414, a=0.793, b=2.426)
+    assert round(m.expected_purchases(39, 2, 30.43, 38.86), 3) == 1.226
+
+
+def _simulate(n: int, rng: np.random.Generator, r, alpha, a, b, horizon: int):
+    """Buyers drawn from the BG/NBD process itself, observed for ``horizon`` days."""
+    lam = rng.gamma(r, 1 / alpha, n)
+    p = rng.beta(a, b, n)
+    out = []
+    for i in range(n):
+        t, last, x = 0.0, 0.0, 0
+        while True:
+            t += rng.exponential(1 / lam[i])
+            if t > horizon:
+                break
+            x, last = x + 1, t
+            if rng.random() < p[i]:
+                break
+        out.append((x, last, float(horizon)))
+    return out
+
+
+def test_the_fit_recovers_the_parameters_of_simulated_buyers():
+    rng = np.random.default_rng(7)
+    truth = (0.5, 20.0, 0.7, 3.0)
+    rows = _simulate(20_000, rng, *truth, horizon=365)
+    x, t_x, T = (np.array(c) for c in zip(*rows, strict=True))
+    m = fit_bgnbd(x, t_x, T).model
+    for got, want in zip((m.r, m.alpha, m.a, m.b), truth, strict=True):
+        assert abs(got - want) / want < 0.15, (got, want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    x=st.integers(0, 50),
+    t_x=st.floats(0, 400),
+    gap=st.floats(0, 400),
+    t=st.floats(1, 730),
+)
+def test_predictions_are_bounded_and_ordered(x, t_x, gap, t):
+    m = BgNbd(r=0.243, alpha=30.895, a=0.793, b=2.426)
+    if x == 0:
+        t_x = 0.0
+    T = t_x + gap
+    alive = m.p_alive(x, t_x, T)
+    assert 0.0 < alive <= 1.0
+    n = m.expected_purchases(t, x, t_x, T)
+    assert 0.0 <= n <= m.expected_purchases(t * 2, x, t_x, T) + 1e-9
+    # the longer since the last purchase, the less likely alive
+    assert m.p_alive(x, t_x, T + 30) <= alive + 1e-12
+
+
+@given(x=st.integers(1, 100), m=st.floats(0.01, 10_000))
+def test_expected_order_value_lies_between_own_mean_and_population_mean(x, m):
+    g = GammaGamma(p=6.25, q=3.74, v=15.44)
+    e = g.expected_order_value(x, m)
+    lo, hi = sorted((m, g.population_mean))
+    assert lo - 1e-9 <= e <= hi + 1e-9
+
+
+def test_fits_refuse_what_they_cannot_fit():
+    with pytest.raises(ValueError):
+        fit_bgnbd([], [], [])
+    with pytest.raises(ValueError):
+        fit_bgnbd([1], [5], [3])
+    with pytest.raises(ValueError):
+        fit_gamma_gamma([0], [10.0])
+    with pytest.raises(ValueError):
+        summarize({}, 3)
