@@ -29,6 +29,8 @@ from segmenters.actions import ActionMessage
 from segmenters.changes import SegmentChange
 from segmenters.events import json_schema as event_schema
 from segmenters.features import FEATURES
+from segmenters.topics import ACTION_TOPICS, CHANGES, DEADLETTER, ERASED, INPUTS
+from segmenters.topics import FEATURES as FEATURES_TOPIC
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 ISO = "ISO-8601 UTC time (e.g. 2026-11-22T10:00:00Z)"
@@ -324,7 +326,7 @@ _ACTION = (
 )
 #: topic (without prefix) -> (what it carries, how to build its value's schema)
 TOPICS: dict[str, tuple[str, Any]] = {
-    "segments.changes": (
+    CHANGES: (
         "Every change of a customer's segment in one dimension, keyed by customer_id.",
         lambda: _model_schema(SegmentChange),
     ),
@@ -333,19 +335,19 @@ TOPICS: dict[str, tuple[str, Any]] = {
             _ACTION.format(channel=channel),
             lambda channel=channel: _action_schema(channel),
         )
-        for channel in ("email", "ads", "push", "webhook")
+        for channel in (topic.removeprefix("actions.") for topic in ACTION_TOPICS)
     },
-    "events.deadletter": (
+    DEADLETTER: (
         "Input messages the engine could not apply, with the reason and the original bytes, "
         "keyed by the original key.",
         lambda: _model_schema(DeadLetter),
     ),
-    "customers.erased": (
+    ERASED: (
         "Compacted: one tombstone per erased customer, for downstream services to erase "
         "their copies.",
         _erased_schema,
     ),
-    "segments.features": (
+    FEATURES_TOPIC: (
         "Internal (one partition, compacted, 6 h retention): feature vectors for the "
         "cluster trainer, keyed by customer_id.",
         _features_schema,
@@ -375,9 +377,9 @@ def schema_for(topic: str) -> dict[str, Any]:
         "title": title,
         "description": description,
         "x-segstream-topic": name,
-        "x-segstream-key": "the original key" if name == "events.deadletter" else "customer_id",
+        "x-segstream-key": "the original key" if name == DEADLETTER else "customer_id",
         **{k: v for k, v in body.items() if k != "$schema"},
     }
 
 
-INPUT_TOPICS = frozenset({"events.browse", "events.cart", "events.purchase", "events.profile"})
+INPUT_TOPICS = frozenset(INPUTS)

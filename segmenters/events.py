@@ -32,15 +32,9 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 1
+from segmenters.topics import TOPIC_TYPES
 
-#: Which ``type`` may arrive on which topic (topic names without the deployment prefix).
-TOPIC_TYPES: dict[str, frozenset[str]] = {
-    "events.browse": frozenset({"browse"}),
-    "events.cart": frozenset({"cart"}),
-    "events.purchase": frozenset({"purchase", "refund"}),
-    "events.profile": frozenset({"profile"}),
-}
+SCHEMA_VERSION = 1
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 Text = Annotated[str, StringConstraints(max_length=200)]

@@ -23,7 +23,6 @@ line 4: rule 1 (journey -> lapsed): unknown action 'ads/x' ...
 
 from __future__ import annotations
 
-import tomllib
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -31,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from segmenters.tomlfile import line_of, load_toml
 from segmenters.vocabulary import Vocabulary
 
 Channel = Literal["email", "ads", "push", "webhook"]
@@ -222,37 +222,15 @@ class _File(BaseModel):
     rules: list[dict[str, Any]] = Field(default_factory=list)
 
 
-def _line_of(text: str, header: str, nth: int = 0, key: str | None = None) -> int:
-    """Line of the ``nth`` table whose header starts with ``header`` (or of ``key`` in it).
-
-    An empty ``header`` means the top of the file, before the first table; 1 if not found.
-    """
-    lines = text.splitlines()
-    start = -1
-    if header:
-        starts = [i for i, ln in enumerate(lines) if ln.strip().startswith(header)]
-        if len(starts) <= nth:
-            return 1
-        start = starts[nth]
-    if key is not None:
-        for j in range(start + 1, len(lines)):
-            s = lines[j].strip()
-            if s.startswith("["):
-                break
-            if s.split("=")[0].strip() == key:
-                return j + 1
-    return start + 1 if start >= 0 else 1
-
-
 def _top_line(text: str, loc: list[str]) -> int:
     """Line of an error in the top-level part of the file (settings, tables, channels)."""
     if len(loc) == 1:
-        return _line_of(text, "", key=loc[0])
+        return line_of(text, "", key=loc[0])
     if loc[0] == "actions":
-        return _line_of(text, f"[actions.{loc[1]}.")
+        return line_of(text, f"[actions.{loc[1]}.")
     if loc[0] == "rules":
-        return _line_of(text, "[[rules]]", int(loc[1]) if loc[1].isdigit() else 0)
-    return _line_of(text, f"[{loc[0]}]", key=loc[1])
+        return line_of(text, "[[rules]]", int(loc[1]) if loc[1].isdigit() else 0)
+    return line_of(text, f"[{loc[0]}]", key=loc[1])
 
 
 def _rule_label(raw: dict[str, Any], i: int) -> str:
@@ -293,10 +271,7 @@ def load_policy(text: str, vocabulary: Vocabulary | None = None) -> Policy:
     ``vocabulary`` says which segments exist (the configured cluster count, the custom
     segments); without it any ``cluster_<n>`` and any ``custom:<name>`` is accepted.
     """
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"not valid TOML: {exc}") from None
+    raw = load_toml(text, PolicyError)
     try:
         doc = _File.model_validate(raw)
     except ValidationError as exc:
@@ -312,7 +287,7 @@ def load_policy(text: str, vocabulary: Vocabulary | None = None) -> Policy:
             except ValidationError as exc:
                 err = exc.errors(include_url=False)[0]
                 field = ".".join(str(p) for p in err["loc"]) or None
-                line = _line_of(text, header, key=field)
+                line = line_of(text, header, key=field)
                 msg = err["msg"].removeprefix("Value error, ")
                 msg = f"{field}: {msg}" if field else msg
                 raise PolicyError(f"line {line}: action {channel}/{name}: {msg}") from None
@@ -326,10 +301,10 @@ def load_policy(text: str, vocabulary: Vocabulary | None = None) -> Policy:
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             field = ".".join(str(p) for p in err["loc"])
-            line = _line_of(text, "[[rules]]", i, key=str(err["loc"][0]) if err["loc"] else None)
+            line = line_of(text, "[[rules]]", i, key=str(err["loc"][0]) if err["loc"] else None)
             raise PolicyError(f"line {line}: {label}: {field}: {err['msg']}") from None
         except _RuleError as exc:
-            line = _line_of(text, "[[rules]]", i, key=exc.key)
+            line = line_of(text, "[[rules]]", i, key=exc.key)
             raise PolicyError(f"line {line}: {label}: {exc}") from None
         rules.append(rule)
     try:

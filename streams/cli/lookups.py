@@ -13,7 +13,6 @@ import click
 import orjson
 
 from streams.cli.root import _settings, main
-from streams.store.lookup import customer_view, iso
 
 
 @main.command()
@@ -21,20 +20,11 @@ from streams.store.lookup import customer_view, iso
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def customer(customer_id: str, as_json: bool) -> None:
     """Show one customer's segments and state."""
-    from segmenters.state import CustomerState
-    from streams.kafka.partitioner import partition_for
-    from streams.store.clients import redis_client
-    from streams.store.keys import state_key
+    from streams.store.queries import read_once
 
-    settings = _settings()
-    p = partition_for(customer_id, settings.topic_partitions)
-    doc = redis_client(settings).hget(state_key(settings.key_prefix, p, customer_id), "doc")
-    if doc is None:
+    out = read_once(_settings(), lambda reads: reads.customer(customer_id))
+    if out is None:
         raise click.ClickException(f"no state for customer {customer_id!r}")
-    from streams.store import load_doc
-
-    state = CustomerState.from_doc(load_doc(doc) or {})
-    out = customer_view(state)
     if as_json:
         click.echo(json.dumps(out, indent=2))
     else:
@@ -72,27 +62,17 @@ def segments_check(path: Path) -> None:
 @click.option("--history", default=0, show_default=True, help="Also show the last N records.")
 def segments_sizes(history: int) -> None:
     """Current size of every segment (from the segment indexes), and their history."""
-    import asyncio
+    from streams.store.queries import ReadModel, iso, read_once
 
-    from streams.store import segment_sizes
-    from streams.store.clients import async_redis_client, redis_client
-    from streams.store.keys import sizes_key
+    async def read(reads: ReadModel) -> tuple[dict[tuple[str, str], int], list[dict[str, str]]]:
+        return await reads.segment_sizes(), await reads.sizes_records(history)
 
-    settings = _settings()
-
-    async def current() -> dict[tuple[str, str], int]:
-        client = async_redis_client(settings)
-        try:
-            return await segment_sizes(client, settings.key_prefix, settings.topic_partitions)
-        finally:
-            await client.aclose()
-
-    for (dimension, segment), size in asyncio.run(current()).items():
+    sizes, records = read_once(_settings(), read)
+    for (dimension, segment), size in sizes.items():
         click.echo(f"{dimension:<34} {segment:<28} {size:>8}")
-    client = redis_client(settings)
-    for _entry_id, fields in client.xrevrange(sizes_key(settings.key_prefix), count=history):
-        at = iso(float(fields.pop(b"at")))
-        top = ", ".join(f"{k.decode()} {v.decode()}" for k, v in list(fields.items())[:6])
+    for fields in records:
+        at = iso(float(fields.pop("at")))
+        top = ", ".join(f"{k} {v}" for k, v in list(fields.items())[:6])
         click.echo(f"{at}  {top} ...")
 
 
@@ -100,14 +80,11 @@ def segments_sizes(history: int) -> None:
 def clusters() -> None:
     """The latest behaviour-cluster model: id, size, centroid and description."""
     from segmenters.clustering import ClusterModel
-    from streams.store.clients import redis_client
-    from streams.store.keys import model_key
+    from streams.store.queries import ReadModel, read_once
 
-    settings = _settings()
-    raw = redis_client(settings).get(model_key(settings.key_prefix))
-    if raw is None:
+    doc = read_once(_settings(), ReadModel.model)
+    if doc is None:
         raise click.ClickException("no behaviour model yet (the trainer publishes after warm-up)")
-    doc = orjson.loads(raw)
     model = ClusterModel.from_doc(doc["model"])
     drift = doc.get("drift", {})
     click.echo(

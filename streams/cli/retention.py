@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from streams.cli.root import _settings, main
-from streams.store.lookup import iso
 
 
 @main.group()
@@ -74,6 +73,7 @@ def actions_report(
     from segmenters.actions.policy import DEFAULT_POLICY, PolicyError, load_policy
     from segmenters.actions.uplift import parse_when, render
     from streams.store.clients import redis_client
+    from streams.store.queries import iso
     from streams.worker.actions import report_data
 
     settings = _settings()

@@ -45,8 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-import redis.exceptions
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
@@ -57,7 +55,6 @@ from streams.collector.guards import (
     pseudonym,
     site_for_key,
 )
-from streams.collector.identity import IDENTIFY_LUA, LINK_LUA, history_key, link_key
 from streams.collector.intake import (
     ANON_PREFIX,
     MAX_ID,
@@ -76,6 +73,7 @@ from streams.kafka.clients import aiokafka_kwargs
 from streams.kafka.topics import TOPIC_OF_TYPE, ensure_topics
 from streams.settings import Settings
 from streams.store.clients import async_redis_client
+from streams.store.identity import REDIS_DOWN, drop_history, link_customer, link_events, ping
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +89,6 @@ NO_STORE = {"Cache-Control": "no-store"}
 RETRY_AFTER_S = 5
 #: How long ``/ready`` and the start check wait for each service.
 PROBE_TIMEOUT_S = 3.0
-#: What a Redis that does not answer raises (a Redis Cluster client with no reachable
-#: node raises ``RedisClusterException``; one whose slots are not all served,
-#: ``ClusterDownError``).
-REDIS_DOWN = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ClusterDownError,
-    redis.exceptions.RedisClusterException,
-    OSError,
-)
 
 
 def _error(
@@ -123,7 +111,7 @@ class Collector:
         self.topics = {t: settings.topic(name) for t, name in TOPIC_OF_TYPE.items()}
         self.counts: Counter[str] = Counter()
         self.producer: AIOKafkaProducer | None = None
-        self.redis: aioredis.Redis | None = None
+        self.redis: Any = None  # an asyncio Redis client from streams.store.clients
         self._reporter: asyncio.Task[None] | None = None
         self.ttl = int(self.cfg.anonymous_ttl_s)
 
@@ -294,23 +282,14 @@ class Collector:
                 accepted.append(r)
         anonymous = [p for p in accepted if p.anonymous_id is not None]
         if anonymous:
-            prefix = self.settings.key_prefix
-            pipe = self.redis.pipeline(transaction=False)
-            for p in anonymous:
-                aid = p.anonymous_id or ""
-                # EVAL: one slot per call (the keys share the anonymous id's hash tag), and
-                # nothing to reload after a Redis restart.
-                pipe.eval(
-                    LINK_LUA,
-                    2,
-                    link_key(prefix, aid),
-                    history_key(prefix, aid),
-                    orjson.dumps(p.event),
-                    self.cfg.anonymous_history,
-                    self.ttl,
-                )
             try:
-                linked = await pipe.execute()
+                linked = await link_events(
+                    self.redis,
+                    self.settings.key_prefix,
+                    [(p.anonymous_id or "", orjson.dumps(p.event)) for p in anonymous],
+                    keep=self.cfg.anonymous_history,
+                    ttl=self.ttl,
+                )
             except REDIS_DOWN as exc:  # anonymous events need Redis; the others go on
                 reason = f"Redis does not answer ({type(exc).__name__}); retry"
                 for p in anonymous:
@@ -319,7 +298,7 @@ class Collector:
             else:
                 for p, customer in zip(anonymous, linked, strict=True):
                     if customer:
-                        p.event["customer_id"] = customer.decode()
+                        p.event["customer_id"] = customer
         acked = await self._produce(
             [(p.event, self.topics[p.event["type"]]) for p in accepted],
             site=site,
@@ -417,9 +396,7 @@ class Collector:
         aid, customer = str(given_aid), str(given_customer)
         self._limit(request, 1)
         prefix = self.settings.key_prefix
-        history = await self.redis.eval(
-            IDENTIFY_LUA, 2, link_key(prefix, aid), history_key(prefix, aid), customer, self.ttl
-        )
+        history = await link_customer(self.redis, prefix, aid, customer, ttl=self.ttl)
         moved: dict[str, dict[str, Any]] = {}
         for item in history:
             try:
@@ -439,7 +416,7 @@ class Collector:
             raise RequestError(
                 503, "not_acknowledged", f"{failed} re-published event(s) not acknowledged; retry"
             )
-        await self.redis.delete(history_key(prefix, aid))
+        await drop_history(self.redis, prefix, aid)
         self.counts["identify"] += 1
         return web.json_response({"status": "linked", "republished": len(errors)}, headers=NO_STORE)
 
@@ -475,7 +452,7 @@ class Collector:
     async def _redis_problem(self) -> str | None:
         try:
             assert self.redis is not None
-            await asyncio.wait_for(self.redis.ping(), PROBE_TIMEOUT_S)
+            await asyncio.wait_for(ping(self.redis), PROBE_TIMEOUT_S)
         except Exception as exc:  # any failure is the reason
             return f"redis: {type(exc).__name__}: {exc}"
         return None

@@ -17,8 +17,6 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
 
-import redis
-
 from streams.devservices.cluster_slots import (
     CLUSTER_SLOTS,
     _ranges,
@@ -34,16 +32,16 @@ from streams.devservices.process import (
     REDIS_START_TIMEOUT_S,
     Echo,
     ServiceError,
-    _is_local_host,
+    _local_service,
     _locked,
-    _require_free_ports,
-    _reuse,
+    _needs_start,
     _Service,
     _start,
     _tail_file,
 )
 from streams.devservices.redis_server import _bind_address, _redis_server, redis_answers
 from streams.settings import Settings
+from streams.store.admin import ClusterNodeAdmin, NotAClusterNode, cluster_texts
 
 REDIS_CLUSTER_TIMEOUT_S = 30.0  # from the nodes answering to cluster_state:ok everywhere
 CLUSTER_MASTERS = 3
@@ -76,24 +74,21 @@ def cluster_nodes(
     takes, so only one of them is ever started there. ``url`` (the settings' URL) lends
     the nodes' probes its credentials.
     """
-    run = root / "run"
     base = url or f"redis://{host}:{port}/0"
     nodes = []
     for node_port in range(port, port + count):
         node_url = _node_url(base, node_port)
         nodes.append(
             ClusterNode(
-                service=_Service(
-                    name="redis",
-                    host=host,
-                    port=node_port,
-                    local=_is_local_host(host),
-                    pid_file=run / f"redis-node-{node_port}.pid",
-                    log_file=root / "logs" / f"redis-node-{node_port}.log",
-                    lock_file=run / f"redis-{node_port}.lock",
+                service=_local_service(
+                    root,
+                    "redis",
+                    host,
+                    node_port,
                     mark="redis-server",
                     answers=partial(redis_answers, node_url),
                     describe=partial(_describe_cluster_node, node_url),
+                    stem="redis-node",
                 ),
                 data=root / f"redis-cluster-{port}" / f"node-{node_port}",
                 url=node_url,
@@ -140,25 +135,16 @@ def _cluster_ok(urls: Sequence[str], timeout_s: float = PROBE_TIMEOUT_S) -> bool
     return True
 
 
-def _node_client(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, decode_responses=True
-    )
-
-
 def _cluster_view(
     url: str, timeout_s: float = PROBE_TIMEOUT_S
 ) -> tuple[dict[str, str], str] | None:
     """The node's ``CLUSTER INFO`` fields and ``CLUSTER NODES`` text; None if it does not
     answer (or is no cluster node)."""
-    client = _node_client(url, timeout_s)
-    try:
-        info = parse_cluster_info(client.execute_command("CLUSTER", "INFO"))
-        return info, client.execute_command("CLUSTER", "NODES")
-    except (redis.RedisError, OSError):
+    texts = cluster_texts(url, timeout_s)
+    if texts is None:
         return None
-    finally:
-        client.close()
+    info, nodes = texts
+    return parse_cluster_info(info), nodes
 
 
 def _describe_cluster_node(url: str) -> str:
@@ -186,9 +172,8 @@ def start_cluster(
             stack.enter_context(_locked(node.service.lock_file))
         server: str | None = None
         for node in nodes:
-            if _reuse(node.service, echo):
+            if not _needs_start(node.service, [node.port, cluster_bus_port(node.port)], echo):
                 continue
-            _require_free_ports(node.service, [node.port, cluster_bus_port(node.port)])
             if server is None:
                 server = _redis_server(node.service, echo)
                 if server is None:
@@ -279,13 +264,13 @@ def form_cluster(nodes: Sequence[ClusterNode], echo: Echo = print) -> bool:
     meets the others. A formed cluster, also one whose nodes just restarted from their
     nodes.conf, is left alone.
     """
-    clients = [_node_client(node.url, REDIS_START_TIMEOUT_S) for node in nodes]
+    clients = [ClusterNodeAdmin(node.url, REDIS_START_TIMEOUT_S) for node in nodes]
     try:
         infos: list[dict[str, str]] = []
         for node, client in zip(nodes, clients, strict=True):
             try:
-                infos.append(parse_cluster_info(client.execute_command("CLUSTER", "INFO")))
-            except redis.ResponseError as exc:  # "ERR This instance has cluster support disabled"
+                infos.append(parse_cluster_info(client.info()))
+            except NotAClusterNode as exc:
                 raise ServiceError(
                     f"the Redis on {node.service.address} is not a cluster node ({exc}); "
                     "stop it or choose other ports"
@@ -296,21 +281,21 @@ def form_cluster(nodes: Sequence[ClusterNode], echo: Echo = print) -> bool:
             for info in infos
         ):
             return False
-        owned = [_slot_set(own_slots(c.execute_command("CLUSTER", "NODES"))) for c in clients]
+        owned = [_slot_set(own_slots(c.nodes())) for c in clients]
         taken = set().union(*owned)
         ranges = cluster_slot_ranges(len(nodes))
         for i, (client, info) in enumerate(zip(clients, infos, strict=True)):
             if not owned[i]:
                 wanted = set(range(ranges[i][0], ranges[i][1] + 1))
                 for first, last in _ranges(sorted(wanted - taken)):
-                    client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+                    client.add_slots_range(first, last)
             if info.get("cluster_known_nodes") == "1" and info.get("cluster_my_epoch") == "0":
-                client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+                client.set_config_epoch(i + 1)
         address = _meet_address(nodes[0].service.host)
-        known = clients[0].execute_command("CLUSTER", "NODES")
+        known = clients[0].nodes()
         for node in nodes[1:]:
             if f"{address}:{node.port}@" not in known:
-                clients[0].execute_command("CLUSTER", "MEET", address, node.port)
+                clients[0].meet(address, node.port)
     finally:
         for client in clients:
             client.close()

@@ -27,16 +27,16 @@ from streams.devservices.process import (
     PROBE_TIMEOUT_S,
     Echo,
     ServiceError,
-    _is_local_host,
     _listening,
+    _local_service,
     _locked,
-    _require_free_ports,
+    _needs_start,
     _require_tool,
-    _reuse,
     _run_checked,
     _Service,
     _start,
 )
+from streams.kafka.clients import admin_timeouts
 from streams.settings import Settings
 
 KAFKA_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "kafka"
@@ -119,16 +119,12 @@ def run_kafka_tool(settings: Settings, tool: str, args: list[str], echo: Echo = 
 
 def _kafka_service(settings: Settings) -> _Service:
     host, port = settings.kafka_host_port
-    run = settings.cache_dir / "run"
     servers = _bootstrap_servers(settings)
-    return _Service(
-        name="kafka",
-        host=host,
-        port=port,
-        local=_is_local_host(host),
-        pid_file=run / f"kafka-{port}.pid",
-        log_file=settings.cache_dir / "logs" / f"kafka-{port}.log",
-        lock_file=run / f"kafka-{port}.lock",
+    return _local_service(
+        settings.cache_dir,
+        "kafka",
+        host,
+        port,
         mark=str(_kafka_properties_file(settings)),
         answers=lambda: kafka_answers(servers),
     )
@@ -164,13 +160,7 @@ def kafka_answers(servers: list[str], timeout_s: float = PROBE_TIMEOUT_S) -> boo
     """
     if not any(_listening(*_split_host_port(s)) for s in servers):
         return False
-    timeout_ms = int(timeout_s * 1000)
-    wanted = {  # kafka-python 2.x and 3.x name the bootstrap timeout differently
-        "request_timeout_ms": timeout_ms,
-        "api_version_auto_timeout_ms": timeout_ms,
-        "bootstrap_timeout_ms": timeout_ms,
-    }
-    config = {k: v for k, v in wanted.items() if k in KafkaAdminClient.DEFAULT_CONFIG}
+    config = admin_timeouts(timeout_s)
     with _quiet("kafka"):
         try:
             admin = KafkaAdminClient(
@@ -209,10 +199,9 @@ def _quiet(logger_name: str) -> Iterator[None]:
 def _kafka_up(settings: Settings, echo: Echo, scram: ScramListener | None = None) -> None:
     service = _kafka_service(settings)
     with _locked(service.lock_file):
-        if _reuse(service, echo):
-            return
         ports = [service.port, service.port + 1]  # + controller
-        _require_free_ports(service, ports + ([scram.port] if scram else []))
+        if not _needs_start(service, ports + ([scram.port] if scram else []), echo):
+            return
         java = _require_tool("java", "a Java 17+ runtime (Debian: apt-get install default-jre)")
         libs = _ensure_kafka_jars(settings, echo)
         properties = _write_server_properties(settings, scram)

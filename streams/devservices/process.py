@@ -69,6 +69,36 @@ class _Service:
         return f"{self.host}:{self.port}"
 
 
+def _local_service(
+    cache_dir: Path,
+    name: str,
+    host: str,
+    port: int,
+    *,
+    mark: str,
+    answers: Callable[[], bool],
+    describe: Callable[[], str] | None = None,
+    stem: str | None = None,
+) -> _Service:
+    """A service whose traces are ``run/<stem>-<port>.pid`` and ``logs/<stem>-<port>.log``
+    under ``cache_dir`` (``stem`` defaults to ``name``); the lock is ``run/<name>-<port>.lock``,
+    one per name and port whatever starts there."""
+    run = cache_dir / "run"
+    stem = stem or name
+    return _Service(
+        name=name,
+        host=host,
+        port=port,
+        local=_is_local_host(host),
+        pid_file=run / f"{stem}-{port}.pid",
+        log_file=cache_dir / "logs" / f"{stem}-{port}.log",
+        lock_file=run / f"{name}-{port}.lock",
+        mark=mark,
+        answers=answers,
+        describe=describe,
+    )
+
+
 def _reuse(service: _Service, echo: Echo) -> bool:
     """True if the service answers already, or our process from an earlier ``up`` comes up."""
     if service.answers():
@@ -88,6 +118,15 @@ def _reuse(service: _Service, echo: Echo) -> bool:
     timeout = KAFKA_START_TIMEOUT_S if service.name == "kafka" else REDIS_START_TIMEOUT_S
     _wait_until_answering(service, lambda: _alive(pid), timeout, time.monotonic(), ours=False)
     echo(f"{service.name}: {service.address} answers (pid {pid})")
+    return True
+
+
+def _needs_start(service: _Service, ports: list[int], echo: Echo) -> bool:
+    """False if the service answers already (see ``_reuse``); else True once its
+    ``ports`` are known to be free for a new server."""
+    if _reuse(service, echo):
+        return False
+    _require_free_ports(service, ports)
     return True
 
 

@@ -1,7 +1,7 @@
 """A standalone local ``redis-server``: found on PATH or installed from Debian's package.
 
-Also the PING probe and the redis-server binary that the cluster nodes (cluster.py)
-start with their own command line.
+Also the PING probe (its Redis call is streams/store/admin.py's) and the redis-server
+binary that the cluster nodes (cluster.py) start with their own command line.
 """
 
 from __future__ import annotations
@@ -10,37 +10,31 @@ import os
 import shutil
 import time
 
-import redis
-
 from streams.devservices.process import (
     PROBE_TIMEOUT_S,
     REDIS_START_TIMEOUT_S,
     Echo,
     ServiceError,
-    _is_local_host,
+    _local_service,
     _locked,
-    _require_free_ports,
-    _reuse,
+    _needs_start,
     _run,
     _Service,
     _start,
     _tail_text,
 )
 from streams.settings import Settings
+from streams.store import admin
 
 
 def _redis_service(settings: Settings) -> _Service:
     host, port = settings.redis_host_port
-    run = settings.cache_dir / "run"
     url = settings.redis_url
-    return _Service(
-        name="redis",
-        host=host,
-        port=port,
-        local=_is_local_host(host),
-        pid_file=run / f"redis-{port}.pid",
-        log_file=settings.cache_dir / "logs" / f"redis-{port}.log",
-        lock_file=run / f"redis-{port}.lock",
+    return _local_service(
+        settings.cache_dir,
+        "redis",
+        host,
+        port,
         mark="redis-server",
         answers=lambda: redis_answers(url),
     )
@@ -48,21 +42,14 @@ def _redis_service(settings: Settings) -> _Service:
 
 def redis_answers(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
     """True if the Redis at ``url`` answers PING (with the credentials in the URL)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
-    try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
-    finally:
-        client.close()
+    return admin.redis_answers(url, timeout_s)
 
 
 def _redis_up(settings: Settings, echo: Echo) -> None:
     service = _redis_service(settings)
     with _locked(service.lock_file):
-        if _reuse(service, echo):
+        if not _needs_start(service, [service.port], echo):
             return
-        _require_free_ports(service, [service.port])
         host, port = service.host, service.port
         server = _redis_server(service, echo)
         if server is None:

@@ -124,6 +124,17 @@ def faust_credentials(settings: Settings) -> CredentialsT | None:
     return None
 
 
+def faust_broker(settings: Settings) -> dict[str, Any]:
+    """A Faust app's broker, credentials and raw (undecoded) keys and values: what the
+    worker's app and the benchmark's stock baseline share."""
+    return {
+        "broker": f"kafka://{settings.kafka_bootstrap}",
+        "broker_credentials": faust_credentials(settings),
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+
+
 def kafka_admin(settings: Settings, **kwargs: Any) -> KafkaAdminClient:
     return KafkaAdminClient(**kafka_python_kwargs(settings), **kwargs)
 
@@ -139,6 +150,18 @@ def kafka_producer(settings: Settings, **kwargs: Any) -> KafkaProducer:
 # --------------------------------------------------------------------------- start check
 
 
+def admin_timeouts(timeout_s: float) -> dict[str, int]:
+    """An admin client's request and bootstrap timeouts of ``timeout_s``, under the names
+    the installed kafka-python takes."""
+    timeout_ms = int(timeout_s * 1000)
+    wanted = {  # kafka-python 2.x and 3.x name the bootstrap timeout differently
+        "request_timeout_ms": timeout_ms,
+        "api_version_auto_timeout_ms": timeout_ms,
+        "bootstrap_timeout_ms": timeout_ms,
+    }
+    return {k: v for k, v in wanted.items() if k in KafkaAdminClient.DEFAULT_CONFIG}
+
+
 def check_kafka(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
     """One metadata request, authenticated as configured, within ``timeout_s``."""
     from kafka.errors import KafkaError
@@ -150,13 +173,7 @@ def check_kafka(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
         if sec.sasl
         else f"a {sec.protocol} connection"
     )
-    timeout_ms = int(timeout_s * 1000)
-    wanted = {  # kafka-python 2.x and 3.x name the bootstrap timeout differently
-        "request_timeout_ms": timeout_ms,
-        "api_version_auto_timeout_ms": timeout_ms,
-        "bootstrap_timeout_ms": timeout_ms,
-    }
-    config = {k: v for k, v in wanted.items() if k in KafkaAdminClient.DEFAULT_CONFIG}
+    config = admin_timeouts(timeout_s)
     outcome: list[BaseException | None] = []
     counts: dict[str, int] = {}  # input topic -> partitions, for those that exist
     done = threading.Event()

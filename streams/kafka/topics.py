@@ -15,24 +15,45 @@ from kafka import KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
+from segmenters.topics import (
+    ACTION_TOPICS,
+    BROWSE,
+    CART,
+    CHANGES,
+    DEADLETTER,
+    ERASED,
+    FEATURES,
+    INPUTS,
+    PROFILE,
+    PURCHASE,
+    TOPIC_OF_TYPE,
+)
 from streams.kafka.clients import kafka_admin, kafka_python_kwargs
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BROWSE = "events.browse"
-CART = "events.cart"
-PURCHASE = "events.purchase"
-PROFILE = "events.profile"
-INPUTS = (BROWSE, CART, PURCHASE, PROFILE)
-DEADLETTER = "events.deadletter"
-CHANGES = "segments.changes"
-#: Internal: feature vectors that moved, for the one cluster trainer (one partition).
-FEATURES = "segments.features"
-#: Compacted: a tombstone (key ``customer_id``, no value) per erased customer.
-ERASED = "customers.erased"
-#: Retention actions, one topic per channel, keyed by customer (docs/actions.md).
-ACTION_TOPICS = ("actions.email", "actions.ads", "actions.push", "actions.webhook")
+#: The topic names are the contract's (segmenters/topics.py), re-exported for the shell.
+__all__ = [
+    "ACTION_TOPICS",
+    "BROWSE",
+    "CART",
+    "CHANGES",
+    "DEADLETTER",
+    "ERASED",
+    "FEATURES",
+    "INPUTS",
+    "PROFILE",
+    "PURCHASE",
+    "TOMBSTONED",
+    "TOPIC_CONFIGS",
+    "TOPIC_OF_TYPE",
+    "all_topics",
+    "delete_topics",
+    "ensure_topics",
+    "finish",
+    "input_producer",
+]
 
 #: Topics that get a tombstone (key ``customer_id``, no value) when a customer is erased.
 TOMBSTONED = (ERASED, FEATURES)
@@ -52,15 +73,6 @@ TOPIC_CONFIGS = {
         "segment.ms": str(HOUR_MS),
         "delete.retention.ms": str(HOUR_MS),
     },
-}
-
-#: Topic name of each event ``type`` (without the deployment prefix).
-TOPIC_OF_TYPE = {
-    "browse": BROWSE,
-    "cart": CART,
-    "purchase": PURCHASE,
-    "refund": PURCHASE,
-    "profile": PROFILE,
 }
 
 

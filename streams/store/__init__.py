@@ -7,7 +7,9 @@ computed from (compare-and-set); otherwise it returns the stored state and the w
 recomputes. Misses cost one more round trip, a pipelined read, once per customer.
 
 Modules: ``state_store`` (loads, writes, progress), ``scripts`` (the Lua), ``documents``
-(the stored forms), ``queries`` (reads over the shared indexes).
+(the stored forms), ``queries`` (the read model of the API, the CLI and the dashboard:
+look-ups, segment sizes and members), ``series`` (the dashboard's sizes and flows over
+time), ``reports`` (the uplift report's records).
 """
 
 from streams.store.documents import (

@@ -121,7 +121,8 @@ def clock_key(prefix: str) -> str:
 
 def clock_reset_key(prefix: str) -> str:
     """Hash partition -> the last ``segstream clock reset`` of it (JSON: ``id``,
-    ``watermark``, ``at``); every worker adopts a reset it has not seen (streams/worker/clock.py).
+    ``watermark``, ``at``); every worker adopts a reset it has not seen
+    (streams/worker/clocks.py).
 
     >>> clock_reset_key("seg")
     'seg:clock:reset'

@@ -21,7 +21,6 @@ from streams.store.keys import (
     ScriptKeys,
     applied_key,
     assigned_key,
-    clock_key,
     customer_head,
     experiment_actions_key,
     index_key,
@@ -412,16 +411,6 @@ class StateStore:
 
     async def save_model(self, doc: dict[str, Any]) -> None:
         await self.client.set(model_key(self.prefix), orjson.dumps(doc))
-
-    async def load_clocks(self) -> dict[int, float]:
-        raw = await self.client.hgetall(clock_key(self.prefix))
-        return {int(k): float(v) for k, v in raw.items()}
-
-    async def save_clocks(self, watermarks: dict[int, float]) -> None:
-        if watermarks:
-            await self.client.hset(
-                clock_key(self.prefix), mapping={str(k): repr(v) for k, v in watermarks.items()}
-            )
 
     async def get(self, customer_id: str) -> CustomerState | None:
         doc = await self.client.hget(

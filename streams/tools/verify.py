@@ -13,14 +13,11 @@ from segmenters.events import Event, InvalidEvent
 from segmenters.state import CustomerState
 from segmenters.verify import Report, cluster_agreement, compare
 from streams.kafka.clients import kafka_consumer
-from streams.kafka.partitioner import partition_for
 from streams.kafka.topics import ERASED, INPUTS
 from streams.settings import Settings
-from streams.store import load_doc
-from streams.store.clients import redis_client
-from streams.store.keys import customer_of, state_key
+from streams.store.scans import stored_states
+from streams.worker.clocks import partition_clock
 from streams.worker.pipeline import Record, parse_record
-from streams.worker.timers import partition_clock
 
 
 class VerifyError(RuntimeError):
@@ -112,27 +109,6 @@ def erased_customers(settings: Settings) -> set[str]:
         return {cid for cid, gone in latest.items() if gone}
     finally:
         consumer.close()
-
-
-def stored_states(settings: Settings, customers: list[str]) -> dict[str, CustomerState]:
-    client = redis_client(settings)
-    out: dict[str, CustomerState] = {}
-    found = set(customers)
-    for key in client.scan_iter(match=f"{settings.key_prefix}:{{p*}}:c:*:state", count=1000):
-        owner = customer_of(settings.key_prefix, key.decode())
-        if owner is not None:
-            found.add(owner[1])
-    ordered = sorted(found)
-    n = settings.topic_partitions
-    for i in range(0, len(ordered), 500):
-        chunk = ordered[i : i + 500]
-        pipe = client.pipeline(transaction=False)
-        for cid in chunk:
-            pipe.hget(state_key(settings.key_prefix, partition_for(cid, n), cid), "doc")
-        for cid, doc in zip(chunk, pipe.execute(), strict=True):
-            if doc is not None:
-                out[cid] = CustomerState.from_doc(load_doc(doc) or {})
-    return out
 
 
 def verify(

@@ -6,7 +6,8 @@ same atomic call as the state: the action doc is field ``act`` of the customer's
 hash, the decision records (first assignments, suppression counts) sit per partition next
 to the segment indexes, and delayed actions share the partition's due index with segment
 timers. This module keeps what is left around that: :class:`PolicySource` (the policy
-file, reloaded when it changes) and the report, read from Redis (docs/actions.md).
+file, reloaded when it changes) and the report over the records ``streams.store.reports``
+reads from Redis (docs/actions.md).
 """
 
 from __future__ import annotations
@@ -16,15 +17,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
-
-import orjson
+from typing import Any
 
 from segmenters.actions.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
-from segmenters.actions.uplift import ActionUplift, Assignment, Group, Purchase, to_json, uplift
-from streams.kafka.partitioner import partition_for
+from segmenters.actions.uplift import ActionUplift, Assignment, Purchase, to_json, uplift
 from streams.settings import Settings
-from streams.store.keys import assigned_key, experiment_actions_key, state_key, suppressed_key
+from streams.store.reports import experiment_records
 from streams.worker.rules import load_policy_file
 
 log = logging.getLogger(__name__)
@@ -138,46 +136,16 @@ def report_data(
     chunk: int = 2000,
 ) -> ReportData:
     """The decision records and purchases of an experiment, read from Redis (sync client),
-    every partition's.
-
-    Cost: three pipelined reads, then one per ``chunk`` assigned customers.
-    """
+    every partition's (``streams.store.reports.experiment_records``)."""
     exp = experiment or policy.experiment
-    prefix = settings.key_prefix
-    parts = range(settings.topic_partitions)
-    pipe = client.pipeline(transaction=False)
-    for p in parts:
-        pipe.smembers(experiment_actions_key(prefix, p, exp))
-    actions = sorted({m.decode() for row in pipe.execute() for m in row})
-    pipe = client.pipeline(transaction=False)
-    for p in parts:
-        for a in actions:
-            pipe.hgetall(assigned_key(prefix, p, exp, a))
-        pipe.hgetall(suppressed_key(prefix, p, exp))
-    rows = pipe.execute()
-    assignments = []
-    suppressions = []
-    per = len(actions) + 1
-    for i in range(0, len(rows), per):
-        for a, row in zip(actions, rows[i : i + per - 1], strict=True):
-            for cid, value in row.items():
-                group, at = value.decode().split(" ")
-                assignments.append(Assignment(cid.decode(), a, cast(Group, group), float(at)))
-        for k, n in rows[i + per - 1].items():
-            action, reason = k.decode().rsplit(" ", 1)
-            suppressions.extend([(action, reason)] * int(n))
-    customers = sorted({a.customer_id for a in assignments})
-    purchases = []
-    for i in range(0, len(customers), chunk):
-        part = customers[i : i + chunk]
-        pipe = client.pipeline(transaction=False)
-        for cid in part:
-            pipe.hget(state_key(prefix, partition_for(cid, settings.topic_partitions), cid), "act")
-        for cid, raw in zip(part, pipe.execute(), strict=True):
-            if raw:
-                for _order, at, amount in orjson.loads(raw).get("buys", []):
-                    purchases.append(Purchase(cid, float(at), float(amount)))
-    return ReportData(exp, policy.conversion_window_s, assignments, purchases, suppressions)
+    records = experiment_records(client, settings.key_prefix, settings.topic_partitions, exp, chunk)
+    return ReportData(
+        exp,
+        policy.conversion_window_s,
+        records.assignments,
+        records.purchases,
+        records.suppressions,
+    )
 
 
 def uplift_rows(

@@ -11,7 +11,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from streams.kafka.clients import aiokafka_kwargs, faust_credentials
+from streams.kafka.clients import aiokafka_kwargs, faust_broker
 from streams.kafka.topics import CHANGES, DEADLETTER, FEATURES, INPUTS
 from streams.settings import Settings
 from streams.store import ProgressLost, StateStore
@@ -20,6 +20,8 @@ from streams.store.erase import register_erasures
 from streams.worker import delivery
 from streams.worker.actions import PolicySource, uplift_rows
 from streams.worker.agents import register_agents, register_trainer
+from streams.worker.clocks import Clocks
+from streams.worker.context import ContextRefresher
 from streams.worker.feature_feed import FeatureFeed
 from streams.worker.metrics import Metrics
 from streams.worker.pipeline import BatchProcessor
@@ -42,10 +44,7 @@ def faust_app(
     path.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        broker_credentials=faust_credentials(settings),
-        key_serializer="raw",
-        value_serializer="raw",
+        **faust_broker(settings),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         topic_disable_leader=True,
@@ -87,15 +86,10 @@ def create_app(settings: Settings) -> faust.App:
     app = faust_app(settings)
     changes, deadletter, features = (settings.topic(n) for n in (CHANGES, DEADLETTER, FEATURES))
 
-    metrics: Metrics | None = None  # set below; the processor needs send_change first
-
     # Straight to the producer: a topic's send wraps each message in Faust's channel
     # machinery, a tenth of a worker's time at one change per two events (bench profile).
     async def send_change(key: bytes, value: bytes) -> Awaitable[Any]:
-        sent = await app.producer.send(changes, key, value, None, None, None)
-        if metrics is not None:
-            metrics.change_sent(value)
-        return sent
+        return await app.producer.send(changes, key, value, None, None, None)
 
     async def send_deadletter(key: bytes, value: bytes) -> Awaitable[Any]:
         return await app.producer.send(deadletter, key, value, None, None, None)
@@ -116,6 +110,18 @@ def create_app(settings: Settings) -> faust.App:
         cache_size=settings.state_cache_size,
         dedupe_retention_s=settings.dedupe_retention_s,
     )
+    inputs = {settings.topic(name) for name in INPUTS}
+    clocks = Clocks.for_settings(settings, client)
+    context = ContextRefresher(settings, store, policies)
+    metrics = Metrics(
+        clocks,
+        prefix=settings.key_prefix,
+        stall_after_s=settings.stall_after_s,
+        assignment=input_assignment(app, inputs),
+        highwater=consumer_offset(app, "highwater"),
+        committed=consumer_offset(app, "committed"),
+        max_future_s=settings.max_future_s,
+    )
     processor = BatchProcessor(
         store=store,
         config=settings.engine,
@@ -125,7 +131,7 @@ def create_app(settings: Settings) -> faust.App:
         send_deadletter=send_deadletter,
         send_features=send_features,
         send_action=None if policies is None else send_action,
-        policy=None if policies is None else (lambda: policies.policy),
+        policy=None if policies is None else context.policy,
         currency=settings.currency,
         keep_purchases_s=settings.actions_keep_purchases_s,
         sample_percent=settings.cluster_sample_percent,
@@ -133,8 +139,11 @@ def create_app(settings: Settings) -> faust.App:
         max_future_s=settings.max_future_s,
         live=settings.clock == "live",
         feed=FeatureFeed(settings.features_min_move, settings.features_memory),
+        clocks=clocks,
+        context=context.current,
+        on_decided=metrics.actions_decided,
+        on_published=metrics.changes_published,
     )
-    inputs = {settings.topic(name) for name in INPUTS}
     guard = ProgressGuard(
         store=store,
         processor=processor,
@@ -147,19 +156,15 @@ def create_app(settings: Settings) -> faust.App:
     def assigned() -> list[int]:
         return [tp.partition for tp in app.consumer.assignment() if tp.topic in inputs]
 
-    timer_service = TimerService(settings, processor, assigned)
-    metrics = Metrics(
+    timer_service = TimerService(
+        settings,
         processor,
-        prefix=settings.key_prefix,
-        stall_after_s=settings.stall_after_s,
-        assignment=input_assignment(app, inputs),
-        highwater=consumer_offset(app, "highwater"),
-        committed=consumer_offset(app, "committed"),
-        clocks=timer_service.clocks,
-        max_future_s=settings.max_future_s,
+        store=store,
+        clocks=clocks,
+        context=context,
+        assigned=assigned,
+        observer=metrics,
     )
-    timer_service.metrics = metrics
-    processor.on_decided = metrics.actions_decided
     register_agents(app, settings, processor, metrics, guard)
     register_trainer(app, settings, TrainerService(settings, store))
     register_erasures(app, settings, lambda ids: (store.forget(ids), processor.feed.forget(ids)))
@@ -173,16 +178,14 @@ def create_app(settings: Settings) -> faust.App:
             send_tombstone=tombstone_sender(app, settings),
             lock=processor.lock,
             metrics=metrics,
-            clocks=timer_service.clocks,
-            actions=None if policies is None else uplift_rows(settings, lambda: policies.policy),
+            clocks=clocks.clocks,
+            actions=None if policies is None else uplift_rows(settings, context.policy),
         ),
     )
 
     @app.timer(interval=settings.timer_interval_s, name=f"{settings.app_id}.timers")
     async def fire_timers() -> None:
         try:
-            if policies is not None:
-                policies.reload()
             await timer_service.run_once()
         except ProgressLost:  # Redis lost writes: replay them (the ingest may be idle)
             await guard.recover_after_scan("timer scan")

@@ -9,10 +9,11 @@ with a large ``SEGSTREAM_MAX_FUTURE_S``, stays ahead: watermarks only ever grow.
 
 ``segstream clock reset PARTITION --to ISO`` sets the partition's clock to ``ISO``: it
 writes the watermark and records the reset in ``<prefix>:clock:reset`` with a new id.
-Every running worker adopts a reset it has not seen within a second (``ClockResets``),
-before it saves its clocks again, so a worker's memory cannot write the old value back;
-a worker started later reads the reset clock. Delayed actions follow: they come due by
-the reset clock.
+Every running worker adopts a reset it has not seen within a second
+(``streams.worker.clocks.ClockResets``), before it saves its clocks again, so a worker's
+memory cannot write the old value back; a worker started later reads the reset clock.
+Delayed actions follow: they come due by the reset clock. Both hashes are read and
+written by ``streams.store.clocks`` only.
 
 What a reset does not undo (docs/reliability.md): segment changes and actions already
 published; customers' states evaluated at the poisoned time (their ``eval_at`` stays
@@ -29,11 +30,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from segmenters.eventtime import clock_ahead, clock_fault, iso_utc, span
 from streams.settings import Settings
-from streams.store.keys import clock_key, clock_reset_key
+from streams.store.clocks import read_watermarks, write_reset
+from streams.worker.clocks import partition_clock
 
 
 class ClockError(ValueError):
@@ -75,8 +75,6 @@ def clock_rows(
     ...  lateness=5, mode="event", max_future_s=300, wall=1e6)]
     [False, True, False]
     """
-    from streams.worker.timers import partition_clock  # timers imports this module
-
     rows = []
     for p in partitions:
         wm = watermarks.get(p)
@@ -114,15 +112,10 @@ def parse_when(text: str, wall: float) -> float:
     return at.astimezone(UTC).timestamp()
 
 
-def _floats(raw: dict[Any, Any]) -> dict[int, float]:
-    return {int(k): float(v) for k, v in raw.items()}
-
-
 def show(client: Any, settings: Settings, wall: float) -> list[ClockRow]:
     """Every input partition's clock as stored (saved by its worker every second)."""
-    prefix = settings.key_prefix
     return clock_rows(
-        _floats(client.hgetall(clock_key(prefix))),
+        read_watermarks(client, settings.key_prefix),
         partitions=range(settings.topic_partitions),
         lateness=settings.allowed_lateness_s,
         mode=settings.clock,
@@ -148,60 +141,15 @@ def reset(
             f"{iso_utc(float(int(wall)))}; a clock may be at most SEGSTREAM_MAX_FUTURE_S="
             f"{settings.max_future_s:g} s ahead"
         )
-    prefix, field = settings.key_prefix, str(partition)
-    before = client.hget(clock_key(prefix), field)
     watermark = to + settings.allowed_lateness_s
     marker = {"id": uuid.uuid4().hex, "watermark": watermark, "clock": to, "at": wall}
-    # The marker first: a worker that saves its old watermark in between adopts the
-    # reset at its next save and writes the new one.
-    client.hset(clock_reset_key(prefix), field, orjson.dumps(marker))
-    client.hset(clock_key(prefix), field, repr(watermark))
+    before = write_reset(client, settings.key_prefix, partition, marker)
     return {
         "partition": partition,
         "reset_id": marker["id"],
-        "before": {"watermark": None if before is None else iso_utc(float(before))},
+        "before": {"watermark": None if before is None else iso_utc(before)},
         "after": {"watermark": iso_utc(watermark), "clock": iso_utc(to)},
     }
-
-
-class ClockResets:
-    """A worker's view of ``<prefix>:clock:reset``: which resets it has applied.
-
-    ``prime`` at start marks the resets already there as seen (the clocks the worker
-    loads already carry them); ``adopt`` then applies each new one to the worker's
-    in-memory watermarks, for every partition (one it does not own now may come back).
-    """
-
-    def __init__(self, client: Any, prefix: str) -> None:
-        self.client = client
-        self.key = clock_reset_key(prefix)
-        self.seen: dict[int, str] = {}
-
-    async def _read(self) -> dict[int, dict[str, Any]]:
-        raw = await self.client.hgetall(self.key)
-        out = {}
-        for k, v in raw.items():
-            try:
-                out[int(k)] = dict(orjson.loads(v))
-            except (ValueError, TypeError, orjson.JSONDecodeError):
-                continue  # not ours: ignore rather than stop the timer loop
-        return out
-
-    async def prime(self) -> None:
-        self.seen = {p: str(m.get("id")) for p, m in (await self._read()).items()}
-
-    async def adopt(self, watermarks: dict[int, float]) -> list[int]:
-        """Apply unseen resets to ``watermarks`` (set each reset partition's watermark).
-        Returns the partitions reset."""
-        changed = []
-        for p, marker in (await self._read()).items():
-            mid = str(marker.get("id"))
-            if self.seen.get(p) == mid:
-                continue
-            self.seen[p] = mid
-            watermarks[p] = float(marker["watermark"])
-            changed.append(p)
-        return changed
 
 
 def render(rows: list[ClockRow], wall: float) -> str:

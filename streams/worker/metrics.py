@@ -1,47 +1,42 @@
 """What the worker measures: Prometheus metrics, the dashboard's status and segment flows.
 
-The ingest agent, the timer service and the change sender call the hooks here
-(:meth:`Metrics.batch_done`, :meth:`Metrics.batch_failed`, :meth:`Metrics.timers_fired`,
-:meth:`Metrics.change_sent`); ``/metrics`` and ``/api/status`` call :meth:`Metrics.refresh`,
-which reads the consumer's positions and the partition clocks at that moment. Counters are
-this worker's since it started; each worker of a group serves its own.
+The ingest agent, the timer service and the batch processor call the hooks here with
+what they counted (:meth:`Metrics.batch_done`, :meth:`Metrics.batch_failed`,
+:meth:`Metrics.timers_fired`, :meth:`Metrics.changes_published`,
+:meth:`Metrics.actions_decided`); ``/metrics`` and ``/api/status`` call
+:meth:`Metrics.refresh`, which reads the consumer's positions and the partition clocks
+(``streams.worker.clocks.Clocks``) at that moment. Counters are this worker's since it
+started; each worker of a group serves its own.
 
 Flows (how many customers moved from one segment to another) are counted in memory as
-changes are published and added to Redis every few seconds by :meth:`Metrics.flush_flows`:
-per wall-clock minute and per hour, ``HINCRBY`` on ``flows_key`` (see ``keys.py``), so
-every worker's flows add up and the dashboard reads any window of the last week.
+changes are published and added to Redis every few seconds by :meth:`Metrics.flush_flows`
+(``streams.store.series.add_flows``: per wall-clock minute and per hour, so every
+worker's flows add up and the dashboard reads any window of the last week).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import orjson
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PCounter
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from segmenters.eventtime import clock_ahead
 from streams.store.clients import REDIS_FAILURES
-from streams.store.keys import flows_key, sizes_key
-from streams.worker.pipeline import BatchProcessor, BatchStats, Record
+from streams.store.series import add_flows
+from streams.worker.clocks import Clocks
+from streams.worker.pipeline.outcomes import BatchStats
+from streams.worker.pipeline.records import Record
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "read_flows", "read_sizes", "flow_window"]
-
-FLOW_MINUTE_TTL_S = 3 * 3600
-FLOW_HOUR_TTL_S = 8 * 86400
-#: Windows up to this many seconds are summed from minute buckets, longer ones from hours.
-FLOW_MINUTES_UP_TO_S = 3 * 3600 - 120
-MAX_FLOW_WINDOW_S = 7 * 86400
-SEP = "\x1f"
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
@@ -53,19 +48,17 @@ class Metrics:
 
     def __init__(
         self,
-        processor: BatchProcessor,
+        clocks: Clocks,
         *,
         prefix: str,
         stall_after_s: float,
         assignment: Callable[[], Iterable[tuple[str, int]]],
         highwater: Callable[[str, int], int | None],
         committed: Callable[[str, int], int | None] = lambda topic, partition: None,
-        clocks: Callable[[Iterable[int]], dict[int, float]] | None = None,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         max_future_s: float = 300.0,
     ) -> None:
-        self.processor = processor
         self.prefix = prefix
         self.stall_after_s = stall_after_s
         self.assignment = assignment
@@ -247,7 +240,7 @@ class Metrics:
                 delay = max(now - ts, 0.0)
                 worst = max(worst, delay)
                 self.m_broker_to_state.observe(delay)
-        watermarks = self.processor.watermarks
+        watermarks = self.clocks.watermarks
         for p in partitions:
             if p in watermarks:
                 self.m_event_time_lag.observe(max(now - watermarks[p], 0.0))
@@ -280,36 +273,24 @@ class Metrics:
         for late in lateness:
             self.m_timer_lateness.observe(max(late, 0.0))
 
-    def change_sent(self, value: bytes) -> None:
-        """A segment change (its JSON) went to ``segments.changes``."""
-        try:
-            change = orjson.loads(value)
-            dimension = str(change["dimension"])
-            previous = change.get("previous") or ""
-            current = str(change["current"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            return
-        self.totals["changes"][dimension] += 1
-        self.m_changes.labels(dimension).inc()
-        self.pending_flows[(dimension, previous, current)] += 1
+    def changes_published(self, flows: Mapping[tuple[str, str, str], int]) -> None:
+        """Segment changes sent to ``segments.changes``: (dimension, previous segment or
+        "", current segment) -> how many."""
+        changes = self.totals["changes"]
+        pending = self.pending_flows
+        for flow, n in flows.items():
+            dimension = flow[0]
+            changes[dimension] += n
+            self.m_changes.labels(dimension).inc(n)
+            pending[flow] += n
 
     async def flush_flows(self, client: Any) -> int:
         """Add the flows counted since the last flush to the minute and hour buckets."""
         if not self.pending_flows:
             return 0
         flows, self.pending_flows = self.pending_flows, Counter()
-        now = self.wall()
-        minute = flows_key(self.prefix, "m", int(now // 60))
-        hour = flows_key(self.prefix, "h", int(now // 3600))
-        pipe = client.pipeline(transaction=False)
-        for (dimension, previous, current), n in flows.items():
-            field = SEP.join((dimension, previous, current))
-            pipe.hincrby(minute, field, n)
-            pipe.hincrby(hour, field, n)
-        pipe.expire(minute, FLOW_MINUTE_TTL_S)
-        pipe.expire(hour, FLOW_HOUR_TTL_S)
         try:
-            await pipe.execute()
+            await add_flows(client, self.prefix, flows, self.wall())
         except REDIS_FAILURES:
             self.pending_flows.update(flows)  # kept for the next flush
             self.redis_error("flows")
@@ -335,8 +316,8 @@ class Metrics:
             lag = max(int(end) - int(done), 0)
             self.m_lag.labels(topic, str(p)).set(lag)
             lag_of[p] = (lag_of[p] or 0) + lag
-        clocks = self.clocks(partitions) if self.clocks is not None else {}
-        watermarks = self.processor.watermarks
+        clocks = self.clocks.clocks(partitions)
+        watermarks = self.clocks.watermarks
         for gauge in (self.m_event_age, self.m_clock, self.m_ahead, self.m_idle, self.m_stalled):
             gauge.clear()
         rows = []
@@ -394,77 +375,3 @@ class Metrics:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
-
-
-def flow_window(window_s: float, now: float) -> tuple[str, list[int]]:
-    """Resolution and buckets that cover the last ``window_s`` seconds.
-
-    >>> flow_window(300, 600.0)
-    ('m', [5, 6, 7, 8, 9, 10])
-    >>> flow_window(86400, 7200.0)[0], len(flow_window(86400, 7200.0)[1])
-    ('h', 25)
-    """
-    window_s = min(max(window_s, 60.0), MAX_FLOW_WINDOW_S)
-    if window_s <= FLOW_MINUTES_UP_TO_S:
-        last = int(now // 60)
-        return "m", list(range(last - math.ceil(window_s / 60), last + 1))
-    last = int(now // 3600)
-    return "h", list(range(last - math.ceil(window_s / 3600), last + 1))
-
-
-async def read_flows(client: Any, prefix: str, window_s: float, now: float) -> dict[str, Any]:
-    """Flows per dimension over the window: ``{dimension: [{from, to, count}]}``.
-
-    ``from`` is null for a customer's first segment of the dimension. The window is
-    rounded out to whole buckets (minutes up to three hours, hours beyond).
-    """
-    resolution, buckets = flow_window(window_s, now)
-    pipe = client.pipeline(transaction=False)
-    for b in buckets:
-        pipe.hgetall(flows_key(prefix, resolution, b))
-    total: Counter[tuple[str, str, str]] = Counter()
-    for row in await pipe.execute():
-        for field, n in row.items():
-            parts = _text(field).split(SEP)
-            if len(parts) == 3:
-                total[(parts[0], parts[1], parts[2])] += int(n)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for (dimension, previous, current), n in sorted(total.items()):
-        out.setdefault(dimension, []).append({"from": previous or None, "to": current, "count": n})
-    step = 60 if resolution == "m" else 3600
-    return {
-        "window_s": window_s,
-        "resolution": "minute" if resolution == "m" else "hour",
-        "since": buckets[0] * step,
-        "flows": out,
-    }
-
-
-async def read_sizes(client: Any, prefix: str, count: int) -> dict[str, Any]:
-    """The last ``count`` records of the sizes stream, as series per dimension.
-
-    ``at`` holds each record's time (the event-time clock of partition 0 when it was
-    taken); ``dimensions[dim][segment][i]`` is the segment's size at ``at[i]`` (0 when the
-    segment had no member then).
-    """
-    entries = await client.xrevrange(sizes_key(prefix), count=count)
-    entries.reverse()
-    at: list[float] = []
-    rows: list[dict[str, int]] = []
-    for _id, fields in entries:
-        doc = {_text(k): _text(v) for k, v in fields.items()}
-        try:
-            at.append(float(doc.pop("at")))
-        except (KeyError, ValueError):
-            continue
-        rows.append({k: int(v) for k, v in doc.items()})
-    dimensions: dict[str, dict[str, list[int]]] = {}
-    names = sorted({k for row in rows for k in row})
-    for name in names:
-        dimension, _, segment = name.partition(":")
-        dimensions.setdefault(dimension, {})[segment] = [row.get(name, 0) for row in rows]
-    return {"at": at, "dimensions": dimensions}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

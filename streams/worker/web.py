@@ -40,6 +40,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,10 @@ from segmenters.contract import Erasure
 from segmenters.eventtime import clock_fault, iso_utc, span
 from streams.kafka.topics import ERASED, TOMBSTONED
 from streams.settings import Settings
-from streams.store import StateStore, segment_sizes
+from streams.store import StateStore
 from streams.store.erase import EraseConflict, erase_async
-from streams.store.keys import index_key, index_registry_key
-from streams.store.lookup import customer_view
-from streams.worker.metrics import CONTENT_TYPE_LATEST, Metrics, read_flows, read_sizes
+from streams.store.queries import ReadModel
+from streams.worker.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,11 @@ class WebContext:
     #: The uplift report for a window of decision times (``since``, ``until``: epoch
     #: seconds or None); None: no actions in this worker (``/api/actions`` gives no rows).
     actions: Callable[[float | None, float | None], Awaitable[dict[str, Any]]] | None = None
+
+    @cached_property
+    def reads(self) -> ReadModel:
+        """The read model on the worker's Redis client (look-ups, sizes, members, flows)."""
+        return ReadModel.of(self.store.client, self.settings)
 
 
 def bearer_ok(header: str | None, token: str | None) -> bool:
@@ -206,7 +211,7 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
     """Add the API's views to the app's web server."""
     settings = ctx.settings
     token = settings.api_token.get_secret_value() if settings.api_token else None
-    prefix = settings.key_prefix
+    reads = ctx.reads
     if settings.web_enabled and not token:
         log.warning(
             "SEGSTREAM_API_TOKEN is not set: the HTTP API on %s:%d (customer look-ups, erase) "
@@ -275,7 +280,7 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
                 count = 0
             if not 1 <= count <= MAX_SIZES:
                 return self.error(400, f"count must be an integer from 1 to {MAX_SIZES}")
-            return self.json(await read_sizes(ctx.store.client, prefix, count))
+            return self.json(await reads.sizes(count))
 
     @app.page("/api/flows", name="segstream.api.flows")
     class Flows(Protected):
@@ -285,7 +290,7 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
                 return self.error(
                     400, "window must be seconds or a number with s, m, h or d, up to 7d"
                 )
-            return self.json(await read_flows(ctx.store.client, prefix, window, time.time()))
+            return self.json(await reads.flows(window, time.time()))
 
     @app.page("/api/actions", name="segstream.api.actions")
     class Actions(Protected):
@@ -315,10 +320,10 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
     @app.page("/customers/{customer_id}", name="segstream.customer")
     class Customer(Protected):
         async def get(self, request: Request, customer_id: str) -> Response:
-            state = await ctx.store.get(customer_id)
-            if state is None:
+            view = await reads.customer(customer_id)
+            if view is None:
                 return self.error(404, f"no state for customer {customer_id!r}")
-            return self.json(customer_view(state))
+            return self.json(view)
 
         async def delete(self, request: Request, customer_id: str) -> Response:
             try:
@@ -338,7 +343,7 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
     @app.page("/segments", name="segstream.segments")
     class Segments(Protected):
         async def get(self, request: Request) -> Response:
-            sizes = await segment_sizes(ctx.store.client, prefix, settings.topic_partitions)
+            sizes = await reads.segment_sizes()
             out = [
                 {"dimension": dimension, "segment": segment, "size": size}
                 for (dimension, segment), size in sizes.items()
@@ -354,35 +359,10 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
             if isinstance(params, str):
                 return self.error(400, params)
             cursor, count = params
-            n = settings.topic_partitions
-            client = ctx.store.client
-            pipe = client.pipeline(transaction=False)
-            for p in range(n):
-                pipe.sismember(
-                    index_registry_key(prefix, p), index_key(prefix, p, dimension, segment)
-                )
-            if not any(await pipe.execute()):
+            page = await reads.members(dimension, segment, cursor, count)
+            if page is None:
                 return self.error(404, f"no segment {dimension}/{segment}")
-            # The cursor walks the partitions' indexes in turn: SSCAN cursor * n + partition.
-            part, scan = cursor % n, cursor // n
-            members: list[str] = []
-            nxt: int | None = cursor
-            while nxt is not None and len(members) < count:
-                key = index_key(prefix, part, dimension, segment)
-                scan, found = await client.sscan(key, cursor=scan, count=count - len(members))
-                members.extend(_text(m) for m in found)
-                scan = int(scan)
-                if scan == 0:
-                    part += 1
-                nxt = None if part >= n else scan * n + part
-            return self.json(
-                {
-                    "dimension": dimension,
-                    "segment": segment,
-                    "members": sorted(members),
-                    "next_cursor": None if nxt is None else str(nxt),
-                }
-            )
+            return self.json(page)
 
 
 def parse_window(text: str) -> float | None:
@@ -408,7 +388,7 @@ async def readiness(ctx: WebContext) -> tuple[bool, dict[str, Any]]:
     """Whether this worker can do its job now, and if not, why."""
     reasons: list[str] = []
     try:
-        await asyncio.wait_for(ctx.store.client.ping(), PROBE_TIMEOUT_S)
+        await asyncio.wait_for(ctx.reads.ping(), PROBE_TIMEOUT_S)
     except Exception as exc:  # any failure is a reason, never a crash of the probe
         reasons.append(f"redis: {type(exc).__name__}: {exc}".rstrip(": "))
     try:
@@ -446,7 +426,3 @@ def clock_faults(ctx: WebContext, partitions: list[int], wall: float) -> dict[in
         for p, clock in sorted(ctx.clocks(partitions).items())
         if clock_fault(clock, wall, limit)
     }
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

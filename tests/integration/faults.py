@@ -32,7 +32,8 @@ from streams.devservices.redis_server import _find_redis_server
 from streams.kafka.topics import ACTION_TOPICS, TOPIC_OF_TYPE
 from streams.settings import Settings
 from streams.store.keys import applied_key
-from streams.tools.verify import stored_states, verify
+from streams.store.scans import stored_states
+from streams.tools.verify import verify
 from tests.integration.conftest import Deployment, free_port, free_ports
 from tests.integration.test_pipeline import assert_change_chains
 from tests.unit.factories import Events

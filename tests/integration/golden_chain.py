@@ -55,6 +55,7 @@ from streams.store import StateStore
 from streams.store.clients import async_redis_client, redis_client
 from streams.tools.simulate import generate
 from streams.worker.actions import report_data
+from streams.worker.clocks import Clocks
 from streams.worker.pipeline import BatchProcessor, Record
 
 DAY = 86400.0
@@ -363,6 +364,8 @@ class Pipeline:
             cap.messages.append((topic, key, value))
             return _acked()
 
+        self.clocks = Clocks()
+        context = Context(rfm=RFM, cluster_margin=settings.cluster_margin)
         self.processor = BatchProcessor(
             store=StateStore(
                 client,
@@ -382,16 +385,17 @@ class Pipeline:
             clock=self.wall,
             max_future_s=settings.max_future_s,
             live=False,
+            clocks=self.clocks,
+            context=lambda: context,
+            on_decided=cap.decisions.update,
         )
-        self.processor.context = Context(rfm=RFM, cluster_margin=settings.cluster_margin)
-        self.processor.on_decided = cap.decisions.update
 
     async def batch(self, records: list[Record]) -> None:
         assert records[-1].timestamp is not None
         self.wall.now = records[-1].timestamp + WALL_LAG_S
         await self.processor.process(records)
         lateness = self.settings.allowed_lateness_s
-        clocks = {p: w - lateness for p, w in self.processor.watermarks.items()}
+        clocks = {p: w - lateness for p, w in self.clocks.watermarks.items()}
         await self.processor.fire_timers(clocks, limit=1_000_000)
 
     async def idle(self, until: float) -> None:
@@ -411,7 +415,7 @@ async def run_chain(records: list[Record]) -> Capture:
         for batch in batches(records):
             await chain.batch(batch)
             cap.batches += 1
-        end = max(chain.processor.watermarks.values())
+        end = max(chain.clocks.watermarks.values())
         step = end
         while step < end + TAIL_DAYS * DAY:
             step += TAIL_STEP_S

@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.collector.identity import history_key, link_key
 from streams.kafka.topics import BROWSE, CART, CHANGES, PROFILE, PURCHASE
+from streams.store.identity import history_key, link_key
 from tests.integration.conftest import ROOT, Deployment, free_port
 
 KEY = "k-shop-de"

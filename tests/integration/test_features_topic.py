@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ from kafka import TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from segmenters.clustering import Cluster, ClusterModel
+from segmenters.core import Context
 from segmenters.features import FEATURES as VECTOR
 from streams.kafka.admin import committed_offsets
 from streams.kafka.clients import aiokafka_kwargs, kafka_admin
@@ -79,6 +79,8 @@ def test_rescoring_an_idle_population_sends_no_vectors(deployment: Deployment) -
 
             return send
 
+        # A published model: from then on, only vectors that moved go to the trainer.
+        model = Context(clusters=one_cluster())
         try:
             processor = BatchProcessor(
                 store=StateStore(client, prefix=settings.key_prefix, partitions=4, cache_size=1000),
@@ -89,9 +91,8 @@ def test_rescoring_an_idle_population_sends_no_vectors(deployment: Deployment) -
                 send_deadletter=sender(DEADLETTER),
                 send_features=sender(FEATURES),
                 sample_percent=0,  # vectors from the sweep only
+                context=lambda: model,
             )
-            # A published model: from then on, only vectors that moved go to the trainer.
-            processor.context = replace(processor.context, clusters=one_cluster())
             await processor.process(records)
             by_partition: dict[int, list[str]] = {}
             for cid in CUSTOMERS:

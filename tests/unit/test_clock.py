@@ -9,7 +9,8 @@ import pytest
 
 from streams.settings import Settings
 from streams.store.keys import clock_key, clock_reset_key
-from streams.worker.clock import ClockError, ClockResets, clock_rows, reset, show
+from streams.worker.clock import ClockError, clock_rows, reset, show
+from streams.worker.clocks import ClockResets
 
 WALL = 1_795_000_000.0
 

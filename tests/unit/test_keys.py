@@ -14,6 +14,7 @@ from redis.crc import key_slot
 
 from segmenters.actions import ActionState, Decision
 from segmenters.actions.document import ActionDoc
+from segmenters.effects import uplift_records
 from segmenters.events import InvalidEvent
 from segmenters.state import CustomerState
 from streams.kafka.partitioner import Homes, partition_for
@@ -30,7 +31,7 @@ from streams.store.keys import (
     state_key,
     suppressed_key,
 )
-from streams.worker.pipeline import Record, _record_decisions, parse_record
+from streams.worker.pipeline import Record, parse_record
 from tests.unit.factories import Events
 
 ids = st.text(
@@ -141,7 +142,7 @@ def test_an_erase_and_an_actions_write_stay_in_one_slot(cid: str, partitions: in
     pipe = Recorder()
     write = Write(cid, 0, CustomerState(customer_id=cid), due=2.0)
     write.actions, write.actions_changed = ActionDoc(ActionState(cid)), True
-    _record_decisions(write, decisions)
+    write.assigned, write.suppressed = uplift_records(decisions)
     assert write.assigned and write.suppressed
     f = f"events.cart:{p}"
     store._queue_commit(pipe, p, [write], {f: 7}, {f: 5})  # with its progress record

@@ -124,3 +124,130 @@ def test_no_import_cycles(package):
 
 def test_a_cycle_is_found():
     assert _cycles({"x.a": {"x.b"}, "x.b": {"x.c"}, "x.c": {"x.a"}}) == [["x.a", "x.b", "x.c"]]
+
+
+CLOCK_READS = {
+    ("time", "time"),
+    ("time", "monotonic"),
+    ("datetime", "now"),
+    ("datetime", "utcnow"),
+    ("datetime", "today"),
+    ("date", "today"),
+}
+
+
+def test_segmenters_read_no_clock_even_without_calling_it():
+    """A clock passed on uncalled (``clock=time.time``, ``datetime.now`` as a default) is
+    still a clock read inside the core."""
+    found = []
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and (node.value.id, node.attr) in CLOCK_READS
+            ):
+                found.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+    assert found == []
+
+
+# --- the shell's folders: who may speak Redis, and which way imports point -------------
+
+ROOT = Path(segmenters.__file__).parent.parent
+
+#: Folders of streams/ from the top layer down (and the pure core last): a module may
+#: import its own folder and the folders below it, never one above. The collector sits
+#: beside the worker's store and uses it.
+LAYERS = ("cli", "tools", "worker", "collector", "store", "kafka", "settings", "segmenters")
+#: Local Kafka and Redis for development: only the CLI (and tests) start them, and they
+#: use the store's and Kafka's clients like any other caller.
+DEVSERVICES_MAY_IMPORT = {"devservices", "store", "kafka", "settings", "segmenters"}
+DEVSERVICES_USED_BY = {"cli", "devservices"}
+
+
+def _modules(*packages: str) -> dict[str, Path]:
+    out = {}
+    for package in packages:
+        for p in sorted((ROOT / package).rglob("*.py")):
+            out[".".join(p.relative_to(ROOT).with_suffix("").parts)] = p
+    return out
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """Every module a file imports, at any depth (in functions, under TYPE_CHECKING);
+    ``from streams import devservices`` counts as ``streams.devservices``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if "." in node.module:
+                found.append((node.lineno, node.module))
+            else:
+                found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return found
+
+
+def _folder(module: str) -> str | None:
+    """The layer folder of a module of streams/ or segmenters/; None for anything else
+    (third-party modules, and ``streams`` itself)."""
+    parts = module.split(".")
+    if parts[0] == "segmenters":
+        return "segmenters"
+    if parts[0] != "streams" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def _layer_violations(modules: dict[str, Path]) -> list[str]:
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    out = []
+    for module, path in modules.items():
+        here = _folder(module)
+        for line, target in _imports(path):
+            there = _folder(target)
+            if there is None or there == here or here is None:
+                continue
+            if there == "devservices":
+                ok = here in DEVSERVICES_USED_BY
+            elif here == "devservices":
+                ok = there in DEVSERVICES_MAY_IMPORT
+            else:
+                ok = here in rank and there in rank and rank[there] > rank[here]
+            if not ok:
+                out.append(f"{module}:{line} ({here}) imports {target} ({there})")
+    return sorted(set(out))
+
+
+def test_every_shell_module_has_a_layer():
+    folders = {_folder(m) for m in _modules("streams", "segmenters")} - {None, "__init__"}
+    assert folders <= {*LAYERS, "devservices"}, folders - {*LAYERS, "devservices"}
+
+
+def test_imports_point_down_the_layers():
+    assert _layer_violations(_modules("streams", "segmenters")) == []
+
+
+def test_an_upward_import_is_found(tmp_path):
+    planted = tmp_path / "lower.py"
+    planted.write_text("def f():\n    from streams.worker.app import faust_app\n")
+    devservices_user = tmp_path / "user.py"
+    devservices_user.write_text("from streams import devservices\n")
+    found = _layer_violations(
+        {"streams.kafka.lower": planted, "streams.tools.user": devservices_user}
+    )
+    assert len(found) == 2, found
+    assert "(kafka) imports streams.worker.app (worker)" in found[0]
+    assert "(tools) imports streams.devservices (devservices)" in found[1]
+
+
+def test_only_the_store_speaks_redis():
+    """Redis calls live in streams/store/; everyone else calls its functions."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line} imports {target}"
+        for module, path in _modules("streams", "segmenters").items()
+        if not module.startswith("streams.store.")
+        for line, target in _imports(path)
+        if target.split(".")[0] == "redis"
+    ]
+    assert offenders == []

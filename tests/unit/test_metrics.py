@@ -1,17 +1,19 @@
 """The worker's metrics: counters from batches, lag and stalls, flows, sizes (no servers)."""
 
 import asyncio
+from collections import Counter
 
-import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.worker.metrics import Metrics, read_flows, read_sizes
+from streams.store.series import read_flows, read_sizes
+from streams.worker.metrics import Metrics
 from streams.worker.pipeline import BatchStats, Record
 
 
-class FakeProcessor:
-    def __init__(self):
+class FakeClocks:
+    def __init__(self, clocks):
         self.watermarks = {0: 990.0}
+        self.clocks = clocks
 
 
 class FakePipe:
@@ -66,12 +68,11 @@ def make(highwaters, wall=None, mono=None):
     wall = wall or Clock(1000.0)
     mono = mono or Clock(0.0)
     m = Metrics(
-        FakeProcessor(),  # type: ignore[arg-type]
+        FakeClocks(lambda parts: {p: 985.0 for p in parts}),  # type: ignore[arg-type]
         prefix="t",
         stall_after_s=30,
         assignment=lambda: [("in.cart", 0), ("in.cart", 1)],
         highwater=lambda topic, p: highwaters.get((topic, p)),
-        clocks=lambda parts: {p: 985.0 for p in parts},
         wall=wall,
         monotonic=mono,
     )
@@ -123,16 +124,15 @@ def test_flows_add_up_in_minute_and_hour_buckets_and_read_back_per_window():
     redis = FakeRedis()
 
     def change(dim, prev, cur):
-        return orjson.dumps({"dimension": dim, "previous": prev, "current": cur})
+        return Counter({(dim, prev or "", cur): 1})
 
-    m.change_sent(change("journey", None, "browsing"))
-    m.change_sent(change("journey", None, "browsing"))
-    m.change_sent(change("journey", "browsing", "cart"))
-    m.change_sent(b"not json")  # ignored
+    m.changes_published(change("journey", None, "browsing"))
+    m.changes_published(change("journey", None, "browsing"))
+    m.changes_published(change("journey", "browsing", "cart"))
     assert asyncio.run(m.flush_flows(redis)) == 3
     assert asyncio.run(m.flush_flows(redis)) == 0
     wall.t = 1000.0 + 600
-    m.change_sent(change("journey", "browsing", "cart"))
+    m.changes_published(change("journey", "browsing", "cart"))
     asyncio.run(m.flush_flows(redis))
     v = sample_values(m)
     assert v[("segstream_segment_changes_total", (("dimension", "journey"),))] == 4
@@ -171,12 +171,11 @@ def test_a_clock_ahead_of_wall_time_is_a_fault_in_the_gauge_and_the_status():
     wall = Clock(1000.0)
     ahead = {0: 985.0, 1: 1000.0 + 301}  # partition 1: just over SEGSTREAM_MAX_FUTURE_S
     m = Metrics(
-        FakeProcessor(),  # type: ignore[arg-type]
+        FakeClocks(lambda parts: {p: ahead[p] for p in parts}),  # type: ignore[arg-type]
         prefix="t",
         stall_after_s=30,
         assignment=lambda: [("in.cart", 0), ("in.cart", 1)],
         highwater=lambda topic, p: None,
-        clocks=lambda parts: {p: ahead[p] for p in parts},
         wall=wall,
         monotonic=Clock(0.0),
         max_future_s=300,
@@ -210,7 +209,7 @@ class ClusterUnreachable(FakeRedis):
 
 def test_flows_are_kept_for_the_next_flush_when_a_redis_cluster_is_unreachable():
     m, _, _ = make({})
-    m.change_sent(orjson.dumps({"dimension": "journey", "previous": None, "current": "loyal"}))
+    m.changes_published(Counter({("journey", "", "loyal"): 1}))
     try:
         asyncio.run(m.flush_flows(ClusterUnreachable()))
     except Exception as exc:  # re-raised for the caller's log, after keeping the counts

@@ -11,6 +11,7 @@ import pytest
 from redis.crc import key_slot
 
 from segmenters.dimensions.rfm import histogram_buckets
+from segmenters.effects import histogram_moves
 from segmenters.state import CustomerState
 from streams.settings import Settings
 from streams.store.erase import plan_erase, rfm_buckets
@@ -23,7 +24,6 @@ from streams.store.keys import (
     rfm_key,
     timers_key,
 )
-from streams.worker.pipeline import _histogram_ops
 from streams.worker.web import WebContext, readiness, register_web
 
 DOC = {
@@ -44,7 +44,7 @@ DOC = {
 
 def test_erase_buckets_are_the_ones_the_worker_counts() -> None:
     state = CustomerState.from_doc(DOC)
-    added = {(h, b) for h, b, delta in _histogram_ops({}, histogram_buckets(state)) if delta == 1}
+    added = {(h, b) for h, b, delta in histogram_moves({}, histogram_buckets(state)) if delta == 1}
     assert added == set(rfm_buckets(state).items())
     assert rfm_buckets(CustomerState.from_doc({"customer_id": "c-2", "state_version": 1})) == {}
 

@@ -12,9 +12,9 @@ from segmenters.actions.policy import PolicyError
 from segmenters.core import Context
 from streams.settings import Settings
 from streams.worker.actions import PolicySource
+from streams.worker.context import ContextRefresher
 from streams.worker.rules import load_policy_file, policy_vocabulary
-from streams.worker.timers import TimerService
-from tests.unit.test_timer_service import FakeProcessor, FakeStore
+from tests.unit.test_timer_service import FakeStore
 
 SEGMENTS = 'version = "s1"\n[segments.big]\nrule = "revenue >= 1000"\n'
 POLICY = (
@@ -63,9 +63,7 @@ def test_removing_a_custom_segment_the_policy_uses_is_reported_at_reload(tmp_pat
 def test_a_segments_reload_checks_clusters_against_the_configured_k(tmp_path):
     path = tmp_path / "segments.toml"
     path.write_text('version = "a"\n[segments.c]\nrule = "behaviour == \'cluster_3\'"\n')
-    svc = TimerService(
-        Settings(segments_file=path, clusters=4), FakeProcessor(FakeStore([])), assigned=list
-    )  # type: ignore[arg-type]
+    svc = ContextRefresher(Settings(segments_file=path, clusters=4), FakeStore([]))  # type: ignore[arg-type]
     ctx = svc.reload_segments(Context())
     assert ctx.custom is not None and ctx.custom.version == "a"
     path.write_text('version = "b"\n[segments.c]\nrule = "behaviour == \'cluster_4\'"\n')

@@ -5,6 +5,8 @@ import asyncio
 from segmenters.core import Context
 from segmenters.dimensions.rfm import RfmQuantiles
 from streams.settings import Settings
+from streams.worker.clocks import Clocks
+from streams.worker.context import ContextRefresher
 from streams.worker.timers import TimerService
 
 
@@ -20,11 +22,14 @@ class FakeStore:
         return (0 if nxt >= len(self.members) else nxt), chunk
 
 
+class FakeContext:
+    def current(self):
+        return Context(rfm=RfmQuantiles((1,) * 4, (1,) * 4, (1,) * 4, 1, 0.0))
+
+
 class FakeProcessor:
     def __init__(self, store):
         self.store = store
-        self.context = Context(rfm=RfmQuantiles((1,) * 4, (1,) * 4, (1,) * 4, 1, 0.0))
-        self.watermarks = {0: 1000.0}
         self.rescored = []
 
     async def rescore(self, partition, customers, now):
@@ -35,7 +40,14 @@ def test_a_sweep_pass_covers_everyone_once_then_waits():
     store = FakeStore([f"c{i}" for i in range(250)])
     proc = FakeProcessor(store)
     settings = Settings(rescore_per_s=400, timer_interval_s=0.25, rescore_pass_s=30)
-    svc = TimerService(settings, proc, assigned=lambda: [0])  # type: ignore[arg-type]
+    svc = TimerService(
+        settings,
+        proc,  # type: ignore[arg-type]
+        store=store,  # type: ignore[arg-type]
+        clocks=Clocks(),
+        context=FakeContext(),  # type: ignore[arg-type]
+        assigned=lambda: [0],
+    )
     for _ in range(10):
         asyncio.run(svc.sweep({0: 1000.0}))
     assert proc.rescored == [f"c{i}" for i in range(250)]  # three scans of 100, then a pause
@@ -43,9 +55,9 @@ def test_a_sweep_pass_covers_everyone_once_then_waits():
 
 
 def test_clocks_follow_watermarks_minus_lateness():
-    proc = FakeProcessor(FakeStore([]))
-    svc = TimerService(Settings(allowed_lateness_s=5), proc, assigned=lambda: [0, 1])  # type: ignore[arg-type]
-    assert svc.clocks([0, 1]) == {0: 995.0}
+    clocks = Clocks.for_settings(Settings(allowed_lateness_s=5), client=None)
+    clocks.advance({0: 1000.0})
+    assert clocks.clocks([0, 1]) == {0: 995.0}
 
 
 def test_custom_segments_hot_reload_and_a_bad_edit_keeps_the_old_rules(tmp_path):
@@ -53,9 +65,7 @@ def test_custom_segments_hot_reload_and_a_bad_edit_keeps_the_old_rules(tmp_path)
 
     path = tmp_path / "segments.toml"
     path.write_text('version = "a"\n[segments.big]\nrule = "orders > 3"\n')
-    svc = TimerService(
-        Settings(segments_file=path), FakeProcessor(FakeStore([])), assigned=lambda: []
-    )  # type: ignore[arg-type]
+    svc = ContextRefresher(Settings(segments_file=path), FakeStore([]))  # type: ignore[arg-type]
     ctx = svc.reload_segments(Context())
     assert ctx.custom is not None and ctx.custom.version == "a"
     path.write_text('version = "b"\n[segments.big]\nrule = "ordrs > 3"\n')

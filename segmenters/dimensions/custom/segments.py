@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -15,6 +14,7 @@ from segmenters.dimensions.custom.errors import SegmentConfigError, _Refused
 from segmenters.dimensions.custom.evaluate import Fn, _compile
 from segmenters.dimensions.custom.fields import FIELDS, MAX_DEPTH, NAME
 from segmenters.state import CustomerState
+from segmenters.tomlfile import line_of, load_toml
 from segmenters.vocabulary import Vocabulary
 
 
@@ -55,17 +55,7 @@ class _SegmentFile(BaseModel):
 
 def _line_of(text: str, name: str) -> int:
     """Line number of a segment's ``rule`` (or its table header) in the file."""
-    lines = text.splitlines()
-    header = None
-    for i, line in enumerate(lines, 1):
-        stripped = line.strip()
-        if stripped in (f"[segments.{name}]", f'[segments."{name}"]'):
-            header = i
-        elif header is not None and stripped.startswith("rule"):
-            return i
-        elif header is not None and stripped.startswith("["):
-            break
-    return header or 1
+    return line_of(text, (f"[segments.{name}]", f'[segments."{name}"]'), key="rule", exact=True)
 
 
 def compile_rule(rule: str, vocabulary: Vocabulary | None = None) -> tuple[ast.Expression, Fn]:
@@ -100,10 +90,7 @@ def parse_segments(text: str, vocabulary: Vocabulary | None = None) -> CustomSeg
     ``vocabulary`` says which segments exist (the configured cluster count); without it,
     any ``cluster_<n>`` is accepted.
     """
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SegmentConfigError(f"not valid TOML: {exc}") from None
+    raw = load_toml(text, SegmentConfigError)
     try:
         doc = _SegmentFile.model_validate(raw)
     except ValidationError as exc:

@@ -20,17 +20,14 @@ def baseline_main() -> None:
     """
     import faust
 
-    from streams.tools.bench.security import faust_credentials
+    from streams.kafka.clients import faust_broker
 
     settings = Settings()
     datadir = settings.cache_dir / "faust-baseline"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        broker_credentials=faust_credentials(settings),
-        key_serializer="raw",
-        value_serializer="raw",
+        **faust_broker(settings),
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
         web_enabled=False,

@@ -24,7 +24,7 @@ from streams.kafka.admin import committed_offsets
 from streams.kafka.clients import kafka_admin, kafka_consumer
 from streams.kafka.topics import INPUTS, delete_topics, finish, input_producer
 from streams.settings import Settings
-from streams.store.clients import redis_client
+from streams.store.scans import delete_prefix
 from streams.tools.simulate import generate
 
 POLL_S = 0.2
@@ -93,9 +93,7 @@ class Deployment:
         bench run leaves nothing behind on the shared broker and Redis."""
         self.stop()
         delete_topics(self.settings)
-        client = redis_client(self.settings)
-        for key in client.scan_iter(match=f"{self.settings.key_prefix}:*", count=1000):
-            client.delete(key)
+        delete_prefix(self.settings)
 
     def input_topics(self) -> list[str]:
         return [self.settings.topic(t) for t in INPUTS]

@@ -34,9 +34,10 @@ from streams.kafka.topics import TOPIC_OF_TYPE
 from streams.settings import Settings
 from streams.store import StateStore
 from streams.store.clients import async_redis_client
+from streams.store.scans import drop_prefix
 from streams.worker.app import tune_gc
+from streams.worker.clocks import Clocks
 from streams.worker.pipeline import BatchProcessor, BatchStats, Record
-from streams.worker.timers import partition_clock
 
 #: The stages of ``BatchStats.stages``, in pipeline order.
 STAGES = ("parse", "fold", "decide", "encode", "redis", "send")
@@ -151,12 +152,6 @@ def fetch_rounds(records: Iterable[Record], batch: int) -> Iterator[list[Record]
         yield out
 
 
-async def _drop_prefix(client: Any, prefix: str) -> None:
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-    for i in range(0, len(keys), 500):
-        await client.delete(*keys[i : i + 500])
-
-
 class _Pass:
     """One pass of the records through a ``BatchProcessor`` built as the worker's is."""
 
@@ -179,6 +174,9 @@ class _Pass:
             self.vectors.append((key.decode(), orjson.loads(value)))
             return done
 
+        #: The context the processor scores with (the measured pass gets the first's).
+        self.ctx = Context()
+        self.clocks = Clocks(lateness=settings.allowed_lateness_s, wall=lambda: self.now)
         self.store = StateStore(
             client,
             prefix=prefix,
@@ -202,6 +200,8 @@ class _Pass:
             clock=lambda: self.now,
             max_future_s=settings.max_future_s,
             live=False,
+            clocks=self.clocks,
+            context=lambda: self.ctx,
         )
 
     async def run(self, batches: list[list[Record]], res: StageResult) -> None:
@@ -213,16 +213,7 @@ class _Pass:
             stats = await processor.process(batch)
             t2 = time.perf_counter()
             self._add(res, stats)
-            clocks = {}
-            for p in partitions:
-                c = partition_clock(
-                    processor.watermarks.get(p),
-                    lateness=self.settings.allowed_lateness_s,
-                    mode="event",
-                    wall=self.now,
-                )
-                if c is not None:
-                    clocks[p] = c
+            clocks = self.clocks.clocks(partitions)
             fired = await processor.fire_timers(clocks, self.settings.timer_batch)
             t3 = time.perf_counter()
             self._add(res, fired)
@@ -242,7 +233,7 @@ class _Pass:
 
     def context(self, settings: Settings, counts: dict[str, dict[int, int]]) -> Context:
         """RFM quantiles of this pass's histograms and a model of its sampled vectors."""
-        as_of = max(self.processor.watermarks.values())
+        as_of = max(self.clocks.watermarks.values())
         q = RfmQuantiles.from_counts(
             counts["recency"], counts["frequency"], counts["monetary"], as_of=as_of
         )
@@ -278,17 +269,17 @@ async def measure(
             f"{len(ctx.clusters.clusters) if ctx.clusters else 0} clusters "
             f"from {len(first.vectors)} vectors"
         )
-        await _drop_prefix(client, warm)
+        await drop_prefix(client, warm)
         timed = _Pass(settings, client, measured, sample_percent=settings.cluster_sample_percent)
-        timed.processor.context = ctx
+        timed.ctx = ctx
         res = StageResult(customers=len({r.key for r in records}))
         cpu = time.process_time()
         await timed.run(batches, res)
         res.cpu_s = time.process_time() - cpu
         return res
     finally:
-        await _drop_prefix(client, warm)
-        await _drop_prefix(client, measured)
+        await drop_prefix(client, warm)
+        await drop_prefix(client, measured)
         await client.aclose()
 
 

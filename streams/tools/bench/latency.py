@@ -15,11 +15,10 @@ import orjson
 from kafka import TopicPartition
 
 from streams.kafka.clients import kafka_consumer
-from streams.kafka.partitioner import partition_for
 from streams.kafka.topics import CHANGES, finish, input_producer
 from streams.settings import Settings
 from streams.store.clients import redis_client
-from streams.store.keys import applied_key, clock_key, state_key, timers_key
+from streams.store.scans import applied_offsets, due_now, has_state
 from streams.tools.bench.deploy import Deployment, Progress, prefill
 from streams.tools.simulate import generate
 
@@ -107,13 +106,10 @@ def wait_ready(d: Deployment, proc: subprocess.Popen[bytes], timeout: float = 60
     }
     prefill(d.settings, iter([probe]))
     client = redis_client(d.settings)
-    key = state_key(
-        d.settings.key_prefix, partition_for("warmup", d.settings.topic_partitions), "warmup"
-    )
     while time.monotonic() < ends:
         if proc.poll() is not None:
             raise RuntimeError("the worker exited while starting")
-        if client.exists(key):
+        if has_state(client, d.settings, "warmup"):
             return
         time.sleep(0.2)
     raise TimeoutError("the worker did not start in time")
@@ -209,12 +205,10 @@ def applied_progress(
     while time.monotonic() < deadline:
         if not alive():
             raise RuntimeError("the worker exited")
-        pipe = client.pipeline(transaction=False)
-        for p in partitions:
-            pipe.hgetall(applied_key(settings.key_prefix, p))
-        applied: dict[str, int] = {}
-        for row in pipe.execute():
-            applied.update({k.decode(): int(v) + 1 for k, v in row.items()})
+        applied = {
+            tp: offset + 1
+            for tp, offset in applied_offsets(client, settings.key_prefix, partitions).items()
+        }
         done = sum(min(applied.get(f"{tp.topic}:{tp.partition}", 0), n) for tp, n in ends.items())
         now = time.monotonic()
         if first is None and done > 0:
@@ -225,20 +219,6 @@ def applied_progress(
             return Progress(total - first[1], now - first[0], used)
         time.sleep(0.02)
     raise TimeoutError(f"the worker did not apply {total} events in {timeout:.0f} s")
-
-
-def due_now(settings: Settings) -> int | None:
-    """Timers due by the partition clocks the worker saved (watermark - lateness), summed
-    over partitions; None while no clock is saved."""
-    client = redis_client(settings)
-    saved = client.hgetall(clock_key(settings.key_prefix))
-    if not saved:
-        return None
-    pipe = client.pipeline(transaction=False)
-    for p, watermark in saved.items():
-        clock = float(watermark) - settings.allowed_lateness_s
-        pipe.zcount(timers_key(settings.key_prefix, int(p)), "-inf", clock)
-    return sum(int(n) for n in pipe.execute())
 
 
 def settle(settings: Settings, *, alive: Callable[[], bool], timeout: float = 60.0) -> None:

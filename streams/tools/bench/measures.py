@@ -4,7 +4,6 @@ memory per customer."""
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +13,7 @@ from kafka.errors import KafkaError
 
 from streams.kafka.clients import aiokafka_kwargs, kafka_admin
 from streams.settings import Settings
-from streams.store.clients import redis_client
-from streams.store.keys import customer_of, ids_key, outbox_key
+from streams.store.scans import redis_memory
 from streams.tools.bench.deploy import (
     Deployment,
     Progress,
@@ -142,36 +140,3 @@ def drop_topics(settings: Settings, topics: list[str]) -> None:
         pass
     finally:
         admin.close()
-
-
-def redis_memory(settings: Settings, *, sample: int) -> dict[str, float]:
-    """``MEMORY USAGE`` of a sample of customers' keys (the state hash, which holds the
-    action doc in its field ``act``; the applied-id set; the outbox), and of the shared
-    keys per customer."""
-    client = redis_client(settings)
-    prefix = settings.key_prefix
-    own: list[int] = []
-    shared = 0
-    customers = 0
-    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-        name = key.decode()
-        owner = customer_of(prefix, name)
-        if owner is not None:
-            if name.endswith(":state"):
-                customers += 1
-                if len(own) < sample:
-                    p, cid = owner
-                    total = 0
-                    for k in (name, ids_key(prefix, p, cid), outbox_key(prefix, p, cid)):
-                        total += int(client.memory_usage(k, samples=0) or 0)
-                    own.append(total)
-        else:
-            shared += int(client.memory_usage(name, samples=0) or 0)
-    if not own:
-        return {}
-    return {
-        "customers": customers,
-        "per_customer_mean": statistics.fmean(own),
-        "per_customer_p95": sorted(own)[int(0.95 * (len(own) - 1))],
-        "shared_per_customer": shared / max(1, customers),
-    }

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from streams.settings import Settings
-from streams.store.clients import redis_client
+from streams.store.scans import server_version
 from streams.tools.bench.deploy import Progress
 from streams.tools.bench.in_process import render_stages
 from streams.tools.bench.measures import Results
@@ -28,7 +28,7 @@ def machine() -> dict[str, str]:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     try:
-        redis_version = redis_client(Settings()).info()["redis_version"]
+        redis_version = server_version(Settings())
     except Exception:  # noqa: BLE001 - only for the report
         redis_version = "?"
     return {

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 
+from segmenters.tomlfile import load_toml
 from streams.tools.replay.common import (
     MAX_QUANTITY,
     Mapped,
@@ -86,10 +86,7 @@ class MappingConfig(BaseModel):
 
 def parse_mapping(text: str) -> MappingConfig:
     """A mapping from TOML text; :class:`ReplayError` says what is wrong and where."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ReplayError(f"not valid TOML: {exc}") from None
+    doc = load_toml(text, ReplayError)
     try:
         return MappingConfig.model_validate(doc)
     except ValidationError as exc:

@@ -16,20 +16,18 @@ outbox, before any new change, with the same ``change_id``: every change reaches
 topic, in order, at least once.
 
 Modules: ``processor`` (``BatchProcessor``), ``records`` (valid input, dead letters),
-``outcomes`` (counters and what a write needs), ``sending`` (sends and their
-acknowledgements).
+``outcomes`` (counters, a customer's outcome and its encoded change and outbox), ``sending``
+(sends and their acknowledgements). What a write does to the partition's shared indexes
+(index and histogram moves, member set, due time, uplift records) is computed by the
+pure core, ``segmenters.effects``.
 """
 
 from streams.worker.pipeline.outcomes import (
-    UNCOUNTED,
     BatchStats,
     InFlight,
     Outcome,
-    _histogram_ops,
-    _index_ops,
-    _marks,
-    _record_decisions,
     change_json,
+    outbox_entries,
 )
 from streams.worker.pipeline.processor import MAX_CONFLICT_RETRIES, BatchProcessor
 from streams.worker.pipeline.records import (
@@ -45,7 +43,6 @@ from streams.worker.pipeline.records import (
 __all__ = [
     "MAX_CONFLICT_RETRIES",
     "NO_ACTIONS_HEADER",
-    "UNCOUNTED",
     "BatchProcessor",
     "BatchStats",
     "InFlight",
@@ -53,12 +50,9 @@ __all__ = [
     "Record",
     "Send",
     "SendTo",
-    "_histogram_ops",
-    "_index_ops",
-    "_marks",
-    "_record_decisions",
     "change_json",
     "deadletter_record",
     "no_actions_of",
+    "outbox_entries",
     "parse_record",
 ]

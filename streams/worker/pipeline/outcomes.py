@@ -1,5 +1,6 @@
-"""What a round produces and what a write needs: batch counters, a customer's outcome,
-sends in flight, and the index, histogram, outbox and decision records of a write."""
+"""What a round produces: batch counters, a customer's outcome, sends in flight, and the
+encoded parts of a write (change JSON, outbox entries). What a write does to the shared
+indexes is the core's (segmenters/effects.py)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,9 @@ from segmenters.core import (
     FoldResult,
     Source,
 )
-from segmenters.dimensions.rfm import histogram_buckets
 from segmenters.events import (
     Event,
 )
-from segmenters.state import CustomerState
-from streams.store import Write
 
 
 @dataclass(slots=True)
@@ -75,21 +73,6 @@ class Outcome:
     messages: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-#: Suppression reasons that are not a guard's verdict and stay out of the report.
-UNCOUNTED = frozenset({"duplicate"})
-
-
-def _record_decisions(write: Write, decisions: list[Decision]) -> None:
-    """The uplift records of a write: every assignment (the script keeps the first) and
-    the counted suppressions."""
-    for d in decisions:
-        a = d.assignment()
-        if a is not None:
-            write.assigned.append((d.experiment, d.action, a.group, a.at))
-        elif d.outcome == "suppressed" and d.reason not in UNCOUNTED:
-            write.suppressed.append((d.experiment, d.action, d.reason))
-
-
 def _purchases(items: list[tuple[Event, Source]], result: FoldResult) -> list[Purchase]:
     """The purchases the fold applied (a redelivered one is not counted again)."""
     applied = set(result.applied_ids) if len(items) != result.applied else None
@@ -98,12 +81,6 @@ def _purchases(items: list[tuple[Event, Source]], result: FoldResult) -> list[Pu
         for e, _src in items
         if e.type == "purchase" and (applied is None or e.event_id in applied)
     ]
-
-
-def _earliest(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    return a if b is None else min(a, b)
 
 
 async def _done() -> None:
@@ -115,32 +92,15 @@ def change_json(change: SegmentChange) -> bytes:
     return orjson.dumps(change.__dict__, option=orjson.OPT_UTC_Z)
 
 
-def _marks(state: CustomerState | None) -> tuple[dict[str, str], dict[str, int]]:
-    """What the shared indexes hold of a state before it changes: segments, RFM buckets."""
-    if state is None:
-        return {}, {}
-    return {d: str(v[0]) for d, v in state.segments.items()}, histogram_buckets(state)
-
-
-def _index_ops(before: dict[str, str], after: CustomerState) -> list[tuple[bool, str, str]]:
-    """Segment-index updates: remove from the old segment, add to the new one."""
-    ops: list[tuple[bool, str, str]] = []
-    for dimension, (segment, _since) in after.segments.items():
-        old = before.get(dimension)
-        if old != segment:
-            if old is not None:
-                ops.append((False, dimension, old))
-            ops.append((True, dimension, segment))
-    return ops
-
-
-def _histogram_ops(old: dict[str, int], new: dict[str, int]) -> list[tuple[str, int, int]]:
-    """Moves in the shared RFM histograms: (histogram, bucket, +1/-1)."""
-    ops = []
-    for hist in ("recency", "frequency", "monetary"):
-        if old.get(hist) != new.get(hist):
-            if hist in old:
-                ops.append((hist, old[hist], -1))
-            if hist in new:
-                ops.append((hist, new[hist], 1))
-    return ops
+def outbox_entries(outcome: Outcome) -> list[bytes]:
+    """A write's outbox entries (kept until delivered, sent again after a crash): each
+    change with the source of the event that caused it ("timer" for none), then each
+    action message with its topic."""
+    entries = [
+        b'{"source":"%s","change":%s}' % (str(src or "timer").encode(), body)
+        for src, (_c, body) in zip(outcome.result.causes, outcome.encoded, strict=True)
+    ]
+    entries += [
+        b'{"topic":"%s","value":%s}' % (topic.encode(), body) for topic, body in outcome.messages
+    ]
+    return entries

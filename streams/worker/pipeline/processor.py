@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 
-from segmenters.actions import next_due
 from segmenters.actions.policy import Policy
 from segmenters.actions.retention import KEEP_PURCHASES_S, decide
 from segmenters.config import EngineConfig
@@ -21,37 +20,39 @@ from segmenters.core import (
     carry_no_actions,
     fold,
     merge_by_time,
-    next_deadline,
     rescore,
     tick,
 )
-from segmenters.dimensions.rfm import histogram_buckets
+from segmenters.effects import joins_members, marks, moves, next_timer, uplift_records
 from segmenters.events import (
     EVENT_ADAPTER,
-    TOPIC_TYPES,
     Event,
     InvalidEvent,
 )
 from segmenters.state import id_number
+from segmenters.topics import TOPIC_TYPES
 from streams.store import Loaded, StateStore, Write, encode_state
+from streams.worker.clocks import Clocks
 from streams.worker.feature_feed import FeatureFeed
 from streams.worker.pipeline.outcomes import (
     BatchStats,
     InFlight,
     Outcome,
-    _earliest,
-    _histogram_ops,
-    _index_ops,
-    _marks,
     _purchases,
-    _record_decisions,
     change_json,
+    outbox_entries,
 )
 from streams.worker.pipeline.records import Record, Send, SendTo, deadletter_record, parse_record
 from streams.worker.pipeline.sending import Sending
 
 log = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 5
+_EMPTY = Context()
+
+
+def _no_context() -> Context:
+    """No population statistics or models (a processor no refresher feeds)."""
+    return _EMPTY
 
 
 class BatchProcessor(Sending):
@@ -78,6 +79,10 @@ class BatchProcessor(Sending):
         max_future_s: float | None = 300.0,
         live: bool = False,
         feed: FeatureFeed | None = None,
+        clocks: Clocks | None = None,
+        context: Callable[[], Context] | None = None,
+        on_decided: Callable[[Counter[tuple[str, str, str]]], None] | None = None,
+        on_published: Callable[[Counter[tuple[str, str, str]]], None] | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -98,14 +103,17 @@ class BatchProcessor(Sending):
         self.live = live
         #: Which vectors the trainer still needs (only those that moved).
         self.feed = feed if feed is not None else FeatureFeed()
-        #: Population statistics and models the segments depend on, refreshed by the shell.
-        self.context = Context()
-        #: Per partition, the largest event time seen (the clock before allowed lateness).
-        self.watermarks: dict[int, float] = {}
+        #: Population statistics and models the segments depend on, refreshed by the shell
+        #: (``streams.worker.context.ContextRefresher.current``).
+        self.context: Callable[[], Context] = context if context is not None else _no_context
+        #: The partition clocks whose watermarks each batch advances.
+        self.clocks = clocks if clocks is not None else Clocks()
         #: Event batches and timer scans take turns, so a customer's changes keep their order.
         self.lock = asyncio.Lock()
-        #: Told of every round's decisions, (action, outcome, reason) -> count (metrics).
-        self.on_decided: Callable[[Counter[tuple[str, str, str]]], None] | None = None
+        #: Told of every round's decisions, (action, outcome, reason) -> count, and of the
+        #: changes it published, (dimension, previous or "", current) -> count (metrics).
+        self.on_decided = on_decided
+        self.on_published = on_published
         #: Purchase currencies other than ``currency`` seen (each is warned about once).
         self.other_currencies: set[str] = set()
         #: The last event batch's sends, when their acknowledgements are not awaited in the
@@ -143,7 +151,7 @@ class BatchProcessor(Sending):
         acks: list[Awaitable[Any]] = []  # broker acknowledgements to wait for
         marked: set[Source] = set()  # records replayed with --no-actions
         wall = self.clock()  # bounds event time in live mode: one read per batch
-        watermarks = self.watermarks
+        newest: dict[int, float] = {}  # per partition, the batch's largest event time
         # The checks of ``parse_record``, inlined for the messages that pass them all; any
         # that fails one goes through ``parse_record`` itself, which says why.
         offsets: dict[tuple[str, int], int] = {}
@@ -216,8 +224,9 @@ class BatchProcessor(Sending):
             if record.no_actions:
                 marked.add(source)
             by_customer.setdefault(event.customer_id, []).append((event, source))
-            if at > watermarks.get(partition, float("-inf")):
-                watermarks[partition] = at
+            if at > newest.get(partition, float("-inf")):
+                newest[partition] = at
+        self.clocks.advance(newest)
         # partition progress, written with the states
         applied = {f"{t}:{p}": o for (t, p), o in offsets.items()}
         stats.customers = len(by_customer)
@@ -319,10 +328,11 @@ class BatchProcessor(Sending):
             raise RuntimeError(f"state kept changing under us for {sorted(groups)}")
 
         t = time.perf_counter()
+        flows: Counter[tuple[str, str, str]] = Counter()  # the changes sent (metrics)
         # What a crash left unsent goes first, so each customer's messages keep their order.
         for cid, entries in unsent.items():
             for entry in entries:
-                acks.append(await self._resend(cid.encode(), entry))
+                acks.append(await self._resend(cid.encode(), entry, flows))
                 stats.resent += 1
         delivered = list(unsent)
         for outcome in done:
@@ -348,6 +358,11 @@ class BatchProcessor(Sending):
                 await asyncio.gather(*acks)  # delivered: the outboxes can go
             self.store.delivered(delivered)
         stages["send"] = stages.get("send", 0.0) + time.perf_counter() - t
+        if self.on_published is not None:
+            for outcome in done:
+                for change, _body in outcome.encoded:
+                    flows[(change.dimension, change.previous or "", change.current)] += 1
+            self._published(flows)
         if stats.decided and self.on_decided is not None:
             try:
                 self.on_decided(stats.decided)
@@ -368,12 +383,12 @@ class BatchProcessor(Sending):
     ) -> tuple[list[Write], dict[str, Outcome]]:
         writes = []
         outcomes: dict[str, Outcome] = {}
-        ctx = self.context
+        ctx = self.context()
         folding = deciding = encoding = 0.0
         for cid, items in groups.items():
             t = time.perf_counter()
             before = loaded[cid]
-            marks = _marks(before.state)
+            seen = marks(before.state)  # before a fold in place changes it
             was_marked = before.state is not None and before.state.no_actions
             if until is None:
                 # The state is this worker's (cached, or read for this batch): fold in place.
@@ -424,26 +439,20 @@ class BatchProcessor(Sending):
                             (self.topic_prefix + m.topic, orjson.dumps(m.model_dump(mode="json")))
                             for m in decided.messages
                         ]
-                        _record_decisions(write, decided.decisions)
+                        write.assigned, write.suppressed = uplift_records(decided.decisions)
             t4 = time.perf_counter()
             deciding += t4 - t3
             write.actions = actions
             outcomes[cid] = outcome
-            write.index_ops = _index_ops(marks[0], result.state)
-            write.outbox = [
-                b'{"source":"%s","change":%s}' % (str(src or "timer").encode(), body)
-                for src, (_c, body) in zip(result.causes, outcome.encoded, strict=True)
-            ]
-            write.outbox += [
-                b'{"topic":"%s","value":%s}' % (topic.encode(), body)
-                for topic, body in outcome.messages
-            ]
-            write.new = before.state is None
-            write.due = _earliest(
-                next_deadline(result.state, self.config, ctx),
-                None if actions is None or policy is None else next_due(actions.state),
+            write.index_ops, write.hist_ops = moves(seen, result.state)
+            write.outbox = outbox_entries(outcome)
+            write.new = joins_members(before.state)
+            write.due = next_timer(
+                result.state,
+                None if actions is None or policy is None else actions.state,
+                self.config,
+                ctx,
             )
-            write.hist_ops = _histogram_ops(marks[1], histogram_buckets(result.state))
             write.ids = [id_number(e) for e in result.applied_ids]
             write.doc = encode_state(result.state)
             writes.append(write)

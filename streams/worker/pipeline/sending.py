@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from collections.abc import Awaitable
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -31,7 +32,8 @@ class Sending:
     send_features: Send | None
     in_flight: InFlight | None
     feed: FeatureFeed
-    context: Context
+    context: Callable[[], Context]
+    on_published: Callable[[Counter[tuple[str, str, str]]], None] | None
 
     async def settle(self) -> None:
         """Wait for the last batch's sends; once acknowledged, their outboxes are emptied
@@ -55,24 +57,42 @@ class Sending:
             )
             self.store.forget(in_flight.customers)
             loaded = await self.store.load(in_flight.customers)
+            flows: Counter[tuple[str, str, str]] = Counter()
             acks = [
-                await self._resend(cid.encode(), entry)
+                await self._resend(cid.encode(), entry, flows)
                 for cid in in_flight.customers
                 for entry in loaded[cid].unsent
             ]
+            self._published(flows)
             await asyncio.gather(*acks)
         self.in_flight = None
         self.store.delivered(in_flight.customers)
 
-    async def _resend(self, key: bytes, entry: bytes) -> Awaitable[Any]:
-        """Send an outbox entry again: a change, or an action message (to its topic)."""
+    async def _resend(
+        self, key: bytes, entry: bytes, flows: Counter[tuple[str, str, str]]
+    ) -> Awaitable[Any]:
+        """Send an outbox entry again: a change (counted in ``flows``), or an action
+        message (to its topic)."""
         doc = orjson.loads(entry)
         if "change" in doc:
-            return await self.send_change(key, orjson.dumps(doc["change"]))
+            sent = await self.send_change(key, orjson.dumps(doc["change"]))
+            flow = flow_of(doc["change"])
+            if flow is not None:
+                flows[flow] += 1
+            return sent
         if self.send_action is None:  # actions turned off since: keep the order, drop it
             log.warning("an unsent action message of %s is dropped: actions are off", key)
             return _done()
         return await self.send_action(doc["topic"], key, orjson.dumps(doc["value"]))
+
+    def _published(self, flows: Counter[tuple[str, str, str]]) -> None:
+        """Tell ``on_published`` of the changes a round sent, by (dimension, previous or
+        "", current); a failure there is logged, never raised."""
+        if flows and self.on_published is not None:
+            try:
+                self.on_published(flows)
+            except Exception:  # metrics never stop the stream
+                log.exception("recording change metrics failed")
 
     async def _sample(self, done: list[Outcome], acks: list[Awaitable[Any]], percent: int) -> None:
         """Send feature vectors to the trainer: of every customer the rescoring sweep visits
@@ -89,6 +109,18 @@ class Sending:
             if zlib.crc32(f"{cid}:{state.events}".encode()) % 100 >= percent:
                 continue
             vector = feature_vector(state, state.eval_at)
-            if not self.feed.admit(cid, vector, self.context.clusters):
+            if not self.feed.admit(cid, vector, self.context().clusters):
                 continue
             acks.append(await self.send_features(cid.encode(), orjson.dumps(vector)))
+
+
+def flow_of(change: Any) -> tuple[str, str, str] | None:
+    """The flow of a change's JSON, as an outbox holds it (None: not a change).
+
+    >>> flow_of({"dimension": "journey", "previous": None, "current": "cart"})
+    ('journey', '', 'cart')
+    """
+    try:
+        return (str(change["dimension"]), change.get("previous") or "", str(change["current"]))
+    except (KeyError, TypeError, AttributeError):
+        return None

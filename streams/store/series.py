@@ -1,0 +1,119 @@
+"""The time series the dashboard charts: segment sizes over time (the sizes stream) and
+segment flows (the per-minute and per-hour buckets the workers add to).
+
+Separate from ``queries`` because they are kept and read by time window, not by
+customer or segment: the buckets' layout, the workers' adds (``add_flows``) and the
+dashboard's reads live together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from streams.store.documents import _text
+from streams.store.keys import flows_key, sizes_key
+
+#: How long a flow bucket is kept after its last add: minutes 3 h, hours 8 days.
+FLOW_MINUTE_TTL_S = 3 * 3600
+FLOW_HOUR_TTL_S = 8 * 86400
+#: Windows up to this many seconds are summed from minute buckets, longer ones from hours.
+FLOW_MINUTES_UP_TO_S = 3 * 3600 - 120
+MAX_FLOW_WINDOW_S = 7 * 86400
+#: Between the dimension, the previous and the current segment of a flow bucket's field.
+SEP = "\x1f"
+
+
+def flow_window(window_s: float, now: float) -> tuple[str, list[int]]:
+    """Resolution and buckets that cover the last ``window_s`` seconds.
+
+    >>> flow_window(300, 600.0)
+    ('m', [5, 6, 7, 8, 9, 10])
+    >>> flow_window(86400, 7200.0)[0], len(flow_window(86400, 7200.0)[1])
+    ('h', 25)
+    """
+    window_s = min(max(window_s, 60.0), MAX_FLOW_WINDOW_S)
+    if window_s <= FLOW_MINUTES_UP_TO_S:
+        last = int(now // 60)
+        return "m", list(range(last - math.ceil(window_s / 60), last + 1))
+    last = int(now // 3600)
+    return "h", list(range(last - math.ceil(window_s / 3600), last + 1))
+
+
+async def read_flows(client: Any, prefix: str, window_s: float, now: float) -> dict[str, Any]:
+    """Flows per dimension over the window: ``{dimension: [{from, to, count}]}``.
+
+    ``from`` is null for a customer's first segment of the dimension. The window is
+    rounded out to whole buckets (minutes up to three hours, hours beyond).
+    """
+    resolution, buckets = flow_window(window_s, now)
+    pipe = client.pipeline(transaction=False)
+    for b in buckets:
+        pipe.hgetall(flows_key(prefix, resolution, b))
+    total: Counter[tuple[str, str, str]] = Counter()
+    for row in await pipe.execute():
+        for field, n in row.items():
+            parts = _text(field).split(SEP)
+            if len(parts) == 3:
+                total[(parts[0], parts[1], parts[2])] += int(n)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for (dimension, previous, current), n in sorted(total.items()):
+        out.setdefault(dimension, []).append({"from": previous or None, "to": current, "count": n})
+    step = 60 if resolution == "m" else 3600
+    return {
+        "window_s": window_s,
+        "resolution": "minute" if resolution == "m" else "hour",
+        "since": buckets[0] * step,
+        "flows": out,
+    }
+
+
+async def add_flows(
+    client: Any, prefix: str, flows: Mapping[tuple[str, str, str], int], now: float
+) -> None:
+    """Add ``flows`` ((dimension, previous or "", current) -> customers) to the minute and
+    hour buckets of ``now`` (``HINCRBY``: every worker's add up)."""
+    minute = flows_key(prefix, "m", int(now // 60))
+    hour = flows_key(prefix, "h", int(now // 3600))
+    pipe = client.pipeline(transaction=False)
+    for (dimension, previous, current), n in flows.items():
+        field = SEP.join((dimension, previous, current))
+        pipe.hincrby(minute, field, n)
+        pipe.hincrby(hour, field, n)
+    pipe.expire(minute, FLOW_MINUTE_TTL_S)
+    pipe.expire(hour, FLOW_HOUR_TTL_S)
+    await pipe.execute()
+
+
+async def sizes_records(client: Any, prefix: str, count: int) -> list[dict[str, str]]:
+    """The last ``count`` records of the sizes stream, newest first, each as its fields
+    (``at``, then ``dimension:segment`` -> size) in the order they were written."""
+    if count < 1:  # redis-py refuses COUNT 0; no record asked for is none read
+        return []
+    entries = await client.xrevrange(sizes_key(prefix), count=count)
+    return [{_text(k): _text(v) for k, v in fields.items()} for _id, fields in entries]
+
+
+async def read_sizes(client: Any, prefix: str, count: int) -> dict[str, Any]:
+    """The last ``count`` records of the sizes stream, as series per dimension.
+
+    ``at`` holds each record's time (the event-time clock of partition 0 when it was
+    taken); ``dimensions[dim][segment][i]`` is the segment's size at ``at[i]`` (0 when the
+    segment had no member then).
+    """
+    at: list[float] = []
+    rows: list[dict[str, int]] = []
+    for doc in reversed(await sizes_records(client, prefix, count)):
+        try:
+            at.append(float(doc.pop("at")))
+        except (KeyError, ValueError):
+            continue
+        rows.append({k: int(v) for k, v in doc.items()})
+    dimensions: dict[str, dict[str, list[int]]] = {}
+    names = sorted({k for row in rows for k in row})
+    for name in names:
+        dimension, _, segment = name.partition(":")
+        dimensions.setdefault(dimension, {})[segment] = [row.get(name, 0) for row in rows]
+    return {"at": at, "dimensions": dimensions}
