@@ -32,7 +32,7 @@ fetches runs Faust's own ``_drain_messages`` unchanged.
 
 Relies on faust-streaming internals (``_drain_messages``, ``_wait_next_records``,
 ``_to_message``, ``_read_offset``, ``_add_gap``), hence the exact versions pinned in
-pyproject.toml and checked by tests/unit/test_delivery.py.
+pyproject.toml and checked by tests/unit/streams/worker/test_delivery.py.
 """
 
 from __future__ import annotations

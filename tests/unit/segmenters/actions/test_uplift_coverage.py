@@ -8,7 +8,7 @@ given; "too few" and "no variance" rows are counted apart. The interval function
 measured with ``min_group=0``, so small groups (5 to 50), where intervals are hardest,
 are measured too.
 
-``python tests/unit/test_uplift_coverage.py`` prints the figures.
+``python tests/unit/segmenters/actions/test_uplift_coverage.py`` prints the figures.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Uplift: windows, intervals on synthetic data with a known effect, and the table.
 
-The coverage of the intervals when there is no effect: tests/unit/test_uplift_coverage.py.
+The coverage of the intervals when there is no effect:
+tests/unit/segmenters/actions/test_uplift_coverage.py.
 """
 
 import random

@@ -123,7 +123,7 @@ def test_quantiles_from_shared_histograms():
 def test_the_documented_rf_table_is_the_code():
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "segmentation.md").read_text()
+    doc = (Path(__file__).resolve().parents[4] / "docs" / "segmentation.md").read_text()
     rows = [ln.strip() for ln in doc.splitlines() if ln.strip().startswith("| R") and "`" in ln]
     table = {int(r.split("|")[1].strip()[1:]): r.split("|")[2:7] for r in rows}
     assert sorted(table) == [1, 2, 3, 4, 5]

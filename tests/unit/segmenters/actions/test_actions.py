@@ -98,7 +98,7 @@ def run(state, *, now, consent=True, policy=POLICY, **kw):
 
 
 def test_defaults_file_is_the_packaged_policy():
-    path = Path(__file__).resolve().parents[2] / "config" / "actions.toml"
+    path = Path(__file__).resolve().parents[4] / "config" / "actions.toml"
     assert path.read_text() == DEFAULT_POLICY_TEXT
     assert load_policy(path.read_text()) == DEFAULT_POLICY
 

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from segmenters.state import CustomerState
 from streams.store import DOC_ZSTD_V1, ZDICT_V1, _encode, load_doc
 from tests.unit.factories import Events
-
-from .test_core import run
+from tests.unit.segmenters.test_core import run
 
 
 def busy_state() -> CustomerState:

@@ -20,8 +20,8 @@ from streams.settings import Settings
 from streams.tools import replay as rp
 from streams.worker.pipeline import no_actions_of
 
-FIXTURES = Path(__file__).parent / "fixtures"
-EXAMPLE_MAPPING = Path(__file__).parents[2] / "config" / "replay-example.toml"
+FIXTURES = Path(__file__).parents[2] / "fixtures"
+EXAMPLE_MAPPING = Path(__file__).parents[4] / "config" / "replay-example.toml"
 
 
 def rows(name: str) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from streams.settings import Settings
 from streams.worker.actions import PolicySource
 from streams.worker.context import ContextRefresher
 from streams.worker.rules import load_policy_file, policy_vocabulary
-from tests.unit.test_timer_service import FakeStore
+from tests.unit.streams.worker.test_timer_service import FakeStore
 
 SEGMENTS = 'version = "s1"\n[segments.big]\nrule = "revenue >= 1000"\n'
 POLICY = (
