@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -155,6 +156,7 @@ def hypothesis_bad_messages(n: int, max_bytes: int) -> list[tuple[str, bytes | N
     return bad[:n]
 
 
+@pytest.mark.same_on_cluster
 def test_ten_thousand_bad_messages_mixed_into_good_traffic(
     services: Settings, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+import pytest
 
 from streams.kafka.topics import BROWSE, CART, CHANGES, PURCHASE
 from tests.integration.conftest import Deployment
@@ -29,6 +30,7 @@ def journeys(d: Deployment, customer: str, expect: int) -> list[str]:
     ]
 
 
+@pytest.mark.same_on_cluster
 def test_demo_shop_clicks_become_segment_changes(
     deployment: Deployment, collectors: Callable[..., CollectorProcess], chromium: str
 ) -> None:

@@ -201,6 +201,7 @@ def spare_kafka(services: Settings) -> Iterator[SpareKafka]:
         broker.close()
 
 
+@pytest.mark.same_on_cluster
 def test_broker_stop_and_restart(
     services: Settings, spare_kafka: SpareKafka, tmp_path: Path
 ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
+
 from streams.kafka.topics import INPUTS
 from tests.integration.conftest import Deployment
 from tests.integration.test_cli import segstream
@@ -24,6 +26,7 @@ def describe(deployment: Deployment, group: str) -> dict[tuple[str, int], tuple[
     return rows
 
 
+@pytest.mark.same_on_cluster
 def test_lag_equals_kafka_consumer_groups_describe(deployment: Deployment) -> None:
     customers = [f"c-lag-{i}" for i in range(40)]
     first = []

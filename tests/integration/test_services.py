@@ -100,6 +100,7 @@ def test_default_services_answer() -> None:
     assert all(s.answering for s in states), states
 
 
+@pytest.mark.same_on_cluster
 def test_up_and_down_on_spare_ports(spare: tuple[Settings, list[str]]) -> None:
     settings, lines = spare
     up(settings, echo=lines.append)
@@ -136,6 +137,7 @@ def test_up_and_down_on_spare_ports(spare: tuple[Settings, list[str]]) -> None:
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
 
+@pytest.mark.same_on_cluster
 def test_down_removes_a_stale_pid_file(spare: tuple[Settings, list[str]]) -> None:
     settings, lines = spare
     gone = subprocess.Popen(["true"])  # its pid no longer runs once waited for
@@ -161,6 +163,7 @@ def _cluster_keys(client: RedisCluster, ports: list[int]) -> dict[str, str]:
     return keys
 
 
+@pytest.mark.same_on_cluster
 def test_redis_cluster_up_down_up(tmp_path: Path) -> None:
     port = free_cluster_port()
     ports = [port, port + 1, port + 2]
@@ -239,6 +242,7 @@ def test_redis_cluster_up_down_up(tmp_path: Path) -> None:
     assert not any(s.answering for s in status(settings) if s.name == "redis")
 
 
+@pytest.mark.same_on_cluster
 def test_spare_redis_cluster_kill_and_restart(tmp_path: Path) -> None:
     spare = SpareRedisCluster(tmp_path / "cluster")
     try:
@@ -275,6 +279,7 @@ def test_spare_redis_cluster_kill_and_restart(tmp_path: Path) -> None:
     assert not (tmp_path / "cluster").exists()
 
 
+@pytest.mark.same_on_cluster
 def test_cluster_refuses_a_standalone_redis_on_its_ports(tmp_path: Path) -> None:
     port = free_cluster_port()
     nodes = cluster_nodes(tmp_path, "127.0.0.1", port)
