@@ -40,7 +40,6 @@ class StateConfig(BaseModel):
 
     #: Half-life of the browse and cart-add counters, in days.
     decay_half_life_days: float = Field(7.0, gt=0)
-    #: How many recent ``event_id`` values are remembered for de-duplication.
     #: How many recent ``order_id`` values are remembered so an order counts once.
     recent_order_ids: int = Field(32, ge=1)
     #: How many categories the affinity map keeps (the least-seen is evicted).

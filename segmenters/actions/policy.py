@@ -137,10 +137,11 @@ class QuietHours(BaseModel):
         return end.timestamp()
 
 
-class Policy(BaseModel):
-    """A validated policy: actions by id (``channel/name``) and the rules that use them."""
+class _Settings(BaseModel):
+    """The policy's top-level settings, as the file states them and as :class:`Policy`
+    keeps them (the two differ only in their actions and rules)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
     version: str = "1"
     experiment: str = Field("default", min_length=1)
@@ -150,6 +151,13 @@ class Policy(BaseModel):
     #: Sends per customer per channel in any rolling 24 hours; a channel not listed is uncapped.
     frequency_cap: dict[Channel, Cap] = Field(default_factory=dict)
     quiet_hours: QuietHours | None = None
+
+
+class Policy(_Settings):
+    """A validated policy: actions by id (``channel/name``) and the rules that use them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     actions: dict[str, ActionSpec] = Field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
 
@@ -209,15 +217,7 @@ def _memo(policy: Policy) -> _Memo:
     return memo
 
 
-class _File(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    version: str = "1"
-    experiment: str = Field("default", min_length=1)
-    conversion_window_s: float = Field(7 * DAY, gt=0)
-    require_consent: bool = False
-    frequency_cap: dict[Channel, Cap] = Field(default_factory=dict)
-    quiet_hours: QuietHours | None = None
+class _File(_Settings):
     actions: dict[Channel, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     rules: list[dict[str, Any]] = Field(default_factory=list)
 

@@ -65,6 +65,51 @@ def envelope(event_id: str, customer: str, moment: datetime, session: str | None
     return common
 
 
+def browse_event(
+    common: dict[str, Any],
+    *,
+    page_type: str,
+    sku: str | None,
+    category: str | None,
+    price: float | None,
+) -> dict[str, Any]:
+    """A replayed browse event: ``sku``, ``category`` and ``price`` only where the row has
+    them (every mapper writes the keys in this order, so a replay's bytes stay stable)."""
+    event = {**common, "type": "browse", "page_type": page_type}
+    if sku:
+        event["sku"] = sku
+    if category:
+        event["category"] = category
+    if price is not None:
+        event["price"] = price
+    return event
+
+
+def cart_event(
+    common: dict[str, Any],
+    *,
+    add: bool,
+    sku: str,
+    quantity: int,
+    category: str | None,
+    price: float | None,
+) -> dict[str, Any]:
+    """A replayed cart addition or removal: ``category`` and ``unit_price`` only where the
+    row has them."""
+    event = {
+        **common,
+        "type": "cart",
+        "action": "add" if add else "remove",
+        "sku": sku,
+        "quantity": quantity,
+    }
+    if category:
+        event["category"] = category
+    if price is not None:
+        event["unit_price"] = price
+    return event
+
+
 def _time_key(event: dict[str, Any]) -> datetime:
     text = str(event["occurred_at"])
     return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)

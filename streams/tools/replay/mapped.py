@@ -23,6 +23,8 @@ from streams.tools.replay.common import (
     _quantity,
     _RowError,
     _text,
+    browse_event,
+    cart_event,
     envelope,
     event_id,
 )
@@ -179,28 +181,26 @@ def map_mapped(rows: Iterable[dict[str, Any]], config: MappingConfig) -> Mapped:
         seen_rows.add(identity)
         common = envelope(identity, customer, moment, session)
         if kind == "browse":
-            event: dict[str, Any] = {
-                **common,
-                "type": "browse",
-                "page_type": "product" if sku else "other",
-            }
-            for name, value in (("sku", sku or None), ("category", category), ("price", price)):
-                if value is not None:
-                    event[name] = value
-            out.events.append(event)
+            out.events.append(
+                browse_event(
+                    common,
+                    page_type="product" if sku else "other",
+                    sku=sku,
+                    category=category,
+                    price=price,
+                )
+            )
         elif kind in ("cart_add", "cart_remove"):
-            event = {
-                **common,
-                "type": "cart",
-                "action": "add" if kind == "cart_add" else "remove",
-                "sku": sku,
-                "quantity": quantity,
-            }
-            if category:
-                event["category"] = category
-            if price is not None:
-                event["unit_price"] = price
-            out.events.append(event)
+            out.events.append(
+                cart_event(
+                    common,
+                    add=kind == "cart_add",
+                    sku=sku,
+                    quantity=quantity,
+                    category=category,
+                    price=price,
+                )
+            )
         else:
             order_id = order_ref or identity.split(":", 1)[1][:20]
             key = (kind, customer, order_id)

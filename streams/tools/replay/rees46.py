@@ -18,6 +18,8 @@ from streams.tools.replay.common import (
     _price,
     _RowError,
     _text,
+    browse_event,
+    cart_event,
     envelope,
     event_id,
     iso,
@@ -82,27 +84,20 @@ def map_rees46(rows: Iterable[dict[str, Any]]) -> Mapped:
             out.notes["exact duplicate rows (same event_id, applied once)"] += 1
         common = envelope(identity, user, moment, session)
         if kind == "view":
-            browse: dict[str, Any] = {**common, "type": "browse", "page_type": "product"}
-            if sku:
-                browse["sku"] = sku
-            if category:
-                browse["category"] = category
-            if price is not None:
-                browse["price"] = price
-            out.events.append(browse)
+            out.events.append(
+                browse_event(common, page_type="product", sku=sku, category=category, price=price)
+            )
         elif kind in ("cart", "remove_from_cart"):
-            cart: dict[str, Any] = {
-                **common,
-                "type": "cart",
-                "action": "add" if kind == "cart" else "remove",
-                "sku": sku,
-                "quantity": 1,
-            }
-            if category:
-                cart["category"] = category
-            if price is not None:
-                cart["unit_price"] = price
-            out.events.append(cart)
+            out.events.append(
+                cart_event(
+                    common,
+                    add=kind == "cart",
+                    sku=sku,
+                    quantity=1,
+                    category=category,
+                    price=price,
+                )
+            )
         else:
             if price is None:
                 out.skipped["purchase row without price"] += 1
