@@ -251,3 +251,39 @@ def test_only_the_store_speaks_redis():
         if target.split(".")[0] == "redis"
     ]
     assert offenders == []
+
+
+def _exists(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+def _missing_modules(modules: dict[str, Path]) -> list[str]:
+    """Imports of streams/ or segmenters/ modules that do not exist, at any depth: an
+    import inside a function fails only when that function runs."""
+    out = []
+    for module, path in modules.items():
+        for line, target in _imports(path):
+            if _folder(target) is None and target.split(".")[0] != "streams":
+                continue
+            parts = target.split(".")
+            # ``from streams.x import name``: either a module streams.x.name or a name in x
+            if not _exists(target) and (len(parts) < 2 or not _exists(".".join(parts[:-1]))):
+                out.append(f"{module}:{line} imports {target}")
+    return out
+
+
+def test_every_import_names_a_module_that_exists():
+    assert _missing_modules(_modules("streams", "segmenters")) == []
+
+
+def test_a_missing_module_is_found(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text("def f():\n    from streams.tools.bench.tools.replay import replay\n")
+    assert _missing_modules({"streams.tools.planted": planted}) == [
+        "streams.tools.planted:2 imports streams.tools.bench.tools.replay"
+    ]

@@ -30,8 +30,8 @@ def replay_time(
 ) -> dict[str, Any]:
     """Replay a file (its first ``limit`` events, if given) as fast as possible, then time
     a worker catching up on it; verify after."""
-    from streams.tools.bench.tools.replay import replay
-    from streams.tools.bench.verify import verify
+    from streams.tools.replay import replay
+    from streams.tools.verify import verify
 
     d = Deployment.new(base, f"replay-{fmt}", log_dir)
     stats = replay(d.settings, path, fmt, progress=False, limit=limit)
