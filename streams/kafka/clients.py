@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
+from segmenters.topics import INPUTS
 from streams.settings import Settings
 
 if TYPE_CHECKING:
@@ -179,7 +180,6 @@ def check_kafka(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
     done = threading.Event()
 
     def attempt() -> None:
-        from streams.kafka.topics import INPUTS
 
         try:
             admin = kafka_admin(settings, client_id=f"{settings.app_id}-check", **config)
