@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 
 
 def short_hash(value: str) -> str:
@@ -108,6 +108,12 @@ class CustomerState:
     #: True while the latest event applied was replayed with ``--no-actions``: changes
     #: from timers and rescoring then carry the mark too, until a live event clears it.
     no_actions: bool = False
+    #: UTC day number (as text) -> value of that day's orders: the purchase days the
+    #: value models read (``segmenters.clv.summary``). Every day is kept, so the summary
+    #: does not depend on the order events arrive in.
+    buy_days: dict[str, float] = field(default_factory=dict)
+    #: UTC day number (as text) -> amount refunded on that day.
+    refund_days: dict[str, float] = field(default_factory=dict)
 
     @property
     def cart_items(self) -> int:
@@ -160,6 +166,8 @@ class CustomerState:
             offsets=dict(self.offsets),
             order_ids=list(self.order_ids),
             no_actions=self.no_actions,
+            buy_days=dict(self.buy_days),
+            refund_days=dict(self.refund_days),
         )
 
     def to_doc(self) -> dict[str, Any]:
@@ -192,15 +200,33 @@ def _count_positions(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "state_version": 3}
 
 
+def _purchase_days(doc: dict[str, Any]) -> dict[str, Any]:
+    """v3 -> v4: ``buy_days`` keeps the value of each purchase day. A v3 document knows
+    only its first and latest order: they become the purchase days, sharing the net
+    revenue equally (one day if both are the same). Replaying the customer's history
+    (``segstream replay``) rebuilds the days exactly."""
+    doc = {**doc, "state_version": 4}
+    first, last = doc.get("first_order_at"), doc.get("last_order_at")
+    if first is None or last is None or "buy_days" in doc:
+        return doc
+    days = sorted({str(int(first // 86_400)), str(int(last // 86_400))}, key=int)
+    share = round(float(doc.get("revenue", 0.0)) / len(days), 2)
+    doc["buy_days"] = dict.fromkeys(days, share)
+    return doc
+
+
 #: Migrations from each older ``state_version`` to the next one, pure functions on docs.
-MIGRATIONS: dict[int, Any] = {1: _drop_recent_event_ids, 2: _count_positions}
+MIGRATIONS: dict[int, Any] = {1: _drop_recent_event_ids, 2: _count_positions, 3: _purchase_days}
 
 
 def migrate(doc: dict[str, Any]) -> dict[str, Any]:
     """Bring a stored document to the current ``state_version``.
 
     >>> migrate({"customer_id": "c-1", "state_version": 1, "event_ids": ["8eb3e1bcef"]})
-    {'customer_id': 'c-1', 'state_version': 3}
+    {'customer_id': 'c-1', 'state_version': 4}
+    >>> migrate({"customer_id": "c-2", "state_version": 3, "revenue": 30.0,
+    ...          "first_order_at": 86_400.0, "last_order_at": 5 * 86_400.0})["buy_days"]
+    {'1': 15.0, '5': 15.0}
     """
     version = int(doc.get("state_version", 1))
     if version > STATE_VERSION:

@@ -152,13 +152,21 @@ def _purchase(state: CustomerState, e: Purchase, at: float, cfg: StateConfig) ->
     state.items += sum(line.quantity for line in e.lines)
     state.first_order_at = at if state.first_order_at is None else min(state.first_order_at, at)
     state.last_order_at = at if state.last_order_at is None else max(state.last_order_at, at)
+    _add_on_day(state.buy_days, at, e.total)
     _lines(state, e.lines, at, cfg)
+
+
+def _add_on_day(days: dict[str, float], at: float, amount: float) -> None:
+    """Add ``amount`` to the UTC day of ``at`` (rounded to cents, as revenue is)."""
+    day = str(int(at // 86_400))
+    days[day] = round(days.get(day, 0.0) + amount, 2)
 
 
 def _refund(state: CustomerState, e: Refund, at: float, cfg: StateConfig) -> None:
     state.refunds += 1
     state.refunded = round(state.refunded + e.total, 2)
     state.revenue = round(state.revenue - e.total, 2)
+    _add_on_day(state.refund_days, at, e.total)
 
 
 def _profile(state: CustomerState, e: Profile, at: float, cfg: StateConfig) -> None:

@@ -27,7 +27,7 @@ from segmenters.state import CustomerState
 DAY = 86400.0
 
 #: State fields compared exactly: every count, sum and time (so no event lost or counted
-#: twice), plus profile and location.
+#: twice), profile and location, and the purchase days the value models summarise.
 FIELDS = (
     "events",
     "orders",
@@ -44,6 +44,8 @@ FIELDS = (
     "channels",
     "geo",
     "profile",
+    "buy_days",
+    "refund_days",
 )
 DIMENSIONS = ("journey", "rfm", "demographic", "geographic", "behaviour")
 

@@ -79,7 +79,7 @@ def test_verify_agrees_after_a_run_and_reports_a_lost_customer(deployment: Deplo
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "verdict: OK" in ok.stdout
     assert f"{len(events)} valid, 0 invalid" in ok.stdout
-    assert "state fields: all 15 equal" in ok.stdout
+    assert "state fields: all 17 equal" in ok.stdout
 
     deployment.stop_all()
     lost = sorted(per_customer)[0]

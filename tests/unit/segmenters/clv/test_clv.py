@@ -11,9 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segmenters.clv import BgNbd, GammaGamma, fit_bgnbd, fit_gamma_gamma, summarize
+from segmenters.clv import BgNbd, GammaGamma, day_of, fit_bgnbd, fit_gamma_gamma, summarize
 from segmenters.clv.bgnbd import log_likelihood
+from segmenters.clv.summary import net_days
+from segmenters.config import StateConfig
+from segmenters.state import CustomerState
+from segmenters.update import apply_event
 from tests.realdata import data_file
+from tests.unit.factories import T0, Events, ev
 
 CALIBRATION_END = date(1997, 9, 30)
 
@@ -137,3 +142,91 @@ def test_fits_refuse_what_they_cannot_fit():
         fit_gamma_gamma([0], [10.0])
     with pytest.raises(ValueError):
         summarize({}, 3)
+
+
+# --- the summary kept in the state --------------------------------------------------------
+
+DAY_MIN = 24 * 60
+
+history = st.lists(
+    st.tuples(
+        st.sampled_from(["buy", "buy", "refund"]),
+        st.integers(0, 60),  # day
+        st.integers(0, DAY_MIN - 1),  # minute of the day
+        st.integers(1, 5),  # items (value 10 each) or refund tens
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+def _events(rows):
+    e = Events("c-clv")
+    out = []
+    for i, (kind, day, minute, n) in enumerate(rows):
+        at = day * DAY_MIN + minute
+        if kind == "buy":
+            out.append(e.purchase(f"o-{i}", ["A"] * n, at))
+        else:
+            out.append(e.refund(f"o-{i}", 10.0 * n, at))
+    return out
+
+
+def _fold(events):
+    state = CustomerState("c-clv")
+    for raw in events:
+        apply_event(state, ev(raw), StateConfig())
+    return state
+
+
+def _reference(events, now_day):
+    """The summary straight from the events: group purchases by UTC day, then refunds."""
+    buys: dict[int, float] = defaultdict(float)
+    refunds = []
+    for raw in events:
+        e = ev(raw)
+        day = day_of(e.occurred_at.timestamp())
+        if e.type == "purchase":
+            buys[day] += e.total
+        else:
+            refunds.append((day, e.total))
+    for day, amount in sorted(refunds) if buys else []:
+        earlier = [d for d in buys if d <= day]
+        target = max(earlier) if earlier else min(buys)
+        buys[target] = max(0.0, buys[target] - amount)
+    return summarize(buys, now_day) if buys else None
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=history, seed=st.randoms(use_true_random=False))
+def test_the_state_summary_is_the_events_summary_in_any_order(rows, seed):
+    events = _events(rows)
+    shuffled = list(events)
+    seed.shuffle(shuffled)
+    a, b = _fold(events), _fold(shuffled)
+    assert (a.buy_days, a.refund_days) == (b.buy_days, b.refund_days)
+    now_day = day_of(T0.timestamp()) + 70
+    want = _reference(events, now_day)
+    if want is None:
+        assert a.buy_days == {}
+        return
+    got = summarize(net_days(a.buy_days, a.refund_days), now_day)
+    assert (got.x, got.t_x, got.T) == (want.x, want.t_x, want.T)
+    assert got.monetary == pytest.approx(want.monetary, abs=1e-6)
+
+
+def test_a_refund_lowers_value_not_frequency():
+    e = Events("c-r")
+    state = _fold(
+        [e.purchase("o-1", ["A"], 0), e.purchase("o-2", ["A", "A"], DAY_MIN * 3)]
+        + [e.refund("o-2", 15.0, DAY_MIN * 4)]
+    )
+    days = net_days(state.buy_days, state.refund_days)
+    s = summarize(days, day_of(T0.timestamp()) + 10)
+    assert (s.x, s.t_x, s.T, s.monetary) == (1, 3, 10, 5.0)
+
+
+def test_an_order_sent_twice_counts_once_in_the_days():
+    e = Events("c-d")
+    state = _fold([e.purchase("o-1", ["A"], 0), e.purchase("o-1", ["A"], 5)])
+    assert list(state.buy_days.values()) == [10.0]
