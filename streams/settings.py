@@ -220,6 +220,17 @@ class Settings(BaseSettings):
     features_memory: int = Field(
         200_000, ge=1, description="Customers whose last sent vector a worker remembers."
     )
+    clv_sample: int = Field(
+        200_000,
+        ge=100,
+        description="Most buyers the value models are fitted on (a uniform sample of them).",
+    )
+    clv_refit_s: float = Field(
+        3600.0, gt=0, description="How often the value models (BG/NBD, Gamma-Gamma) are refitted."
+    )
+    clv_horizon_days: float = Field(
+        365.0, gt=0, description="Horizon of expected orders and CLV, in days."
+    )
 
     sizes_every_s: float = Field(60.0, gt=0, description="How often segment sizes are recorded.")
     sizes_keep: int = Field(10080, ge=10, description="Size records kept (a week at 1/min).")

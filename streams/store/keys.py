@@ -145,6 +145,11 @@ def model_key(prefix: str) -> str:
     return f"{prefix}:model:behaviour"
 
 
+def clv_model_key(prefix: str) -> str:
+    """The latest value-model snapshot (JSON ``segmenters.clv.ClvModel``, with its version)."""
+    return f"{prefix}:model:clv"
+
+
 def actions_key(prefix: str, partition: int, customer_id: str) -> str:
     """Hash ``rev``, ``doc`` of the actions agent before the one pipeline; the doc is now
     field ``act`` of ``state_key``. Only migrated (streams/store/migrate.py) and erased."""

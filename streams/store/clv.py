@@ -1,0 +1,109 @@
+"""The value models in Redis: the latest snapshot, and the buyers' summaries to fit on.
+
+One snapshot key (``<prefix>:model:clv``, JSON of ``segmenters.clv.ClvModel`` with its
+version), written by whoever fits (the worker's trainer, ``segstream clv --fit``) and read
+by every worker and look-up. The summaries come from each buyer's stored purchase days
+(state ``buy_days``/``refund_days``), T counted to a day the caller gives per partition.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from segmenters.clv import Summary, summarize
+from segmenters.clv.model import ClvModel
+from segmenters.clv.summary import net_days
+from segmenters.state import CustomerState
+from streams.settings import Settings
+from streams.store.clients import redis_client
+from streams.store.documents import load_doc
+from streams.store.keys import clv_model_key, customer_of
+
+
+def model_of(raw: bytes | str | None) -> ClvModel | None:
+    """A stored snapshot, or None if there is none."""
+    return None if raw is None else ClvModel.model_validate(orjson.loads(raw))
+
+
+async def load_clv_model(client: Any, prefix: str) -> ClvModel | None:
+    """The latest snapshot (asyncio client)."""
+    return model_of(await client.get(clv_model_key(prefix)))
+
+
+def read_clv_model(settings: Settings) -> ClvModel | None:
+    """The latest snapshot (blocking, for the command line)."""
+    client = redis_client(settings)
+    try:
+        return model_of(client.get(clv_model_key(settings.key_prefix)))
+    finally:
+        client.close()
+
+
+def save_clv_model(settings: Settings, model: ClvModel) -> None:
+    """Publish a snapshot (blocking; the fit runs off the event loop anyway)."""
+    client = redis_client(settings)
+    try:
+        client.set(clv_model_key(settings.key_prefix), model.model_dump_json())
+    finally:
+        client.close()
+
+
+def summary_of(state: CustomerState, today: int) -> Summary | None:
+    """A buyer's summary with T counted to ``today`` (None for a customer who never
+    bought, or whose purchase days are all after ``today``)."""
+    days = {d: v for d, v in net_days(state.buy_days, state.refund_days).items() if d <= today}
+    return summarize(days, today) if days else None
+
+
+def buyer_summaries(
+    settings: Settings, today_of: Callable[[int], int], *, sample: int, seed: int = 0
+) -> list[Summary]:
+    """Every buyer's summary, or a uniform sample of ``sample`` of them (reservoir), with
+    T counted to ``today_of(partition)``. One SCAN over the state keys and pipelined
+    reads of 500 documents at a time."""
+    client = redis_client(settings)
+    rng = random.Random(seed)
+    out: list[Summary] = []
+    seen = 0
+    pending: list[tuple[int, str]] = []
+
+    def flush() -> None:
+        nonlocal seen
+        pipe = client.pipeline(transaction=False)
+        for _, key in pending:
+            pipe.hget(key, "doc")
+        for (partition, _), doc in zip(pending, pipe.execute(), strict=True):
+            if doc is None:
+                continue
+            state = CustomerState.from_doc(load_doc(doc) or {})
+            s = summary_of(state, today_of(partition))
+            if s is None:
+                continue
+            seen += 1
+            if len(out) < sample:
+                out.append(s)
+            else:
+                j = rng.randrange(seen)
+                if j < sample:
+                    out[j] = s
+        pending.clear()
+
+    try:
+        pattern = f"{settings.key_prefix}:{{p*}}:c:*:state"
+        for raw in client.scan_iter(match=pattern, count=1000):
+            key = raw.decode()
+            owner = customer_of(settings.key_prefix, key)
+            if owner is None:
+                continue
+            pending.append((owner[0], key))
+            if len(pending) >= 500:
+                flush()
+        if pending:
+            flush()
+    finally:
+        client.close()
+    return out
