@@ -24,6 +24,9 @@ from segmenters.clv.gamma_gamma import GammaGamma
 from segmenters.clv.gamma_gamma import fit as fit_gamma_gamma
 from segmenters.clv.summary import Summary
 
+#: Fewer buyers than this, or no repeat buyer, or no buyer older than a day, and there is
+#: nothing to learn a purchase rate or a drop-out rate from: no model is fitted.
+MIN_BUYERS = 30
 #: Fewer repeat buyers than this and the spend model is not fitted (its three
 #: parameters would follow noise); predictions then use the buyer's own mean.
 MIN_REPEAT_BUYERS = 20
@@ -49,6 +52,10 @@ class Prediction:
             "horizon_days": self.horizon_days,
             "model_version": self.model_version,
         }
+
+
+class NotEnoughData(ValueError):
+    """Too few buyers, or too little history, to fit the models."""
 
 
 class ClvModel(BaseModel):
@@ -102,10 +109,15 @@ def fit_model(
     """Fit both models to buyers' summaries (BG/NBD on all, Gamma-Gamma on repeat buyers
     with a positive mean). ``start`` (the previous model) speeds up a refit.
 
-    Raises ``ValueError`` without buyers.
+    Raises :class:`NotEnoughData` with fewer than :data:`MIN_BUYERS` buyers, without a
+    repeat buyer, or when no buyer's first purchase is a day old (every T is 0).
     """
-    if not summaries:
-        raise ValueError("no buyers to fit")
+    if len(summaries) < MIN_BUYERS:
+        raise NotEnoughData(f"{len(summaries)} buyers, at least {MIN_BUYERS} are needed")
+    if not any(s.x > 0 for s in summaries):
+        raise NotEnoughData(f"none of the {len(summaries)} buyers has bought on a second day")
+    if not any(s.T > 0 for s in summaries):
+        raise NotEnoughData("every buyer's first purchase is from the clock's own day")
     first = None if start is None else start.bgnbd
     bg = fit_bgnbd(
         [s.x for s in summaries], [s.t_x for s in summaries], [s.T for s in summaries], start=first

@@ -3,10 +3,10 @@
 ``root`` holds the group; each module adds its commands: ``dev`` (local services),
 ``runtime`` (worker, collector, topics, lag, erase, migrate, clocks), ``lookups``
 (customer, segments, clusters, watch), ``retention`` (actions), ``tools`` (simulate,
-verify, replay, bench).
+verify, replay, bench), ``value`` (clv).
 """
 
-from streams.cli import dev, lookups, retention, runtime, tools
+from streams.cli import dev, lookups, retention, runtime, tools, value
 from streams.cli.root import main
 
-__all__ = ["dev", "lookups", "main", "retention", "runtime", "tools"]
+__all__ = ["dev", "lookups", "main", "retention", "runtime", "tools", "value"]

@@ -33,6 +33,12 @@ def customer(customer_id: str, as_json: bool) -> None:
             click.echo(f"  {dim:12} {seg}")
         for key, value in out["state"].items():
             click.echo(f"  {key:14} {value}")
+        if (p := out["predictions"]) is not None:
+            click.echo(
+                f"  {'predictions':14} p_alive {p['p_alive']:.3f}, "
+                f"{p['expected_orders']:.2f} orders of {p['expected_order_value']:.2f}, "
+                f"clv {p['clv']:.2f} over {p['horizon_days']:g} days (model v{p['model_version']})"
+            )
 
 
 @main.group()

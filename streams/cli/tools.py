@@ -75,7 +75,7 @@ def verify(quiet: bool, truth: Path | None) -> None:
     "--format",
     "fmt",
     required=True,
-    type=click.Choice(["rees46", "online-retail", "jsonl", "mapped"]),
+    type=click.Choice(["rees46", "online-retail", "jsonl", "mapped", "cdnow"]),
     help="Layout of FILE (plain or gzip).",
 )
 @click.option(
@@ -86,6 +86,12 @@ def verify(quiet: bool, truth: Path | None) -> None:
 @click.option("--rate", type=float, help="Send this many events per second.")
 @click.option("--max", "as_fast", is_flag=True, help="Send as fast as possible (the default).")
 @click.option("--limit", type=click.IntRange(min=0), help="Send only the first N events by time.")
+@click.option(
+    "--until",
+    metavar="ISO",
+    help="Send only events dated at or before this time (a date alone: through that UTC "
+    "day); the rest are counted, not sent.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(
     "--no-actions",
@@ -99,6 +105,7 @@ def replay(
     rate: float | None,
     as_fast: bool,
     limit: int | None,
+    until: str | None,
     quiet: bool,
     no_actions: bool,
 ) -> None:
@@ -113,7 +120,7 @@ def replay(
     only on segment changes newer than each action's max age (older ones are suppressed
     `stale`), or none with --no-actions.
     """
-    from streams.tools.replay import ReplayError, load_mapping, render
+    from streams.tools.replay import ReplayError, load_mapping, parse_until, render
     from streams.tools.replay import replay as run
 
     if rate is not None and as_fast:
@@ -122,6 +129,7 @@ def replay(
         raise click.UsageError("--mapping goes with --format mapped")
     try:
         config = load_mapping(mapping) if mapping is not None else None
+        window_end = parse_until(until) if until is not None else None
         stats = run(
             _settings(),
             file,
@@ -129,6 +137,7 @@ def replay(
             mapping=config,
             rate=rate,
             limit=limit,
+            until=window_end,
             progress=not quiet,
             no_actions=no_actions,
             announce=lambda text: click.echo(text, err=True),

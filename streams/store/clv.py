@@ -21,7 +21,7 @@ from segmenters.state import CustomerState
 from streams.settings import Settings
 from streams.store.clients import redis_client
 from streams.store.documents import load_doc
-from streams.store.keys import clv_model_key, customer_of
+from streams.store.keys import clv_model_key, clv_version_key, customer_of
 
 
 def model_of(raw: bytes | str | None) -> ClvModel | None:
@@ -43,13 +43,30 @@ def read_clv_model(settings: Settings) -> ClvModel | None:
         client.close()
 
 
-def save_clv_model(settings: Settings, model: ClvModel) -> None:
-    """Publish a snapshot (blocking; the fit runs off the event loop anyway)."""
+#: Hands out the next version and stores the snapshot with it, in one step: two fits
+#: published at once (the worker's trainer and ``segstream clv --fit``) get two numbers,
+#: and the stored snapshot is always the one with the highest.
+PUBLISH_LUA = """
+local v = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. v .. ARGV[2])
+return v
+"""
+
+
+def save_clv_model(settings: Settings, model: ClvModel) -> ClvModel:
+    """Publish a snapshot under the next version (blocking; the fit runs off the event
+    loop anyway); returns it with that version. ``model.version`` is ignored."""
+    body = model.model_copy(update={"version": 0}).model_dump_json()
+    tail = '"version":0}'
+    if not body.endswith(tail):  # pydantic dumps fields in declaration order
+        raise RuntimeError("ClvModel's JSON no longer ends with its version")
+    keys = [clv_model_key(settings.key_prefix), clv_version_key(settings.key_prefix)]
     client = redis_client(settings)
     try:
-        client.set(clv_model_key(settings.key_prefix), model.model_dump_json())
+        version = int(client.eval(PUBLISH_LUA, 2, *keys, body[: -len("0}")], "}"))
     finally:
         client.close()
+    return model.model_copy(update={"version": version})
 
 
 def summary_of(state: CustomerState, today: int) -> Summary | None:

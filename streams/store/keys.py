@@ -146,8 +146,14 @@ def model_key(prefix: str) -> str:
 
 
 def clv_model_key(prefix: str) -> str:
-    """The latest value-model snapshot (JSON ``segmenters.clv.ClvModel``, with its version)."""
-    return f"{prefix}:model:clv"
+    """The latest value-model snapshot (JSON ``segmenters.clv.ClvModel``, with its version).
+    Hash-tagged with :func:`clv_version_key`, so one script writes both on a cluster."""
+    return f"{prefix}:model:{{clv}}"
+
+
+def clv_version_key(prefix: str) -> str:
+    """The last value-model version handed out (``INCR``): each snapshot its own number."""
+    return f"{prefix}:model:{{clv}}:version"
 
 
 def actions_key(prefix: str, partition: int, customer_id: str) -> str:

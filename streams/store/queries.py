@@ -10,7 +10,8 @@ prefix and the partition count; the time series the dashboard charts are read in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -18,11 +19,17 @@ from typing import Any, TypeVar
 import orjson
 import redis.asyncio as aioredis
 
+from segmenters.clv import day_of
+from segmenters.clv.model import ClvModel
 from streams.kafka.partitioner import partition_for
 from streams.settings import Settings
 from streams.store.clients import async_redis_client
+from streams.store.clocks import watermarks_of
+from streams.store.clv import model_of, summary_of
 from streams.store.documents import _decode, _text
 from streams.store.keys import (
+    clock_key,
+    clv_model_key,
     index_key,
     index_registry_key,
     model_key,
@@ -43,8 +50,9 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def customer_view(state: Any) -> dict[str, Any]:
-    """The public look-up shape: segments plus the headline state fields."""
+def customer_view(state: Any, predictions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The public look-up shape: segments, the headline state fields and the value
+    model's predictions (None: no model yet, or not a buyer)."""
     return {
         "customer_id": state.customer_id,
         "segments": {dim: entry[0] for dim, entry in state.segments.items()},
@@ -63,17 +71,71 @@ def customer_view(state: Any) -> dict[str, Any]:
             "geo": state.geo,
             "profile": state.profile,
         },
+        "predictions": predictions,
     }
 
 
+def lookup_clock(
+    watermarks: Mapping[int, float], partition: int, *, lateness: float, mode: str, wall: float
+) -> float | None:
+    """A partition's clock from the saved watermarks, as the worker's
+    (``streams.worker.clocks.partition_clock``); a partition without one yet counts to
+    the latest of the others, as the value-model trainer does.
+
+    >>> lookup_clock({0: 100.0, 1: 300.0}, 0, lateness=10, mode="event", wall=1e9)
+    90.0
+    >>> lookup_clock({1: 300.0}, 0, lateness=10, mode="event", wall=1e9)
+    290.0
+    >>> lookup_clock({}, 0, lateness=10, mode="event", wall=1e9) is None
+    True
+    >>> lookup_clock({}, 0, lateness=10, mode="live", wall=500.0)
+    500.0
+    """
+    mark = watermarks.get(partition, max(watermarks.values(), default=None))
+    event_clock = None if mark is None else mark - lateness
+    if mode == "live":
+        return wall if event_clock is None else max(event_clock, wall)
+    return event_clock
+
+
+def predictions_of(
+    state: Any, model: ClvModel | None, clock: float | None, horizon_days: float
+) -> dict[str, Any] | None:
+    """A buyer's predictions with T counted to the clock's day, or None without a
+    model, a clock, or a purchase day on or before it."""
+    if model is None or clock is None:
+        return None
+    summary = summary_of(state, day_of(clock))
+    return None if summary is None else dict(model.predict(summary, horizon_days).as_dict())
+
+
 async def customer(
-    client: aioredis.Redis, prefix: str, partitions: int, customer_id: str
+    client: aioredis.Redis,
+    prefix: str,
+    partitions: int,
+    customer_id: str,
+    *,
+    lateness: float = 0.0,
+    clock_mode: str = "event",
+    horizon_days: float = 365.0,
+    wall: Callable[[], float] = time.time,
 ) -> dict[str, Any] | None:
     """The customer look-up (:func:`customer_view` of the stored state), or None when the
-    customer has no state: one ``HGET`` of the document."""
-    key = state_key(prefix, partition_for(customer_id, partitions), customer_id)
-    state = _decode(await client.hget(key, "doc"))
-    return None if state is None else customer_view(state)
+    customer has no state: the document, the value model and the saved clocks in one
+    round trip."""
+    partition = partition_for(customer_id, partitions)
+    pipe = client.pipeline(transaction=False)
+    pipe.hget(state_key(prefix, partition, customer_id), "doc")
+    pipe.get(clv_model_key(prefix))
+    pipe.hgetall(clock_key(prefix))
+    doc, model, marks = await pipe.execute()
+    state = _decode(doc)
+    if state is None:
+        return None
+    clock = lookup_clock(
+        watermarks_of(marks), partition, lateness=lateness, mode=clock_mode, wall=wall()
+    )
+    return customer_view(state, predictions_of(state, model_of(model), clock, horizon_days))
 
 
 async def segment_sizes(
@@ -147,17 +209,36 @@ class ReadModel:
     client: aioredis.Redis
     prefix: str
     partitions: int
+    #: The worker's clock settings and the predictions' horizon (customer look-ups).
+    lateness: float = 0.0
+    clock_mode: str = "event"
+    horizon_days: float = 365.0
 
     @classmethod
     def of(cls, client: aioredis.Redis, settings: Settings) -> ReadModel:
-        return cls(client, settings.key_prefix, settings.topic_partitions)
+        return cls(
+            client,
+            settings.key_prefix,
+            settings.topic_partitions,
+            lateness=settings.allowed_lateness_s,
+            clock_mode=settings.clock,
+            horizon_days=settings.clv_horizon_days,
+        )
 
     async def ping(self) -> None:
         """Raises if Redis does not answer (the readiness probe)."""
         await self.client.ping()
 
     async def customer(self, customer_id: str) -> dict[str, Any] | None:
-        return await customer(self.client, self.prefix, self.partitions, customer_id)
+        return await customer(
+            self.client,
+            self.prefix,
+            self.partitions,
+            customer_id,
+            lateness=self.lateness,
+            clock_mode=self.clock_mode,
+            horizon_days=self.horizon_days,
+        )
 
     async def segment_sizes(self) -> dict[tuple[str, str], int]:
         return await segment_sizes(self.client, self.prefix, self.partitions)

@@ -16,11 +16,13 @@ from streams.kafka.topics import CHANGES, DEADLETTER, FEATURES, INPUTS
 from streams.settings import Settings
 from streams.store import ProgressLost, StateStore
 from streams.store.clients import REDIS_FAILURES, async_redis_client
+from streams.store.clv import load_clv_model
 from streams.store.erase import register_erasures
 from streams.worker import delivery
 from streams.worker.actions import PolicySource, uplift_rows
 from streams.worker.agents import register_agents, register_trainer
 from streams.worker.clocks import Clocks
+from streams.worker.clv import ClvTrainer
 from streams.worker.context import ContextRefresher
 from streams.worker.feature_feed import FeatureFeed
 from streams.worker.metrics import Metrics
@@ -167,6 +169,12 @@ def create_app(settings: Settings) -> faust.App:
     )
     register_agents(app, settings, processor, metrics, guard)
     register_trainer(app, settings, TrainerService(settings, store))
+    clv_trainer = ClvTrainer(
+        settings,
+        clocks,
+        owner=owns_partition(app, features),
+        load=lambda: load_clv_model(client, settings.key_prefix),
+    )
     register_erasures(app, settings, lambda ids: (store.forget(ids), processor.feed.forget(ids)))
     register_web(
         app,
@@ -194,6 +202,11 @@ def create_app(settings: Settings) -> faust.App:
             if isinstance(exc, REDIS_FAILURES):
                 metrics.redis_error("timers")
 
+    # Beside the cluster trainer: the owner of the one feature partition fits.
+    @app.timer(interval=clv_trainer.tick_s, name=f"{settings.app_id}.clv")
+    async def refit_clv() -> None:
+        await clv_trainer.tick()
+
     @app.timer(interval=FLOWS_FLUSH_S, name=f"{settings.app_id}.flows")
     async def flush_flows() -> None:
         try:
@@ -216,6 +229,20 @@ def input_assignment(app: faust.App, inputs: set[str]) -> Callable[[], list[tupl
         except Exception:  # not started yet, or between rebalances
             return []
         return [(tp.topic, tp.partition) for tp in tps if tp.topic in inputs]
+
+    return owned
+
+
+def owns_partition(app: faust.App, topic: str) -> Callable[[], bool]:
+    """True while the worker's consumer owns partition 0 of ``topic``: for the one-partition
+    ``segments.features``, the worker whose agent is the cluster trainer."""
+
+    def owned() -> bool:
+        try:
+            tps = app.consumer.assignment()
+        except Exception:  # not started yet, or between rebalances
+            return False
+        return any(tp.topic == topic and tp.partition == 0 for tp in tps)
 
     return owned
 

@@ -1,10 +1,10 @@
 """What the segments and actions are computed against, kept current in one place.
 
 The RFM quantiles (from the shared histograms), the behaviour model (the trainer's last
-snapshot), the custom segments file and the retention policy file change while the
-worker runs. :class:`ContextRefresher` holds the ones in force and renews them; the
-batch processor asks it for them each round (``current``, ``policy``) and nothing else
-replaces them.
+snapshot), the value model (the value trainer's last snapshot), the custom segments file
+and the retention policy file change while the worker runs. :class:`ContextRefresher`
+holds the ones in force and renews them; the batch processor asks it for them each round
+(``current``, ``policy``) and nothing else replaces them.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from dataclasses import replace
 
 from segmenters.actions.policy import DEFAULT_POLICY, Policy
 from segmenters.clustering import ClusterModel
+from segmenters.clv.model import ClvModel
 from segmenters.core import Context
 from segmenters.dimensions.custom import SegmentConfigError
 from segmenters.dimensions.rfm import RfmQuantiles
 from streams.settings import Settings
 from streams.store import StateStore
+from streams.store.clv import load_clv_model
 from streams.worker.actions import PolicySource
 from streams.worker.rules import load_segments
 
@@ -37,6 +39,8 @@ class ContextRefresher:
         self.policies = policies
         self._context = Context()
         self._segments_mtime: float | None = None
+        #: The value model in force (BG/NBD + Gamma-Gamma); None before the first snapshot.
+        self.clv: ClvModel | None = None
 
     def current(self) -> Context:
         """Population statistics and models the segments depend on now."""
@@ -79,7 +83,7 @@ class ContextRefresher:
 
     async def refresh(self, as_of: float | None) -> None:
         """RFM quantiles as of the clock ``as_of``, the custom segments and the latest
-        behaviour model (None: no partition has a clock yet, nothing to renew)."""
+        behaviour and value models (None: no partition has a clock yet, nothing to renew)."""
         if as_of is None:
             return
         if self._context.cluster_margin != self.settings.cluster_margin:
@@ -99,3 +103,7 @@ class ContextRefresher:
             ctx = replace(ctx, clusters=model)
             log.info("scoring with behaviour model v%d", model.version)
         self._context = ctx
+        clv = await load_clv_model(store.client, self.settings.key_prefix)
+        if clv is not None and clv != self.clv:
+            self.clv = clv
+            log.info("value model v%d loaded", clv.version)

@@ -1,4 +1,4 @@
-"""Replay recorded shop data (CSV or JSON lines) into segstream's input topics.
+"""Replay recorded shop data (CSV, JSON lines or CDNOW text) into segstream's input topics.
 
 Two halves, as everywhere in segstream:
 
@@ -38,6 +38,10 @@ Formats:
     every customer gets one ``profile`` with their country (ISO-3166 alpha-2).
 ``jsonl``
     One contract-v1 event per line, sent as it is once it parses.
+``cdnow``
+    The CDNOW sample (Fader and Hardie): whitespace-separated cohort id, sample id,
+    ``YYYYMMDD``, number of CDs, amount in USD. One purchase per row, customer
+    ``cdnow-<sample id>``, dated 12:00 UTC, one line of that many CDs, the amount as total.
 ``mapped``
     Any other CSV layout, described by a TOML file (see ``config/replay-example.toml`` and
     :class:`MappingConfig`).
@@ -55,6 +59,7 @@ Formats:
 
 from __future__ import annotations
 
+from streams.tools.replay.cdnow import map_cdnow
 from streams.tools.replay.common import (
     MAX_LINES,
     MAX_QUANTITY,
@@ -62,7 +67,9 @@ from streams.tools.replay.common import (
     ReplayError,
     envelope,
     event_id,
+    events_until,
     iso,
+    parse_until,
     sort_events,
 )
 from streams.tools.replay.jsonl import map_jsonl
@@ -99,14 +106,17 @@ __all__ = [
     "deployment_policy",
     "envelope",
     "event_id",
+    "events_until",
     "iso",
     "load_mapping",
+    "map_cdnow",
     "map_jsonl",
     "map_mapped",
     "map_online_retail",
     "map_rees46",
     "open_text",
     "parse_mapping",
+    "parse_until",
     "read_and_map",
     "render",
     "replay",

@@ -120,6 +120,34 @@ def sort_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(events, key=_time_key)
 
 
+def parse_until(text: str) -> datetime:
+    """The end of a replay's time window: an ISO-8601 time (UTC unless it says otherwise),
+    or a date alone, which keeps that whole UTC day.
+
+    >>> iso(parse_until("1997-09-30")), iso(parse_until("1997-09-30T12:00:00+02:00"))
+    ('1997-09-30T23:59:59.999999Z', '1997-09-30T10:00:00Z')
+    """
+    raw = text.strip()
+    try:
+        if len(raw) == 10:
+            day = datetime.strptime(raw, "%Y-%m-%d")
+            return day.replace(hour=23, minute=59, second=59, microsecond=999_999, tzinfo=UTC)
+        moment = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith("Z") else raw)
+    except ValueError:
+        raise ReplayError(f"--until {text!r}: not an ISO-8601 date or time") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def events_until(
+    events: list[dict[str, Any]], until: datetime | None
+) -> tuple[list[dict[str, Any]], int]:
+    """The events dated at or before ``until`` (all without one), and how many were after."""
+    if until is None:
+        return events, 0
+    kept = [e for e in events if _time_key(e) <= until]
+    return kept, len(events) - len(kept)
+
+
 def _text(row: dict[str, Any], column: str) -> str:
     value = row.get(column)
     if value is None:

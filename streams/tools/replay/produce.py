@@ -9,13 +9,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from segmenters.actions.policy import Policy
-from streams.tools.replay.common import ReplayError, _time_key
+from streams.tools.replay.common import ReplayError, _time_key, events_until, iso
 from streams.tools.replay.mapped import MappingConfig
 from streams.tools.replay.read import read_and_map
 from streams.tools.replay.report import ReplayStats, actions_notice
@@ -45,6 +46,7 @@ def replay(
     mapping: MappingConfig | None = None,
     rate: float | None = None,
     limit: int | None = None,
+    until: datetime | None = None,
     progress: bool = True,
     no_actions: bool = False,
     announce: Callable[[str], None] | None = None,
@@ -52,11 +54,13 @@ def replay(
 ) -> ReplayStats:
     """Read, map, sort and produce ``path``; ``rate`` events/s, or as fast as possible.
 
-    ``limit`` sends only the first ``limit`` events in time order (so a later full replay
-    sends the same ids again and then the rest). Ctrl-C stops early; what was sent is
-    flushed and counted. ``announce`` (a ``print``-like callable) gets
-    :func:`actions_notice` before the first event is sent; ``no_actions`` marks every
-    record with the ``segstream-no-actions`` header; ``wall`` defaults to ``time.time()``.
+    ``until`` sends only the events dated at or before it (a calibration period; the rest
+    are counted in ``after_until``); ``limit`` sends only the first ``limit`` of those in
+    time order (so a later full replay sends the same ids again and then the rest).
+    Ctrl-C stops early; what was sent is flushed and counted. ``announce`` (a
+    ``print``-like callable) gets :func:`actions_notice` before the first event is sent;
+    ``no_actions`` marks every record with the ``segstream-no-actions`` header; ``wall``
+    defaults to ``time.time()``.
     """
     from tqdm import tqdm
 
@@ -75,8 +79,10 @@ def replay(
         notes=dict(mapped.notes),
         read_s=time.monotonic() - t0,
     )
-    events = mapped.events if limit is None else mapped.events[: max(0, limit)]
-    stats.not_sent = len(mapped.events) - len(events)
+    window, stats.after_until = events_until(mapped.events, until)
+    stats.until = None if until is None else iso(until)
+    events = window if limit is None else window[: max(0, limit)]
+    stats.not_sent = len(window) - len(events)
     if announce is not None:
         times = [_time_key(e).timestamp() for e in events]
         now = float(int(time.time())) if wall is None else wall

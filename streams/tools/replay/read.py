@@ -10,13 +10,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from streams.tools.replay.cdnow import map_cdnow
 from streams.tools.replay.common import Mapped, ReplayError, sort_events
 from streams.tools.replay.jsonl import map_jsonl
 from streams.tools.replay.mapped import MappingConfig, map_mapped
 from streams.tools.replay.online_retail import ONLINE_RETAIL_COLUMNS, map_online_retail
 from streams.tools.replay.rees46 import REES46_COLUMNS, map_rees46
 
-FORMATS = ("rees46", "online-retail", "jsonl", "mapped")
+FORMATS = ("rees46", "online-retail", "jsonl", "mapped", "cdnow")
 
 
 def open_text(path: Path) -> io.TextIOBase:
@@ -64,6 +65,8 @@ def read_and_map(
             result = map_online_retail(_csv_rows(handle, ONLINE_RETAIL_COLUMNS))
         elif fmt == "jsonl":
             result = map_jsonl(handle, max_bytes=max_bytes)
+        elif fmt == "cdnow":
+            result = map_cdnow(handle)
         else:
             assert mapping is not None
             rows = _csv_rows(handle, mapping.needed(), mapping.delimiter)

@@ -23,6 +23,8 @@ class ReplayStats:
     events: int = 0  # delivered
     failed: int = 0
     not_sent: int = 0  # beyond --limit or after Ctrl-C
+    after_until: int = 0  # dated after --until
+    until: str | None = None
     first_at: str | None = None
     last_at: str | None = None
     read_s: float = 0.0
@@ -44,6 +46,8 @@ def render(stats: ReplayStats) -> str:
         out.append(f"  event time       {stats.first_at} .. {stats.last_at}")
     if stats.failed:
         out.append(f"  not delivered    {stats.failed}")
+    if stats.until is not None:
+        out.append(f"  after --until    {stats.after_until} (dated after {stats.until})")
     if stats.not_sent:
         why = "interrupted" if stats.interrupted else "beyond --limit"
         out.append(f"  not sent         {stats.not_sent} ({why})")

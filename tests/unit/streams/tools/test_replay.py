@@ -339,6 +339,74 @@ def test_mapped_unix_times():
     assert_valid(out.events)
 
 
+# --- cdnow -------------------------------------------------------------------------------
+
+
+def cdnow_lines() -> list[str]:
+    return (FIXTURES / "cdnow.txt").read_text().splitlines()
+
+
+def test_cdnow_one_purchase_per_row():
+    out = rp.map_cdnow(cdnow_lines())
+    assert out.rows == 9  # the blank line is not a row
+    assert_valid(out.events)
+    first = out.events[0]
+    assert first == {
+        "schema_version": 1,
+        "event_id": first["event_id"],
+        "type": "purchase",
+        "customer_id": "cdnow-0001",
+        "occurred_at": "1997-01-03T12:00:00Z",
+        "order_id": "cdnow-0001-1",
+        "lines": [{"sku": "cd", "quantity": 1}],
+        "total": 11.77,
+        "currency": "USD",
+    }
+    assert first["event_id"].startswith("cdnow:")
+    assert [(e["customer_id"], e["order_id"], e["total"]) for e in out.events] == [
+        ("cdnow-0001", "cdnow-0001-1", 11.77),
+        ("cdnow-0001", "cdnow-0001-2", 38.97),
+        ("cdnow-0001", "cdnow-0001-3", 38.97),
+        ("cdnow-0002", "cdnow-0002-1", 24.5),
+        ("cdnow-0002", "cdnow-0002-2", 12.49),
+        ("cdnow-0003", "cdnow-0003-1", 52.1),
+    ]
+
+
+def test_cdnow_equal_rows_are_two_orders_and_noted():
+    out = rp.map_cdnow(cdnow_lines())
+    second, third = out.events[1], out.events[2]
+    assert second["lines"] == third["lines"] == [{"sku": "cd", "quantity": 3}]
+    assert second["event_id"] != third["event_id"] and second["order_id"] != third["order_id"]
+    assert out.notes == {"rows equal to an earlier row (kept: another order)": 1}
+
+
+def test_cdnow_bad_rows_are_counted_not_raised():
+    out = rp.map_cdnow(cdnow_lines())
+    assert dict(out.skipped) == {
+        "malformed date": 1,
+        "number of CDs not in 1..100000": 1,
+        "malformed row (not 5 columns)": 1,
+    }
+    assert out.rows == len(out.events) + sum(out.skipped.values())
+
+
+def test_until_keeps_that_whole_day_and_counts_the_rest():
+    events = rp.read_and_map(FIXTURES / "cdnow.txt", "cdnow").events
+    kept, after = rp.events_until(events, rp.parse_until("1997-09-30"))
+    assert after == 1 and kept == events[:-1]
+    assert kept[-1]["occurred_at"] == "1997-09-30T12:00:00Z"
+    kept, after = rp.events_until(events, rp.parse_until("1997-09-30T11:59:59Z"))
+    assert after == 2 and kept[-1]["occurred_at"] == "1997-02-20T12:00:00Z"
+    assert rp.events_until(events, None) == (events, 0)
+
+
+@pytest.mark.parametrize("text", ["30.09.1997", "1997-13-01", "soon"])
+def test_until_rejects_what_is_not_iso(text):
+    with pytest.raises(rp.ReplayError, match="--until"):
+        rp.parse_until(text)
+
+
 # --- files, ids, order -------------------------------------------------------------------
 
 CASES = [
@@ -346,6 +414,7 @@ CASES = [
     ("online_retail.csv", "online-retail"),
     ("events.jsonl", "jsonl"),
     ("mapped.csv", "mapped"),
+    ("cdnow.txt", "cdnow"),
 ]
 
 
@@ -466,6 +535,19 @@ def test_replay_limit_sends_the_earliest_events(fake_kafka):
     assert [parse_event(v).occurred_at.second for _, _, v in fake_kafka.sent] == [5, 10, 10]
 
 
+def test_replay_until_sends_the_calibration_period_and_says_what_it_left(fake_kafka):
+    until = rp.parse_until("1997-09-30")
+    stats = rp.replay(Settings(), FIXTURES / "cdnow.txt", "cdnow", until=until, progress=False)
+    assert stats.events == len(fake_kafka.sent) == 5 and stats.after_until == 1
+    assert stats.by_type == {"purchase": 5} and stats.not_sent == 0
+    assert max(parse_event(v).occurred_at for _, _, v in fake_kafka.sent).day == 30
+    summary = rp.render(stats)
+    assert "after --until    1 (dated after 1997-09-30T23:59:59.999999Z)" in summary
+    assert "after --until" not in rp.render(
+        rp.replay(Settings(), FIXTURES / "cdnow.txt", "cdnow", progress=False)
+    )
+
+
 def test_replay_rate_paces(fake_kafka, monkeypatch):
     slept: list[float] = []
     monkeypatch.setattr(rp.produce.time, "sleep", slept.append)
@@ -482,6 +564,15 @@ def test_cli_rejects_rate_with_max():
         ["replay", "--format", "rees46", "--rate", "10", "--max", str(FIXTURES / "rees46.csv")],
     )
     assert result.exit_code != 0 and "exclude each other" in result.output
+
+
+def test_cli_replays_cdnow_until_a_date(fake_kafka):
+    args = ["replay", "--format", "cdnow", "--quiet", "--no-actions", "--until", "1997-09-30"]
+    result = CliRunner().invoke(main, [*args, str(FIXTURES / "cdnow.txt")])
+    assert result.exit_code == 0, result.output
+    assert len(fake_kafka.sent) == 5 and "after --until    1" in result.stdout
+    bad = CliRunner().invoke(main, ["replay", "--format", "cdnow", "--until", "Sept", "x.txt"])
+    assert bad.exit_code != 0
 
 
 def test_cli_reports_a_bad_mapping(tmp_path):

@@ -1,0 +1,49 @@
+"""The value models end to end: the CDNOW sample replayed through a real worker, then
+``segstream clv --fit`` on the stored purchase days gives the published parameters."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+
+from tests.integration.conftest import Deployment
+from tests.integration.test_cli import segstream
+from tests.realdata import data_file
+
+CALIBRATION_END = "1997-09-30"
+
+
+def test_cdnow_replayed_and_fitted_gives_the_published_parameters(deployment: Deployment) -> None:
+    path = data_file("cdnow_sample.txt.gz")
+    with gzip.open(path, "rt") as f:
+        rows = [line.split() for line in f if line.strip()]
+    expected = Counter(f"cdnow-{r[1]}" for r in rows if r[2] <= CALIBRATION_END.replace("-", ""))
+    assert len(expected) == 2357
+
+    deployment.start_worker()
+    sent = segstream(
+        deployment,
+        *("replay", str(path), "--format", "cdnow", "--until", CALIBRATION_END),
+        *("--quiet", "--no-actions"),
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert f"events produced  {expected.total()} (purchase" in sent.stdout
+    assert f"after --until    {len(rows) - expected.total()}" in sent.stdout
+    deployment.wait_applied(dict(expected), timeout=60)
+
+    out = segstream(deployment, "clv", "--fit", "--as-of", CALIBRATION_END, "--json")
+    assert out.returncode == 0, out.stderr
+    m = json.loads(out.stdout)
+    # Fader, Hardie and Lee (2005): BG/NBD r = 0.243, alpha = 4.414 weeks, a = 0.793,
+    # b = 2.426; Gamma-Gamma p = 6.25, q = 3.74, v = 15.44 on the 946 repeat buyers
+    bgnbd = (round(m["r"], 3), round(m["alpha_days"] / 7, 3), round(m["a"], 3), round(m["b"], 3))
+    assert bgnbd == (0.243, 4.414, 0.793, 2.426), m
+    assert (round(m["p"], 2), round(m["q"], 2), round(m["v"], 2)) == (6.25, 3.74, 15.44), m
+    assert (m["customers"], m["repeat_customers"]) == (2357, 946)
+    assert m["version"] >= 1  # the worker's own trainer may have published one before
+
+    shown = segstream(deployment, "clv", "--json")
+    assert shown.returncode == 0, shown.stderr
+    latest = json.loads(shown.stdout)  # this fit, unless the worker's trainer published since
+    assert list(latest) == list(m) and latest["version"] >= m["version"]
