@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -76,15 +76,22 @@ def summary_of(state: CustomerState, today: int) -> Summary | None:
     return summarize(days, today) if days else None
 
 
-def buyer_summaries(
-    settings: Settings, today_of: Callable[[int], int], *, sample: int, seed: int = 0
-) -> list[Summary]:
-    """Every buyer's summary, or a uniform sample of ``sample`` of them (reservoir), with
-    T counted to ``today_of(partition)``. One SCAN over the state keys and pipelined
-    reads of 500 documents at a time."""
+T_ = TypeVar("T_")
+
+
+def sample_buyers(
+    settings: Settings,
+    pick: Callable[[int, CustomerState], T_ | None],
+    *,
+    sample: int,
+    seed: int = 0,
+) -> list[T_]:
+    """``pick(partition, state)`` of every stored customer it does not refuse (None), or
+    of a uniform sample of ``sample`` of them (reservoir). One SCAN over the state keys
+    and pipelined reads of 500 documents at a time."""
     client = redis_client(settings)
     rng = random.Random(seed)
-    out: list[Summary] = []
+    out: list[T_] = []
     seen = 0
     pending: list[tuple[int, str]] = []
 
@@ -96,17 +103,16 @@ def buyer_summaries(
         for (partition, _), doc in zip(pending, pipe.execute(), strict=True):
             if doc is None:
                 continue
-            state = CustomerState.from_doc(load_doc(doc) or {})
-            s = summary_of(state, today_of(partition))
-            if s is None:
+            picked = pick(partition, CustomerState.from_doc(load_doc(doc) or {}))
+            if picked is None:
                 continue
             seen += 1
             if len(out) < sample:
-                out.append(s)
+                out.append(picked)
             else:
                 j = rng.randrange(seen)
                 if j < sample:
-                    out[j] = s
+                    out[j] = picked
         pending.clear()
 
     try:
@@ -124,3 +130,23 @@ def buyer_summaries(
     finally:
         client.close()
     return out
+
+
+def buyer_summaries(
+    settings: Settings, today_of: Callable[[int], int], *, sample: int, seed: int = 0
+) -> list[Summary]:
+    """Every buyer's summary, or a uniform sample of ``sample`` of them, with T counted
+    to ``today_of(partition)``."""
+    return sample_buyers(
+        settings, lambda p, state: summary_of(state, today_of(p)), sample=sample, seed=seed
+    )
+
+
+def buyer_days(settings: Settings, *, sample: int, seed: int = 0) -> list[dict[int, float]]:
+    """Every buyer's purchase days net of refunds (day -> value), or a uniform sample."""
+    return sample_buyers(
+        settings,
+        lambda _, state: net_days(state.buy_days, state.refund_days) or None,
+        sample=sample,
+        seed=seed,
+    )

@@ -11,11 +11,12 @@ import time
 from datetime import UTC, date, datetime
 
 from segmenters.clv import day_of
+from segmenters.clv.holdout import Decile, calibration, deciles
 from segmenters.clv.model import ClvModel, NotEnoughData, fit_model
 from streams.settings import Settings
 from streams.store.clients import redis_client
 from streams.store.clocks import read_watermarks
-from streams.store.clv import buyer_summaries, read_clv_model, save_clv_model
+from streams.store.clv import buyer_days, buyer_summaries, read_clv_model, save_clv_model
 from streams.worker.clocks import partition_clock
 
 NO_MODEL = (
@@ -110,4 +111,53 @@ def render_model(model: ClvModel) -> str:
             f"  {'':<12} {'v':<10} {spend.v:.4f}",
             f"  {'':<12} {'mean':<10} {spend.population_mean:.2f} (a random buyer's order value)",
         ]
+    return "\n".join(out)
+
+
+def _day_number(d: date) -> int:
+    return d.toordinal() - date(1970, 1, 1).toordinal()
+
+
+def holdout(
+    settings: Settings, split: date, *, end: date | None = None, wall: float | None = None
+) -> tuple[ClvModel, list[Decile], int, int]:
+    """Fit on the purchase days before ``split`` and compare the predicted purchase days
+    from ``split`` to ``end`` (default: the latest partition clock day) with the real
+    ones, by decile. Publishes nothing. Returns the fit, the deciles and the two days."""
+    now = time.time() if wall is None else wall
+    split_day = _day_number(split)
+    if end is not None:
+        end_day = _day_number(end)
+    else:
+        days = clock_days(settings, wall=now)
+        if not days:
+            raise ClvError("no partition has a clock yet (no events applied): give --until")
+        end_day = max(days.values())
+    if end_day < split_day:
+        raise ClvError(f"the holdout ends ({end_day}) before it starts ({split.isoformat()})")
+    buyers = buyer_days(settings, sample=settings.clv_sample)
+    summaries = [s for s in (calibration(b, split_day) for b in buyers) if s is not None]
+    try:
+        model = fit_model(summaries, fitted_at=now, version=0)
+    except NotEnoughData as exc:
+        raise ClvError(f"not enough history before {split.isoformat()}: {exc}") from None
+    return model, deciles(model, buyers, split_day=split_day, end_day=end_day), split_day, end_day
+
+
+def render_holdout(model: ClvModel, rows: list[Decile], split_day: int, end_day: int) -> str:
+    """The holdout check as a table: predicted and actual purchase days per decile."""
+    first = date.fromordinal(split_day + date(1970, 1, 1).toordinal()).isoformat()
+    last = date.fromordinal(end_day + date(1970, 1, 1).toordinal()).isoformat()
+    out = [
+        f"fitted on {model.customers} buyers before {first} (not published); "
+        f"holdout {first} to {last} ({end_day - split_day + 1} days)",
+        f"  {'decile':>6} {'buyers':>7} {'predicted':>10} {'actual':>8}   (mean purchase days)",
+    ]
+    for r in rows:
+        out.append(f"  {r.decile:>6} {r.customers:>7} {r.predicted:>10.3f} {r.actual:>8.3f}")
+    n = sum(r.customers for r in rows)
+    pred = sum(r.predicted * r.customers for r in rows)
+    act = sum(r.actual * r.customers for r in rows)
+    out.append(f"  {'all':>6} {n:>7} {pred / max(n, 1):>10.3f} {act / max(n, 1):>8.3f}")
+    out.append(f"  total purchase days in the holdout: predicted {pred:.0f}, actual {act:.0f}")
     return "\n".join(out)

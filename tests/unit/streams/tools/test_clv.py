@@ -138,3 +138,40 @@ def test_cli_errors_are_one_line_and_exit_1(store: Store) -> None:
     assert empty.exit_code == 1 and "no buyers to fit" in empty.output
     alone = CliRunner().invoke(main, ["clv", "--as-of", "1997-09-30"])
     assert alone.exit_code == 2 and "--as-of goes with --fit" in alone.output
+
+
+def _days(day0: int, gaps: list[int]) -> dict[int, float]:
+    days, d = {day0: 20.0}, day0
+    for g in gaps:
+        d += g
+        days[d] = 20.0
+    return days
+
+
+def test_holdout_fits_before_the_split_publishes_nothing_and_counts_after_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    buyers = [_days(100, [30, 40, 200]), _days(120, []), _days(110, [50, 150])] * 20
+    monkeypatch.setattr(tool, "buyer_days", lambda settings, sample: buyers)
+    split = date.fromordinal(719_163 + 300)
+    model, rows, first, last = tool.holdout(Settings(), split)
+    assert store.model is None  # nothing published
+    assert (first, last) == (300, 10_003)  # to the latest clock day
+    assert model.customers == 60 and model.version == 0
+    assert sum(r.customers for r in rows) == 60
+    actual = sum(r.actual * r.customers for r in rows)
+    assert actual == 40  # day 370 and day 310 of twenty buyers each
+    text = tool.render_holdout(model, rows, first, last)
+    assert "not published" in text and "actual 40" in text
+
+
+def test_clv_holdout_json_has_the_deciles(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    buyers = [_days(100, [30, 40, 200]), _days(120, []), _days(110, [50, 150])] * 20
+    monkeypatch.setattr(tool, "buyer_days", lambda settings, sample: buyers)
+    out = CliRunner().invoke(
+        main, ["clv", "--holdout-from", "1970-10-28", "--until", "1971-06-30", "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["holdout_days"] == 246 and len(doc["deciles"]) == 10
+    assert CliRunner().invoke(main, ["clv", "--fit", "--holdout-from", "1970-10-28"]).exit_code == 2
