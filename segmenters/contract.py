@@ -177,6 +177,25 @@ ACTION_FEATURES: dict[str, dict[str, Any]] = {
         "pattern": "^[A-Z]{3}$",
         "description": "ISO-4217 code of every amount in the message (SEGSTREAM_CURRENCY).",
     },
+    # The value models' predictions (docs/value.md): present for a buyer once the
+    # deployment has a value model, counted to the decision's event time.
+    "p_alive": {"type": "number", "description": "P(still a customer), BG/NBD (0 to 1)."},
+    "expected_orders": {
+        "type": "number",
+        "description": "Expected purchase days over SEGSTREAM_CLV_HORIZON_DAYS (BG/NBD).",
+    },
+    "expected_order_value": {
+        **_MONEY,
+        "description": "Expected value of a future order (Gamma-Gamma), in `currency`.",
+    },
+    "clv": {
+        **_MONEY,
+        "description": "expected_orders x expected_order_value over the horizon, in `currency`.",
+    },
+    "value_model_version": {
+        "type": "integer",
+        "description": "Version of the value-model snapshot that scored it.",
+    },
 }
 
 

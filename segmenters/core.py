@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from segmenters.changes import SegmentChange
 from segmenters.clustering import ClusterModel
+from segmenters.clv.model import ClvModel
 from segmenters.config import EngineConfig
 from segmenters.dimensions import journey as journey_rules
 from segmenters.dimensions import profile as profile_rules
@@ -46,6 +47,10 @@ class Context:
     #: Hysteresis of the behaviour dimension (see ``ClusterModel.assign``).
     cluster_margin: float = 0.1
     custom: CustomSegments | None = None
+    #: The value models (latest snapshot) and their horizon: action messages carry a
+    #: buyer's predictions when there is a model.
+    clv: ClvModel | None = None
+    clv_horizon_days: float = 365.0
 
 
 BEHAVIOUR = "behaviour"

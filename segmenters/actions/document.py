@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from segmenters.actions import ActionState, Feature
+from segmenters.clv.model import ClvModel
+from segmenters.clv.summary import day_of, summary_at
 from segmenters.state import CustomerState
 
 #: Purchases kept per customer at most (newest win), whatever the windows say.
@@ -46,10 +48,15 @@ def iso_utc(at: float | None) -> str | None:
 
 
 def customer_features(
-    state: CustomerState | None, currency: str | None = None
+    state: CustomerState | None,
+    currency: str | None = None,
+    clv: ClvModel | None = None,
+    horizon_days: float = 365.0,
 ) -> dict[str, Feature]:
     """The customer's key features, as a message carries them (scalars only): times in
     ISO-8601 UTC, amounts in ``currency`` (the deployment's, carried as ``currency``).
+    With a value model, a buyer's predictions too, with T counted to the day the
+    segments were last evaluated (the event time of the decision).
 
     >>> s = CustomerState("c-1", orders=2, revenue=59.8, last_order_at=1.0e9,
     ...                   cart={"A": [2, 10.0, []]})
@@ -73,6 +80,16 @@ def customer_features(
     }
     if currency is not None:
         features["currency"] = currency
+    at = state.eval_at if state.eval_at is not None else state.last_seen
+    if clv is not None and state.buy_days and at is not None:
+        summary = summary_at(state, day_of(at))
+        if summary is not None:
+            p = clv.predict(summary, horizon_days)
+            features["p_alive"] = p.p_alive
+            features["expected_orders"] = p.expected_orders
+            features["expected_order_value"] = p.expected_order_value
+            features["clv"] = p.clv
+            features["value_model_version"] = p.model_version
     return features
 
 

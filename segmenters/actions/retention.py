@@ -40,6 +40,7 @@ from segmenters.actions import (
 from segmenters.actions.document import ActionDoc, current_segments, customer_features
 from segmenters.actions.policy import Policy
 from segmenters.changes import SegmentChange
+from segmenters.clv.model import ClvModel
 from segmenters.state import CustomerState
 
 #: Purchases kept for assignments still to come (cross-topic order), by default.
@@ -83,6 +84,8 @@ def decide(
     due_at: float | None = None,
     currency: str | None = None,
     keep_purchases_s: float = KEEP_PURCHASES_S,
+    clv: ClvModel | None = None,
+    horizon_days: float = 365.0,
 ) -> Decided:
     """Decide the actions ``changes`` trigger and, with ``due_at``, the delayed ones due.
 
@@ -108,7 +111,7 @@ def decide(
         return Decided(doc)
     consent = None if customer is None else consent_of(customer.profile)
     # Only a message needs them: most planned actions are dropped first (stale history).
-    features = _Features(customer, currency)
+    features = _Features(customer, currency, clv, horizon_days)
     cart = {} if customer is None else customer.cart
     last_seen = None if customer is None else customer.last_seen
     items: list[tuple[float, int, int, SegmentChange | Purchase]] = [
@@ -167,16 +170,26 @@ def decide(
 class _Features(Mapping[str, Feature]):
     """:func:`~attribution.customer_features`, computed when first read."""
 
-    __slots__ = ("_customer", "_currency", "_values")
+    __slots__ = ("_customer", "_currency", "_clv", "_horizon", "_values")
 
-    def __init__(self, customer: CustomerState | None, currency: str | None) -> None:
+    def __init__(
+        self,
+        customer: CustomerState | None,
+        currency: str | None,
+        clv: ClvModel | None = None,
+        horizon_days: float = 365.0,
+    ) -> None:
         self._customer = customer
         self._currency = currency
+        self._clv = clv
+        self._horizon = horizon_days
         self._values: dict[str, Feature] | None = None
 
     def _get(self) -> dict[str, Feature]:
         if self._values is None:
-            self._values = customer_features(self._customer, self._currency)
+            self._values = customer_features(
+                self._customer, self._currency, self._clv, self._horizon
+            )
         return self._values
 
     def __getitem__(self, key: str) -> Feature:

@@ -24,6 +24,8 @@ import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from segmenters.state import CustomerState
+
 DAY_S = 86_400
 
 
@@ -73,3 +75,10 @@ def net_days(buys: Mapping[str, float], refunds: Mapping[str, float]) -> dict[in
             day = ordered[max(i, 0)]
             days[day] = max(0.0, round(days[day] - amount, 2))
     return dict(sorted(days.items()))
+
+
+def summary_at(state: CustomerState, today: int) -> Summary | None:
+    """A customer's summary with T counted to ``today`` (None for one who never bought,
+    or whose purchase days are all after ``today``)."""
+    days = {d: v for d, v in net_days(state.buy_days, state.refund_days).items() if d <= today}
+    return summarize(days, today) if days else None

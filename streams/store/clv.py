@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 import orjson
 
-from segmenters.clv import Summary, summarize
+from segmenters.clv import Summary
 from segmenters.clv.model import ClvModel
-from segmenters.clv.summary import net_days
+from segmenters.clv.summary import net_days, summary_at
 from segmenters.state import CustomerState
 from streams.settings import Settings
 from streams.store.clients import redis_client
@@ -69,11 +69,8 @@ def save_clv_model(settings: Settings, model: ClvModel) -> ClvModel:
     return model.model_copy(update={"version": version})
 
 
-def summary_of(state: CustomerState, today: int) -> Summary | None:
-    """A buyer's summary with T counted to ``today`` (None for a customer who never
-    bought, or whose purchase days are all after ``today``)."""
-    days = {d: v for d, v in net_days(state.buy_days, state.refund_days).items() if d <= today}
-    return summarize(days, today) if days else None
+#: A buyer's summary at a day: the core's, so a look-up, a fit and a message agree.
+summary_of = summary_at
 
 
 T_ = TypeVar("T_")

@@ -102,8 +102,10 @@ class ContextRefresher:
             model = ClusterModel.from_doc(doc["model"])
             ctx = replace(ctx, clusters=model)
             log.info("scoring with behaviour model v%d", model.version)
-        self._context = ctx
         clv = await load_clv_model(store.client, self.settings.key_prefix)
         if clv is not None and clv != self.clv:
             self.clv = clv
             log.info("value model v%d loaded", clv.version)
+        if self.clv is not None:
+            ctx = replace(ctx, clv=self.clv, clv_horizon_days=self.settings.clv_horizon_days)
+        self._context = ctx

@@ -47,3 +47,24 @@ def test_cdnow_replayed_and_fitted_gives_the_published_parameters(deployment: De
     assert shown.returncode == 0, shown.stderr
     latest = json.loads(shown.stdout)  # this fit, unless the worker's trainer published since
     assert list(latest) == list(m) and latest["version"] >= m["version"]
+
+    # The rest of the file: the holdout period of the paper (1997-10-01 to 1998-06-30).
+    everything = Counter(f"cdnow-{r[1]}" for r in rows)
+    rest = segstream(
+        deployment, "replay", str(path), "--format", "cdnow", "--quiet", "--no-actions"
+    )
+    assert rest.returncode == 0, rest.stderr
+    deployment.wait_applied(dict(everything), timeout=60)
+    checked = segstream(
+        deployment,
+        *("clv", "--holdout-from", "1997-10-01", "--until", "1998-06-30", "--json"),
+    )
+    assert checked.returncode == 0, checked.stderr
+    h = json.loads(checked.stdout)
+    fit = h["model"]  # fitted on the calibration period again: the same parameters
+    assert (round(fit["r"], 3), round(fit["a"], 3), round(fit["b"], 3)) == (0.243, 0.793, 2.426)
+    days = {(r[1], r[2]) for r in rows if r[2] >= "19971001"}  # buyer, day in the holdout
+    actual = sum(d["actual"] * d["customers"] for d in h["deciles"])
+    assert round(actual) == len(days)
+    predicted = sum(d["predicted"] * d["customers"] for d in h["deciles"])
+    assert abs(predicted - actual) / actual < 0.10, (predicted, actual)

@@ -430,6 +430,8 @@ class BatchProcessor(Sending):
                         due_at=due_at,
                         currency=self.currency,
                         keep_purchases_s=self.keep_purchases_s,
+                        clv=ctx.clv,
+                        horizon_days=ctx.clv_horizon_days,
                     )
                     if decided.changed:  # else the stored doc stays (and the cache)
                         actions = decided.doc

@@ -165,3 +165,28 @@ def test_input_events_match_the_event_schema(population):
     validate("events.cart", cart)  # an input topic's name gives the event schema
     with pytest.raises(ValidationError):
         validate("events", {"schema_version": 1, "type": "browse"})
+
+
+def test_action_messages_with_the_value_models_predictions_match_their_schema(population):
+    from segmenters.clv.model import ClvModel
+
+    model = ClvModel(r=0.243, alpha_days=30.895, a=0.793, b=2.426, p=6.25, q=3.74, v=15.44)
+    results, _ = population
+    scored = 0
+    for r in results:
+        features = customer_features(r.state, "EUR", model)
+        scored += "p_alive" in features
+        for change in r.changes:
+            _, decisions = plan(
+                DEFAULT_POLICY,
+                change,
+                ActionState(change.customer_id),
+                now=change.changed_at.timestamp(),
+                consent=True,
+                features=features,
+                cart=r.state.cart,
+            )
+            for d in decisions:
+                if d.message is not None:
+                    validate(d.message.topic, orjson.loads(d.message.to_json()))
+    assert scored == sum(1 for r in results if r.state.orders > 0) > 0
