@@ -11,10 +11,11 @@ from tqdm import tqdm
 from segmenters.core import Source, recompute
 from segmenters.events import Event, InvalidEvent
 from segmenters.state import CustomerState
-from segmenters.verify import Report, cluster_agreement, compare
+from segmenters.verify import Report, cluster_agreement, compare, prediction_agreement
 from streams.kafka.clients import kafka_consumer
 from streams.kafka.topics import ERASED, INPUTS
 from streams.settings import Settings
+from streams.store.clv import read_clv_model
 from streams.store.scans import stored_states
 from streams.worker.clocks import partition_clock
 from streams.worker.pipeline import Record, parse_record
@@ -145,6 +146,16 @@ def verify(
             report.extra[f"clusters ARI {name}"] = (
                 f"{value:.3f} over {int(ari['customers'])} customers"
             )
+    model = read_clv_model(settings)
+    if model is not None:
+        n, same, worst = prediction_agreement(
+            stored, kept, clocks, model, settings.clv_horizon_days
+        )
+        report.extra[f"predictions (value model v{model.version})"] = (
+            f"{same} of {n} buyers equal to recomputation (largest relative difference {worst:.1e})"
+        )
+        if same < n:
+            report.field_mismatches["predictions"] += n - same
     report.extra["events"] = f"{len(events)} valid, {invalid} invalid (dead-lettered)"
     report.extra["seconds"] = f"{time.monotonic() - started:.1f}"
     return report

@@ -114,3 +114,10 @@ def test_the_look_up_scores_buyers_with_the_latest_snapshot(web: Deployment) -> 
     assert cli == http
     human = segstream(d, "customer", "c-val-3").stdout
     assert f"clv {http['predictions']['clv']:.2f} over 365 days" in human
+
+    # verify recomputes every buyer's state from the topics and scores both with the
+    # snapshot: the predictions agree (a snapshot published meanwhile is read once)
+    checked_out = segstream(d, "verify")
+    assert checked_out.returncode == 0, checked_out.stdout + checked_out.stderr
+    line = next(x for x in checked_out.stdout.splitlines() if "predictions (value model v" in x)
+    assert f"{CUSTOMERS} of {CUSTOMERS} buyers equal to recomputation" in line, line
