@@ -46,9 +46,14 @@ echo "make test: three pytest processes running (logs: $LOGS/single.log, $LOGS/s
 
 # A line of progress a minute, so a long run does not look stuck: pytest's percentage.
 progress() { grep -o '\[ *[0-9]*%\]' "$1" 2>/dev/null | tail -n 1 | tr -d '[] ' || true; }
+# Checked every 2 s (so the time printed at the end is the processes' own), told every minute.
+waited=0
 while kill -0 "$single" 2>/dev/null || kill -0 "$single_long" 2>/dev/null || kill -0 "$cluster" 2>/dev/null; do
-  sleep 60
-  echo "  $(( ($(date +%s) - started) / 60 )) min: one redis-server $(progress "$LOGS/single.log") and $(progress "$LOGS/single-long.log"), Redis Cluster $(progress "$LOGS/cluster.log")"
+  sleep 2
+  waited=$((waited + 2))
+  if (( waited % 60 == 0 )); then
+    echo "  $(( waited / 60 )) min: one redis-server $(progress "$LOGS/single.log") and $(progress "$LOGS/single-long.log"), Redis Cluster $(progress "$LOGS/cluster.log")"
+  fi
 done
 wait "$single"; single_rc=$?
 wait "$single_long"; single_long_rc=$?
