@@ -125,3 +125,21 @@ def clock_fault(clock: float | None, wall: float, max_future_s: float) -> bool:
     (False, True)
     """
     return clock_ahead(clock, wall) > max_future_s
+
+
+def partition_clock(
+    watermark: float | None, *, lateness: float, mode: str, wall: float
+) -> float | None:
+    """The event-time clock of one partition.
+
+    >>> partition_clock(100.0, lateness=5, mode="event", wall=1e9)
+    95.0
+    >>> partition_clock(100.0, lateness=5, mode="live", wall=500.0)
+    500.0
+    >>> partition_clock(None, lateness=5, mode="event", wall=500.0) is None
+    True
+    """
+    event_clock = None if watermark is None else watermark - lateness
+    if mode == "live":
+        return wall if event_clock is None else max(event_clock, wall)
+    return event_clock

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 
 from segmenters.clv import day_of
 from segmenters.clv.model import ClvModel
+from segmenters.eventtime import partition_clock
 from streams.kafka.partitioner import partition_for
 from streams.settings import Settings
 from streams.store.clients import async_redis_client
@@ -79,7 +80,7 @@ def lookup_clock(
     watermarks: Mapping[int, float], partition: int, *, lateness: float, mode: str, wall: float
 ) -> float | None:
     """A partition's clock from the saved watermarks, as the worker's
-    (``streams.worker.clocks.partition_clock``); a partition without one yet counts to
+    (``segmenters.eventtime.partition_clock``); a partition without one yet counts to
     the latest of the others, as the value-model trainer does.
 
     >>> lookup_clock({0: 100.0, 1: 300.0}, 0, lateness=10, mode="event", wall=1e9)
@@ -92,10 +93,7 @@ def lookup_clock(
     500.0
     """
     mark = watermarks.get(partition, max(watermarks.values(), default=None))
-    event_clock = None if mark is None else mark - lateness
-    if mode == "live":
-        return wall if event_clock is None else max(event_clock, wall)
-    return event_clock
+    return partition_clock(mark, lateness=lateness, mode=mode, wall=wall)
 
 
 def predictions_of(

@@ -13,11 +13,11 @@ from datetime import UTC, date, datetime
 from segmenters.clv import day_of
 from segmenters.clv.holdout import Decile, calibration, deciles
 from segmenters.clv.model import ClvModel, NotEnoughData, fit_model
+from segmenters.eventtime import partition_clock
 from streams.settings import Settings
 from streams.store.clients import redis_client
 from streams.store.clocks import read_watermarks
 from streams.store.clv import buyer_days, buyer_summaries, read_clv_model, save_clv_model
-from streams.worker.clocks import partition_clock
 
 NO_MODEL = (
     "no value model yet: run `segstream clv --fit`, or wait for the worker to fit one "
@@ -67,7 +67,7 @@ def fit_now(
     """
     now = time.time() if wall is None else wall
     if as_of is not None:
-        fixed = as_of.toordinal() - date(1970, 1, 1).toordinal()
+        fixed = _day_number(as_of)
         days: dict[int, int] = {}
         latest = fixed
     else:

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from segmenters.core import Source, recompute
 from segmenters.events import Event, InvalidEvent
+from segmenters.eventtime import partition_clock
 from segmenters.state import CustomerState
 from segmenters.verify import Report, cluster_agreement, compare, prediction_agreement
 from streams.kafka.clients import kafka_consumer
@@ -17,7 +18,6 @@ from streams.kafka.topics import ERASED, INPUTS
 from streams.settings import Settings
 from streams.store.clv import read_clv_model
 from streams.store.scans import stored_states
-from streams.worker.clocks import partition_clock
 from streams.worker.pipeline import Record, parse_record
 
 

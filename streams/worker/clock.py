@@ -30,10 +30,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from segmenters.eventtime import clock_ahead, clock_fault, iso_utc, span
+from segmenters.eventtime import clock_ahead, clock_fault, iso_utc, partition_clock, span
 from streams.settings import Settings
 from streams.store.clocks import read_watermarks, write_reset
-from streams.worker.clocks import partition_clock
 
 
 class ClockError(ValueError):

@@ -17,28 +17,11 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from segmenters.eventtime import partition_clock
 from streams.settings import Settings
 from streams.store.clocks import load_resets, load_watermarks, save_watermarks
 
 log = logging.getLogger(__name__)
-
-
-def partition_clock(
-    watermark: float | None, *, lateness: float, mode: str, wall: float
-) -> float | None:
-    """The event-time clock of one partition.
-
-    >>> partition_clock(100.0, lateness=5, mode="event", wall=1e9)
-    95.0
-    >>> partition_clock(100.0, lateness=5, mode="live", wall=500.0)
-    500.0
-    >>> partition_clock(None, lateness=5, mode="event", wall=500.0) is None
-    True
-    """
-    event_clock = None if watermark is None else watermark - lateness
-    if mode == "live":
-        return wall if event_clock is None else max(event_clock, wall)
-    return event_clock
 
 
 class ClockResets:
