@@ -34,7 +34,7 @@ from streams.store.keys import (
     suppressed_key,
     timers_key,
 )
-from streams.store.queries import segment_sizes
+from streams.store.queries import load_model, segment_sizes
 from streams.store.scripts import COMMIT_LUA, LOAD_LUA, OUTBOX_KEEP
 
 
@@ -406,17 +406,10 @@ class StateStore:
         return counts
 
     async def load_model(self) -> dict[str, Any] | None:
-        raw = await self.client.get(model_key(self.prefix))
-        return None if raw is None else dict(orjson.loads(raw))
+        return await load_model(self.client, self.prefix)
 
     async def save_model(self, doc: dict[str, Any]) -> None:
         await self.client.set(model_key(self.prefix), orjson.dumps(doc))
-
-    async def get(self, customer_id: str) -> CustomerState | None:
-        doc = await self.client.hget(
-            state_key(self.prefix, self.home(customer_id), customer_id), "doc"
-        )
-        return _decode(doc)
 
 
 def progress_arg(
