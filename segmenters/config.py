@@ -1,7 +1,8 @@
 """Thresholds of the segmentation rules.
 
 Pure configuration: the core receives it as an argument, never reads it from the
-environment. ``streams.settings`` builds it from ``SEGSTREAM_JOURNEY__*`` variables.
+environment. ``streams.settings`` builds it from ``SEGSTREAM_JOURNEY__*``,
+``SEGSTREAM_STATE__*`` and ``SEGSTREAM_INTEREST__*`` variables.
 """
 
 from __future__ import annotations
@@ -48,6 +49,55 @@ class StateConfig(BaseModel):
     recent_bought_skus: int = Field(16, ge=1)
     #: How many distinct skus a cart keeps (the oldest addition is evicted).
     max_cart_lines: int = Field(50, ge=1)
+    #: Half-life of the category affinities of the interest dimension, in days.
+    interest_half_life_days: float = Field(30.0, gt=0)
+    #: What a view, a cart addition and a purchase line add to their category's affinity.
+    interest_view_weight: float = Field(1.0, ge=0)
+    interest_cart_weight: float = Field(3.0, ge=0)
+    interest_purchase_weight: float = Field(5.0, ge=0)
+
+
+class InterestConfig(BaseModel):
+    """Thresholds of the interest dimension (docs/segmentation.md).
+
+    >>> InterestConfig().min_share
+    0.5
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: The top category's least share of the customer's decayed affinity.
+    min_share: float = Field(0.5, gt=0, le=1)
+    #: Categorized events before any segment, and the top category's least count.
+    min_events: int = Field(3, ge=1)
+
+
+class ValueConfig(BaseModel):
+    """Thresholds of the value dimension (docs/value.md): churned below ``churn_p_alive``,
+    otherwise tiers by the share of alive buyers ranked above.
+
+    >>> ValueConfig().levels()
+    (0.9, 0.7, 0.4)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    churn_p_alive: float = Field(0.3, gt=0, lt=1)
+    top_share: float = Field(0.1, gt=0, lt=1)
+    high_share: float = Field(0.2, gt=0, lt=1)
+    medium_share: float = Field(0.3, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _fits(self) -> ValueConfig:
+        if self.top_share + self.high_share + self.medium_share >= 1:
+            raise ValueError("top_share + high_share + medium_share must be below 1")
+        return self
+
+    def levels(self) -> tuple[float, float, float]:
+        """The CLV quantiles a buyer must be above to be ``top``, ``high``, ``medium``."""
+        top = 1 - self.top_share
+        high = top - self.high_share
+        return round(top, 9), round(high, 9), round(high - self.medium_share, 9)
 
 
 class EngineConfig(BaseModel):
@@ -57,3 +107,5 @@ class EngineConfig(BaseModel):
 
     journey: JourneyConfig = JourneyConfig()
     state: StateConfig = StateConfig()
+    interest: InterestConfig = InterestConfig()
+    value: ValueConfig = ValueConfig()

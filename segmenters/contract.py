@@ -109,7 +109,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "change_id": "Names this change: equal ids are the same change (redelivered or "
         "replayed), so subscribers de-duplicate on it.",
         "customer_id": "The customer (also the record's key).",
-        "dimension": "journey, rfm, behaviour, demographic, geographic or custom:<name>.",
+        "dimension": "journey, rfm, behaviour, demographic, geographic, value, interest or "
+        "custom:<name>.",
         "previous": "The segment before; null for the customer's first in this dimension.",
         "current": "The segment now.",
         "changed_at": f"Event time of the change: {ISO}.",

@@ -24,11 +24,14 @@ from segmenters.changes import SegmentChange
 from segmenters.clustering import ClusterModel
 from segmenters.clv.model import ClvModel
 from segmenters.config import EngineConfig
+from segmenters.dimensions import interest as interest_rules
 from segmenters.dimensions import journey as journey_rules
 from segmenters.dimensions import profile as profile_rules
 from segmenters.dimensions import rfm as rfm_rules
+from segmenters.dimensions import value as value_rules
 from segmenters.dimensions.custom import CustomSegments, custom_memberships, custom_reason
 from segmenters.dimensions.rfm import RfmQuantiles
+from segmenters.dimensions.value import ValueQuantiles
 from segmenters.events import Event
 from segmenters.features import FEATURES, feature_row, feature_vector
 from segmenters.state import CustomerState
@@ -51,6 +54,8 @@ class Context:
     #: buyer's predictions when there is a model.
     clv: ClvModel | None = None
     clv_horizon_days: float = 365.0
+    #: The value dimension's CLV cuts over alive buyers (the shared histogram).
+    value: ValueQuantiles | None = None
 
 
 BEHAVIOUR = "behaviour"
@@ -119,11 +124,34 @@ def evaluate(
         (rfm_rules.DIMENSION, rfm_rules.rfm(state, now, ctx.rfm)),
         (profile_rules.DEMOGRAPHIC, profile_rules.demographic(state, now)),
         (profile_rules.GEOGRAPHIC, profile_rules.geographic(state)),
+        (
+            interest_rules.DIMENSION,
+            interest_rules.interest(
+                state, config.interest, half_life_days=config.state.interest_half_life_days
+            ),
+        ),
         (BEHAVIOUR, behaviour(state, now, ctx)),
+        (value_rules.DIMENSION, value_of(state, now, config, ctx)),
     ):
         if value is not None:
             out[dimension] = value
     return out
+
+
+def value_of(
+    state: CustomerState, now: float, config: EngineConfig, ctx: Context
+) -> tuple[str, str] | None:
+    """The value segment under the latest value model, and its reason (None without a
+    model, before a first purchase, or while no alive buyer is ranked yet)."""
+    if ctx.clv is None:
+        return None
+    scored = value_rules.score(state, now, ctx.clv, ctx.clv_horizon_days)
+    if scored is None:
+        return None
+    segment = value_rules.value_segment(scored[1], ctx.value, config.value)
+    if segment is None:
+        return None
+    return segment, value_rules.value_reason(segment, *scored, ctx.value, config.value)
 
 
 def next_deadline(
@@ -143,6 +171,10 @@ def next_deadline(
     other = profile_rules.next_deadline(state, after)
     if other is not None and (due is None or other < due):
         due = other
+    if ctx.clv is not None and len(state.buy_days) > 1:
+        other = value_rules.next_deadline(state, after, ctx.clv, config.value)
+        if other is not None and (due is None or other < due):
+            due = other
     return due
 
 
@@ -217,8 +249,20 @@ def segment_changes(
         full = profile_rules.geographic(state)
         assert full is not None and full[0] == geographic
         _change(changes, state, profile_rules.GEOGRAPHIC, geographic, full[1], now, rescored)
+    if state.categories:
+        interest = interest_rules.interest_segment(state, config.interest)
+        if interest is not None and interest != state.segment(interest_rules.DIMENSION):
+            reason = interest_rules.interest_reason(
+                interest,
+                state,
+                config.interest,
+                half_life_days=config.state.interest_half_life_days,
+            )
+            _change(changes, state, interest_rules.DIMENSION, interest, reason, now, rescored)
     if ctx.clusters is not None:
         _behaviour(changes, state, now, ctx, rescored)
+    if ctx.clv is not None and state.buy_days:
+        _value(changes, state, now, config, ctx, rescored)
     for rule, segment in custom_memberships(state, now, ctx.custom):
         if segment != state.segment(rule.dimension):
             assert ctx.custom is not None
@@ -247,6 +291,27 @@ def _behaviour(
         a = model.explain(d, prev_id, ctx.cluster_margin)
         reason = f"{model.cluster(a.cluster).description}; {a.reason}; model v{model.version}"
         _change(changes, state, BEHAVIOUR, segment, reason, now, rescored)
+
+
+def _value(
+    changes: list[SegmentChange],
+    state: CustomerState,
+    now: float,
+    config: EngineConfig,
+    ctx: Context,
+    rescored: bool,
+) -> None:
+    """:func:`value_of`, keeping the CLV the buyer is ranked with (``state.clv``) current."""
+    assert ctx.clv is not None
+    scored = value_rules.score(state, now, ctx.clv, ctx.clv_horizon_days)
+    if scored is None:
+        state.clv = None
+        return
+    state.clv = value_rules.ranked_clv(scored[1], config.value)
+    segment = value_rules.value_segment(scored[1], ctx.value, config.value)
+    if segment is not None and segment != state.segment(value_rules.DIMENSION):
+        reason = value_rules.value_reason(segment, *scored, ctx.value, config.value)
+        _change(changes, state, value_rules.DIMENSION, segment, reason, now, rescored)
 
 
 def _change(

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from segmenters.actions import ActionState, Decision, next_due
 from segmenters.config import EngineConfig
 from segmenters.core import NO_CONTEXT, Context, next_deadline
-from segmenters.dimensions.rfm import histogram_buckets
+from segmenters.dimensions import rfm, value
 from segmenters.state import CustomerState
 
 #: (add?, dimension, segment): the customer joins (True) or leaves a segment's index.
@@ -43,14 +43,28 @@ Assigned = tuple[str, str, str, float]
 #: A counted suppression: (experiment, action, reason).
 Suppressed = tuple[str, str, str]
 
-#: The shared RFM histograms, in the order their moves are listed.
-HISTOGRAMS = ("recency", "frequency", "monetary")
+#: The shared histograms, in the order their moves are listed: RFM's three and the
+#: alive buyers' CLV (the value dimension's ranks).
+HISTOGRAMS = ("recency", "frequency", "monetary", value.HISTOGRAM)
 #: Suppression reasons that are not a guard's verdict and stay out of the report.
 UNCOUNTED = frozenset({"duplicate"})
 
 
+def histogram_buckets(state: CustomerState | None) -> dict[str, int]:
+    """The bucket of each shared histogram the customer counts in (histogram -> bucket):
+    what the worker moves on each write, what an erase takes back, what a migration
+    counts again."""
+    buckets = rfm.histogram_buckets(state)
+    if state is not None:
+        b = value.histogram_bucket(state)
+        if b is not None:
+            buckets[value.HISTOGRAM] = b
+    return buckets
+
+
 def marks(state: CustomerState | None) -> Marks:
-    """What the shared indexes hold of a state before it changes: segments, RFM buckets.
+    """What the shared indexes hold of a state before it changes: segments, histogram
+    buckets.
 
     Taken before the fold, which may change an owned state in place.
     """
@@ -72,7 +86,7 @@ def index_moves(before: Mapping[str, str], after: CustomerState) -> list[IndexMo
 
 
 def histogram_moves(old: Mapping[str, int], new: Mapping[str, int]) -> list[HistogramMove]:
-    """Moves in the shared RFM histograms: (histogram, bucket, +1/-1)."""
+    """Moves in the shared histograms: (histogram, bucket, +1/-1)."""
     ops: list[HistogramMove] = []
     for hist in HISTOGRAMS:
         if old.get(hist) != new.get(hist):

@@ -31,8 +31,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
-from segmenters.topics import TOPIC_TYPES
+from segmenters.topics import TOPIC_OF_TYPE, TOPIC_TYPES
 
 SCHEMA_VERSION = 1
 
@@ -67,7 +68,7 @@ class _Envelope(_Model):
     @classmethod
     def _plausible_time(cls, value: datetime) -> datetime:
         if not 1990 <= value.year <= 2100:
-            raise ValueError("occurred_at must be between 1990 and 2100")
+            raise ValueError("must be between 1990 and 2100")
         return value
 
 
@@ -149,14 +150,54 @@ class InvalidEvent(ValueError):
 
 
 def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False)[:5]:
+    """The reason: the JSON error, or up to five field errors, each once.
+
+    >>> def reason(raw):
+    ...     try:
+    ...         EVENT_ADAPTER.validate_json(raw)
+    ...     except ValidationError as exc:
+    ...         return _describe(exc)
+    >>> reason(b"{nope")
+    'invalid JSON: key must be a string at line 1 column 2'
+    >>> reason(b'{"type": "cart", "schema_version": 2, "event_id": "e", "action": "clear",'
+    ...        b' "occurred_at": "2026-11-22T10:00:00Z"}')
+    'schema_version: Input should be 1; missing field customer_id'
+    >>> reason(b'{"type": "cart", "schema_version": 1, "event_id": "e", "action": "add",'
+    ...        b' "customer_id": "c-1", "occurred_at": "2026-11-22T10:00:00Z"}')
+    "sku is required for cart action 'add'"
+    >>> reason(b'{"type": "teleport"}')
+    "unknown type 'teleport' (expected 'browse', 'cart', 'purchase', 'refund', 'profile')"
+    """
+    errors = exc.errors(include_url=False)
+    for err in errors:
         if err["type"] == "json_invalid":
-            return f"invalid JSON: {err['msg']}"
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        parts.append(f"{loc}: {err['msg']}")
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+            detail = (err.get("ctx") or {}).get("error") or err["msg"]
+            return f"invalid JSON: {str(detail).removeprefix('Invalid JSON: ')}"
+    parts = list(dict.fromkeys(_field_error(err) for err in errors))
+    shown = parts[:5]
+    more = len(parts) - len(shown)
+    return "; ".join(shown) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _field_error(err: ErrorDetails) -> str:
+    """``<field>: <what is wrong>``, or ``missing field <field>``. The path leaves out the
+    event type pydantic puts first (the message's ``type`` says it), the message
+    pydantic's ``Value error, ``."""
+    loc = list(err["loc"])
+    if loc and loc[0] in TOPIC_OF_TYPE:
+        loc = loc[1:]
+    path = ".".join(str(p) for p in loc)
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "missing" or kind == "union_tag_not_found":
+        return f"missing field {path or 'type'}"
+    if kind == "union_tag_invalid":
+        tag = str(ctx.get("tag", ""))
+        tag = tag if len(tag) <= 40 else tag[:37] + "..."
+        return f"unknown type {tag!r} (expected {ctx.get('expected_tags', '')})"
+    msg = err["msg"].removeprefix("Value error, ")
+    if not path:
+        return "not a JSON object" if kind in ("dict_type", "model_type") else msg
+    return f"{path}: {msg}"
 
 
 def parse_event(raw: bytes | str, *, max_bytes: int = 65536) -> Event:

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-STATE_VERSION = 4
+STATE_VERSION = 5
 
 
 def short_hash(value: str) -> str:
@@ -92,6 +92,10 @@ class CustomerState:
     #: sku -> time of its latest purchase (recent skus only)
     bought: dict[str, float] = field(default_factory=dict)
     categories: dict[str, int] = field(default_factory=dict)
+    #: category -> weighted, decayed affinity (views, cart additions, purchase lines), all
+    #: as of ``interests_at``: the interest dimension's evidence.
+    interests: dict[str, float] = field(default_factory=dict)
+    interests_at: float | None = None
     devices: dict[str, int] = field(default_factory=dict)
     channels: dict[str, int] = field(default_factory=dict)
     geo: dict[str, str] = field(default_factory=dict)
@@ -114,6 +118,10 @@ class CustomerState:
     buy_days: dict[str, float] = field(default_factory=dict)
     #: UTC day number (as text) -> amount refunded on that day.
     refund_days: dict[str, float] = field(default_factory=dict)
+    #: The predicted value (CLV, rounded to cents) the buyer was last ranked with in the
+    #: value dimension; None while churned or unscored. The shared value histogram counts
+    #: it, so it is kept with the state that the histogram moves are computed from.
+    clv: float | None = None
 
     @property
     def cart_items(self) -> int:
@@ -155,6 +163,8 @@ class CustomerState:
             cart_at=self.cart_at,
             bought=dict(self.bought),
             categories=dict(self.categories),
+            interests=dict(self.interests),
+            interests_at=self.interests_at,
             devices=dict(self.devices),
             channels=dict(self.channels),
             geo=dict(self.geo),
@@ -168,6 +178,7 @@ class CustomerState:
             no_actions=self.no_actions,
             buy_days=dict(self.buy_days),
             refund_days=dict(self.refund_days),
+            clv=self.clv,
         )
 
     def to_doc(self) -> dict[str, Any]:
@@ -215,18 +226,41 @@ def _purchase_days(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _seed_interests(doc: dict[str, Any]) -> dict[str, Any]:
+    """v4 -> v5: ``interests`` holds each category's decayed affinity. A v4 document knows
+    only how often each category was seen: each sighting counts weight 1, as of its last
+    event. Replaying the customer's history (``segstream replay``) rebuilds the affinities
+    exactly."""
+    doc = {**doc, "state_version": 5}
+    categories = doc.get("categories")
+    if not categories or "interests" in doc:
+        return doc
+    doc["interests"] = {k: float(v) for k, v in categories.items()}
+    doc["interests_at"] = doc.get("last_seen")
+    return doc
+
+
 #: Migrations from each older ``state_version`` to the next one, pure functions on docs.
-MIGRATIONS: dict[int, Any] = {1: _drop_recent_event_ids, 2: _count_positions, 3: _purchase_days}
+MIGRATIONS: dict[int, Any] = {
+    1: _drop_recent_event_ids,
+    2: _count_positions,
+    3: _purchase_days,
+    4: _seed_interests,
+}
 
 
 def migrate(doc: dict[str, Any]) -> dict[str, Any]:
     """Bring a stored document to the current ``state_version``.
 
     >>> migrate({"customer_id": "c-1", "state_version": 1, "event_ids": ["8eb3e1bcef"]})
-    {'customer_id': 'c-1', 'state_version': 4}
+    {'customer_id': 'c-1', 'state_version': 5}
     >>> migrate({"customer_id": "c-2", "state_version": 3, "revenue": 30.0,
     ...          "first_order_at": 86_400.0, "last_order_at": 5 * 86_400.0})["buy_days"]
     {'1': 15.0, '5': 15.0}
+    >>> d = migrate({"customer_id": "c-3", "state_version": 4, "last_seen": 60.0,
+    ...              "categories": {"shoes": 3, "bags": 1}})
+    >>> d["interests"], d["interests_at"]
+    ({'shoes': 3.0, 'bags': 1.0}, 60.0)
     """
     version = int(doc.get("state_version", 1))
     if version > STATE_VERSION:

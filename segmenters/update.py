@@ -6,6 +6,7 @@ makes one per customer per batch, so a batch costs one copy, not one per event).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,33 @@ def _bump(counts: dict[str, int], key: str, limit: int | None = None) -> None:
         # Evict the least-seen other key (ties: the first inserted), keeping the state bounded.
         victim = min((k for k in counts if k != key), key=lambda k: counts[k])
         del counts[victim]
+
+
+def _interest(
+    state: CustomerState, category: str, weight: float, at: float, cfg: StateConfig
+) -> None:
+    """Add ``weight`` at ``at`` to ``category``'s decayed affinity.
+
+    Every affinity is kept as of one time (``interests_at``), so shares compare without
+    decaying: a later event decays them all to its time first; an earlier one adds its
+    weight already decayed (as ``decayed_add`` does), so the order events arrive in does
+    not matter.
+    """
+    interests = state.interests
+    as_of = state.interests_at
+    if as_of is None:
+        state.interests_at = at
+    elif at > as_of:
+        factor = math.exp2(-(at - as_of) / (cfg.interest_half_life_days * DAY))
+        for key in interests:
+            interests[key] *= factor
+        state.interests_at = at
+    elif at < as_of:
+        weight *= math.exp2(-(as_of - at) / (cfg.interest_half_life_days * DAY))
+    interests[category] = interests.get(category, 0.0) + weight
+    if len(interests) > cfg.max_categories:
+        # evict the weakest affinity (ties: the smallest name), keeping the state bounded
+        del interests[min(interests, key=lambda k: (interests[k], k))]
 
 
 def _remember(ids: list[str], value: str, limit: int) -> None:
@@ -61,6 +89,7 @@ def _browse(state: CustomerState, e: Browse, at: float, cfg: StateConfig) -> Non
     state.views = decayed_add(state.views, 1.0, at, half_life_s=cfg.decay_half_life_days * DAY)
     if e.category:
         _bump(state.categories, e.category, cfg.max_categories)
+        _interest(state, e.category, cfg.interest_view_weight, at, cfg)
 
 
 def _cart(state: CustomerState, e: Cart, at: float, cfg: StateConfig) -> None:
@@ -75,6 +104,7 @@ def _cart(state: CustomerState, e: Cart, at: float, cfg: StateConfig) -> None:
         )
         if e.category:
             _bump(state.categories, e.category, cfg.max_categories)
+            _interest(state, e.category, cfg.interest_cart_weight, at, cfg)
         bought_at = state.bought.get(e.sku)
         if bought_at is not None and bought_at >= at:
             return  # bought after this addition (the purchase arrived first): not in the cart
@@ -123,6 +153,7 @@ def _lines(state: CustomerState, lines: list[Line], at: float, cfg: StateConfig)
         state.bought[line.sku] = latest
         if line.category:
             _bump(state.categories, line.category, cfg.max_categories)
+            _interest(state, line.category, cfg.interest_purchase_weight, at, cfg)
     _keep_latest(state.bought, cfg.recent_bought_skus)
 
 

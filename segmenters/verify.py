@@ -21,9 +21,12 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from segmenters.clv.model import ClvModel
+from segmenters.clv.model import ClvModel, Prediction
 from segmenters.clv.summary import day_of, summary_at
-from segmenters.dimensions.rfm import QUANTILES, RfmQuantiles, rfm
+from segmenters.config import ValueConfig
+from segmenters.dimensions.rfm import QUANTILES, RfmQuantiles, bucket, rfm
+from segmenters.dimensions.value import DIMENSION as VALUE
+from segmenters.dimensions.value import ValueQuantiles, ranked_clv, score, value_segment
 from segmenters.state import CustomerState
 
 DAY = 86400.0
@@ -49,7 +52,7 @@ FIELDS = (
     "buy_days",
     "refund_days",
 )
-DIMENSIONS = ("journey", "rfm", "demographic", "geographic", "behaviour")
+DIMENSIONS = ("journey", "rfm", "demographic", "geographic", "interest", "behaviour")
 
 
 def exact_quantiles(values: Sequence[float], qs: Sequence[float] = QUANTILES) -> tuple[float, ...]:
@@ -175,7 +178,9 @@ def compare(
             if not _same(a, b):
                 report.field_mismatches[name] += 1
                 report.field_examples.setdefault(name, (cid, a, b))
-        expected = {d: want.segment(d) for d in ("journey", "demographic", "geographic")}
+        expected = {
+            d: want.segment(d) for d in ("journey", "demographic", "geographic", "interest")
+        }
         scored = rfm(want, clocks.get(cid, as_of), q)
         expected["rfm"] = None if scored is None else scored[0]
         for d, value in expected.items():
@@ -187,7 +192,10 @@ def compare(
                 agreement.agree += 1
             elif len(agreement.examples) < 5:
                 agreement.examples.append((cid, got.segment(d), value))
-    report.dimensions = {d: a for d, a in dims.items() if d != "behaviour" or a.compared}
+    # behaviour before a first model, interest on data without categories: not shown
+    report.dimensions = {
+        d: a for d, a in dims.items() if d not in ("behaviour", "interest") or a.compared
+    }
     return report
 
 
@@ -268,6 +276,52 @@ def prediction_agreement(
         worst = max(worst, *diffs)
         agree += all(d <= 1e-9 for d in diffs)
     return compared, agree, worst
+
+
+def value_agreement(
+    stored: Mapping[str, CustomerState],
+    offline: Mapping[str, CustomerState],
+    clocks: Mapping[str, float],
+    model: ClvModel,
+    horizon_days: float,
+    cfg: ValueConfig,
+) -> DimensionAgreement:
+    """The value segments stored against the rule applied offline: each recomputed buyer
+    scored with the snapshot at their clock day, ranked against cuts from the histogram
+    of the recomputed alive buyers' CLV (built as the workers build the shared one).
+
+    >>> m = ClvModel(r=0.243, alpha_days=30.895, a=0.793, b=2.426)
+    >>> s = CustomerState("c-1", buy_days={"1": 10.0, "5": 20.0}, segments={"value": ["low", 0]})
+    >>> a = value_agreement({"c-1": s}, {"c-1": s}, {"c-1": 9 * DAY}, m, 365.0, ValueConfig())
+    >>> a.compared, a.agree
+    (1, 1)
+    """
+    scored: dict[str, Prediction] = {}
+    counts: Counter[int] = Counter()
+    for cid, want in offline.items():
+        found = score(want, clocks.get(cid, 0.0), model, horizon_days)
+        if found is None:
+            continue
+        scored[cid] = found[1]
+        clv = ranked_clv(found[1], cfg)
+        if clv:  # as ``value.histogram_bucket``: a CLV of 0 is not counted
+            counts[bucket(clv)] += 1
+    q = ValueQuantiles.from_counts(counts, cfg)
+    out = DimensionAgreement()
+    for cid, prediction in scored.items():
+        got = stored.get(cid)
+        if got is None:
+            continue
+        want_segment = value_segment(prediction, q, cfg)
+        have = got.segment(VALUE)
+        if want_segment is None and have is None:
+            continue
+        out.compared += 1
+        if have == want_segment:
+            out.agree += 1
+        elif len(out.examples) < 5:
+            out.examples.append((cid, have, want_segment))
+    return out
 
 
 def render(report: Report) -> str:

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from segmenters.dimensions import journey, profile, rfm
+from segmenters.dimensions import interest, journey, profile, rfm, value
 
 BEHAVIOUR = "behaviour"
 CUSTOM_PREFIX = "custom:"
@@ -29,8 +29,17 @@ CUSTOM_SEGMENTS = ("member", "non_member")
 CLOSED: dict[str, tuple[str, ...]] = {
     journey.DIMENSION: journey.SEGMENTS,
     rfm.DIMENSION: rfm.SEGMENTS,
+    value.DIMENSION: value.SEGMENTS,
 }
-DIMENSIONS = (journey.DIMENSION, rfm.DIMENSION, BEHAVIOUR, profile.DEMOGRAPHIC, profile.GEOGRAPHIC)
+DIMENSIONS = (
+    journey.DIMENSION,
+    rfm.DIMENSION,
+    BEHAVIOUR,
+    profile.DEMOGRAPHIC,
+    profile.GEOGRAPHIC,
+    interest.DIMENSION,
+    value.DIMENSION,
+)
 AGE_BANDS = ("under_18", *(name for _, name in profile.AGE_BANDS), profile.UNKNOWN)
 CLUSTER = re.compile(r"^cluster_(0|[1-9][0-9]{0,5})$")
 COUNTRY = re.compile(r"^[A-Z]{2}$")

@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from segmenters.actions.retention import KEEP_PURCHASES_S
-from segmenters.config import EngineConfig, JourneyConfig, StateConfig
+from segmenters.config import (
+    EngineConfig,
+    InterestConfig,
+    JourneyConfig,
+    StateConfig,
+    ValueConfig,
+)
 
 
 class CollectorSettings(BaseModel):
@@ -210,6 +216,19 @@ class Settings(BaseSettings):
     )
     cluster_snapshot_s: float = Field(10.0, gt=0, description="How often the trainer publishes.")
     cluster_margin: float = Field(0.1, ge=0, lt=1, description="Hysteresis of cluster changes.")
+    cluster_max_move: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Largest share of the trainer's recent customers a new cluster snapshot "
+        "may move to another cluster; one that moves more, or rewords a cluster, is held back.",
+    )
+    cluster_max_hold_s: float = Field(
+        6 * 3600.0,
+        ge=0,
+        description="Longest a drifted cluster snapshot is held back before it is published "
+        "anyway (segments must not freeze for ever); 0 publishes every snapshot.",
+    )
     cluster_seed: int = 0
     features_min_move: float = Field(
         0.25,
@@ -233,7 +252,25 @@ class Settings(BaseSettings):
     )
 
     sizes_every_s: float = Field(60.0, gt=0, description="How often segment sizes are recorded.")
-    sizes_keep: int = Field(10080, ge=10, description="Size records kept (a week at 1/min).")
+    sizes_keep: int = Field(
+        10080,
+        ge=10,
+        description="Size records kept (a week at 1/min; about 4.5 MB a day with 100 "
+        "segments, docs/reports.md).",
+    )
+    report_over_broad_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="The segment report flags a targeting segment holding more than this "
+        "share of its dimension's customers as over-broad.",
+    )
+    report_stale_days: float = Field(
+        14.0, gt=0, description="The segment report flags a segment nobody entered for this long."
+    )
+    report_sample: int = Field(
+        5000, ge=1, description="Members per segment the segment report reads (a sample above)."
+    )
     stall_after_s: float = Field(
         60.0,
         gt=0,
@@ -288,7 +325,11 @@ class Settings(BaseSettings):
     kafka_heap: str = Field("512m", description="Java -Xmx of the local broker.")
 
     journey: JourneyConfig = JourneyConfig()
+    #: The interest dimension's thresholds (``SEGSTREAM_INTEREST__MIN_SHARE``, ...).
+    interest: InterestConfig = InterestConfig()
     state: StateConfig = StateConfig()
+    #: The value dimension's thresholds (``SEGSTREAM_VALUE__CHURN_P_ALIVE``, ...).
+    value: ValueConfig = ValueConfig()
     #: The HTTP collector for websites (``segstream collector``, streams/collector/).
     collector: CollectorSettings = CollectorSettings()
 
@@ -301,7 +342,9 @@ class Settings(BaseSettings):
 
     @cached_property
     def engine(self) -> EngineConfig:
-        return EngineConfig(journey=self.journey, state=self.state)
+        return EngineConfig(
+            journey=self.journey, state=self.state, interest=self.interest, value=self.value
+        )
 
     @property
     def kafka_host_port(self) -> tuple[str, int]:

@@ -19,7 +19,8 @@ before the holdout draw, so control and treated customers are equally eligible; 
 assignment counts towards cooldown and cap as if it had been sent.
 
 Modules: ``decision`` (outcomes and reasons), ``messages`` (keys, draws, consent, the
-message), ``state`` (a customer's action state), ``guards``, ``plan`` (``plan`` and ``due``).
+message), ``state`` (a customer's action state), ``guards``, ``plan`` (``plan`` and ``due``),
+``campaign`` (one action for the current members of a segment, through ``plan``'s guards).
 
 >>> from segmenters.changes import SegmentChange
 >>> ch = SegmentChange.make(customer_id="c-1", dimension="journey", previous="active_cart",

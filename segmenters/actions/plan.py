@@ -95,6 +95,70 @@ def _dropped(p: Pending, reason: Reason, now: float, experiment: str) -> Decisio
     )
 
 
+def _plan_actions(
+    policy: Policy,
+    specs: Sequence[ActionSpec],
+    change: SegmentChange,
+    s: ActionState,
+    *,
+    now: float,
+    consent: bool | None,
+    features: Mapping[str, Feature] | None,
+    cart: Mapping[str, Sequence[Any]] | None,
+    wall: float,
+    since: float,
+    delay: bool = True,
+) -> list[Decision]:
+    """Each of ``specs`` for ``change``, through the guards in order; records in ``s``
+    (which the caller owns). ``delay``: the actions' ``delay_s`` applies (quiet hours
+    always do)."""
+    decisions: list[Decision] = []
+    for spec in specs:
+        key = idempotency_key(change.change_id, spec.name, spec.channel)
+        at = policy.send_at(spec.channel, now + (spec.delay_s if delay else 0.0))
+        if key in s.keys or any(p.key == key for p in s.pending):
+            decisions.append(
+                _dropped(Pending(key, spec.id, at, change), "duplicate", now, policy.experiment)
+            )
+        elif (gate := _gate(spec, change, since, wall)) is not None:
+            decisions.append(
+                _dropped(Pending(key, spec.id, at, change), gate, now, policy.experiment)
+            )
+            _remember(s, key)
+        elif at > now and _consent_block(policy, spec.channel, consent) is None:
+            s.pending.append(Pending(key, spec.id, at, change))
+            reason: Reason = "delay" if delay and at == now + spec.delay_s else "quiet_hours"
+            decisions.append(
+                Decision(
+                    outcome="scheduled",
+                    reason=reason,
+                    customer_id=change.customer_id,
+                    action=spec.id,
+                    idempotency_key=key,
+                    change_id=change.change_id,
+                    decided_at=now,
+                    experiment=policy.experiment,
+                    due_at=at,
+                )
+            )
+        else:
+            decisions.append(
+                _decide(
+                    policy,
+                    spec,
+                    change,
+                    key,
+                    s,
+                    now=now,
+                    consent=consent,
+                    features=features or {},
+                    cart=cart or {},
+                    since=change.changed_at.timestamp(),
+                )
+            )
+    return decisions
+
+
 def plan(
     policy: Policy,
     change: SegmentChange,
@@ -131,49 +195,19 @@ def plan(
         else:
             keep.append(p)
     s.pending = keep
-    for spec in policy.matching(change.dimension, change.previous, change.current):
-        key = idempotency_key(change.change_id, spec.name, spec.channel)
-        at = policy.send_at(spec.channel, now + spec.delay_s)
-        if key in s.keys or any(p.key == key for p in s.pending):
-            decisions.append(
-                _dropped(Pending(key, spec.id, at, change), "duplicate", now, policy.experiment)
-            )
-        elif (gate := _gate(spec, change, since, wall)) is not None:
-            decisions.append(
-                _dropped(Pending(key, spec.id, at, change), gate, now, policy.experiment)
-            )
-            _remember(s, key)
-        elif at > now and _consent_block(policy, spec.channel, consent) is None:
-            s.pending.append(Pending(key, spec.id, at, change))
-            reason: Reason = "delay" if at == now + spec.delay_s else "quiet_hours"
-            decisions.append(
-                Decision(
-                    outcome="scheduled",
-                    reason=reason,
-                    customer_id=change.customer_id,
-                    action=spec.id,
-                    idempotency_key=key,
-                    change_id=change.change_id,
-                    decided_at=now,
-                    experiment=policy.experiment,
-                    due_at=at,
-                )
-            )
-        else:
-            decisions.append(
-                _decide(
-                    policy,
-                    spec,
-                    change,
-                    key,
-                    s,
-                    now=now,
-                    consent=consent,
-                    features=features or {},
-                    cart=cart or {},
-                    since=change.changed_at.timestamp(),
-                )
-            )
+    specs = policy.matching(change.dimension, change.previous, change.current)
+    decisions += _plan_actions(
+        policy,
+        specs,
+        change,
+        s,
+        now=now,
+        consent=consent,
+        features=features,
+        cart=cart,
+        wall=wall,
+        since=since,
+    )
     return s, decisions
 
 

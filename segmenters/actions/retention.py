@@ -37,6 +37,7 @@ from segmenters.actions import (
     next_due,
     plan,
 )
+from segmenters.actions.campaign import Campaign, plan_campaign
 from segmenters.actions.document import ActionDoc, current_segments, customer_features
 from segmenters.actions.policy import Policy
 from segmenters.changes import SegmentChange
@@ -164,6 +165,49 @@ def decide(
     if latest > float("-inf"):
         doc.prune(now=latest, window_s=policy.conversion_window_s, keep_s=keep_purchases_s)
     messages = [d.message for d in decisions if d.message is not None]
+    return Decided(doc, decisions, messages, changed)
+
+
+def decide_campaign(
+    policy: Policy,
+    before: ActionDoc | None,
+    customer: CustomerState,
+    campaign: Campaign,
+    *,
+    now: float,
+    currency: str | None = None,
+    clv: ClvModel | None = None,
+    horizon_days: float = 365.0,
+) -> Decided:
+    """Decide ``campaign``'s action for one current member at the wall clock ``now``, as
+    :func:`decide` decides a transition's: the same guards, the same first assignment
+    and messages (``segmenters.actions.campaign``). A customer no longer in the segment
+    gets no decision. ``changed`` is False when there is nothing to write (no decision,
+    or only a ``duplicate``: this campaign reached the customer already).
+
+    Purchases are not pruned here: that upkeep runs in event time, with the customer's
+    next decision in the pipeline."""
+    cid = customer.customer_id
+    src = before if before is not None else ActionDoc.from_doc(None, cid)
+    doc = ActionDoc(src.state, {e: dict(m) for e, m in src.first.items()}, list(src.buys))
+    if customer.segment(campaign.dimension) != campaign.segment:
+        return Decided(doc)
+    state, decisions = plan_campaign(
+        policy,
+        campaign,
+        doc.state,
+        now=now,
+        consent=consent_of(customer.profile),
+        features=_Features(customer, currency, clv, horizon_days),
+        cart=customer.cart,
+    )
+    for d in decisions:
+        a = d.assignment()
+        if a is not None:
+            doc.assign(d.experiment, d.action, a.group, a.at)
+    doc.state = state
+    messages = [d.message for d in decisions if d.message is not None]
+    changed = any(d.reason != "duplicate" for d in decisions)
     return Decided(doc, decisions, messages, changed)
 
 

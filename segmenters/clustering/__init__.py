@@ -10,7 +10,9 @@ segmentation has gone stale.
 
 One idea a module: :mod:`.model` (the snapshot and scoring), :mod:`.describe`
 (cluster words), :mod:`.kmeans` (batch k-means), :mod:`.trainer` (online learning),
-:mod:`.matching` (stable ids across versions), :mod:`.drift` (staleness).
+:mod:`.matching` (stable ids across versions), :mod:`.drift` (staleness),
+:mod:`.stability` (whether a new snapshot may replace the one in force, membership
+churn), :mod:`.report` (centroids in the features' own units).
 
 >>> model = ClusterModel(
 ...     version=1, features=("a", "b"), mean={"a": 0.0, "b": 0.0}, std={"a": 1.0, "b": 1.0},

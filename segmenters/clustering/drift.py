@@ -1,7 +1,8 @@
 """Drift of the behaviour segmentation: when the latest model has gone stale.
 
 Separate from the model and the trainer: the trainer service feeds it distances and
-decides from it when to publish a fresh snapshot.
+counts its detections in the stored model document. Whether a new snapshot replaces the
+one in force is :mod:`.stability`'s to say.
 """
 
 from __future__ import annotations

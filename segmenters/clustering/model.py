@@ -233,6 +233,13 @@ def _to_units(feature: str, value: float) -> float:
     return value
 
 
+def _from_units(feature: str, value: float) -> float:
+    """The inverse of :func:`_to_units` (for a value of 0 or more in units)."""
+    if feature in LOG_FEATURES:
+        return math.log1p(max(0.0, value))
+    return value
+
+
 def assign_all(model: ClusterModel, vectors: Iterable[Mapping[str, float]]) -> list[int]:
     """Nearest cluster id of each vector, without hysteresis: for evaluation and reports."""
     return [model.assign(x, None).cluster for x in vectors]

@@ -41,7 +41,9 @@ class Trainer:
       ids; without a key every vector counts as its own), standardised with that window's
       own mean and standard deviation, Lloyd's iterations from the current centers and
       from ``restarts`` seeded k-means++ starts, the lowest within-cluster sum of squares
-      kept. A center left empty or nearly empty is reassigned (see :func:`_lloyd`).
+      kept (a restart must beat the current centers by ``keep_tolerance``, a share of
+      their sum, to replace them). A center left empty or nearly empty is reassigned
+      (see :func:`_lloyd`).
 
     The last one matters in a live stream: the warm-up sees the first customers, early
     in their lives (mostly new window shoppers); centers placed there would stay nearly
@@ -82,6 +84,7 @@ class Trainer:
         restarts: int = 5,
         iterations: int = 50,
         reassignment_ratio: float = 0.01,
+        keep_tolerance: float = 0.02,
         features: tuple[str, ...] = FEATURES,
         weights: Mapping[str, float] | None = None,
     ) -> None:
@@ -93,6 +96,8 @@ class Trainer:
             raise ValueError(f"the window must hold at least k={k} vectors, got {window}")
         if not 0.0 <= reassignment_ratio < 1.0:
             raise ValueError("reassignment_ratio must be in [0, 1)")
+        if not 0.0 <= keep_tolerance < 1.0:
+            raise ValueError("keep_tolerance must be in [0, 1)")
         self.k = k
         self.seed = seed
         self.halflife = halflife
@@ -103,6 +108,7 @@ class Trainer:
         self.restarts = max(0, restarts)
         self.iterations = max(1, iterations)
         self.reassignment_ratio = reassignment_ratio
+        self.keep_tolerance = keep_tolerance
         self.features = features
         given = WEIGHTS if weights is None else weights
         self.weights = {f: float(given.get(f, 1.0)) for f in features}
@@ -130,6 +136,11 @@ class Trainer:
     def recent(self) -> int:
         """How many vectors the window holds."""
         return len(self._recent)
+
+    def recent_rows(self) -> list[tuple[float, ...]]:
+        """The window's vectors (in :attr:`features` order): the customers a new snapshot
+        is reviewed on (:func:`segmenters.clustering.stability.review`)."""
+        return list(self._recent.values())
 
     def learn_one(self, x: Mapping[str, float], key: Hashable | None = None) -> None:
         """Learn one feature vector (``x`` is read, never changed).
@@ -238,7 +249,8 @@ class Trainer:
         Mini-batch k-means on the current population: the window is standardised with its
         own statistics; Lloyd's iterations run from River's current centers and from
         ``restarts`` seeded k-means++ starts, reassigning centers left (nearly) empty; the
-        lowest within-cluster sum of squares wins (on a tie, the current centers). River
+        lowest within-cluster sum of squares wins (the current centers unless a restart is
+        ``keep_tolerance`` lower). River
         then continues from the winner, and each center's count is its share of the window.
         """
         if self._buffer is not None:
@@ -254,12 +266,14 @@ class Trainer:
         rng = np.random.default_rng(self.seed)
         starts = [np.array(self._centers(mean, std))]
         starts += [points[_kmeans_pp(points, self.k, rng)] for _ in range(self.restarts)]
-        best: tuple[float, np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
-        for start in starts:
-            run = _lloyd(points, start, self.iterations, rng, self.reassignment_ratio)
-            if best is None or run[0] < best[0]:
-                best = run
-        assert best is not None
+        runs = [
+            _lloyd(points, start, self.iterations, rng, self.reassignment_ratio) for start in starts
+        ]
+        best = min(runs, key=lambda run: run[0])
+        # A restart replaces the current centers only if clearly better: one a hair better
+        # is another partition of the same customers, and would relabel them for nothing.
+        if best[0] >= (1.0 - self.keep_tolerance) * runs[0][0]:
+            best = runs[0]
         _, centers, labels = best
         self._set_centers(centers, mean, std)
         self.counts = np.bincount(labels, minlength=self.k).tolist()
@@ -272,7 +286,9 @@ class Trainer:
 
         New centroids are matched one-to-one to ``previous``'s (Hungarian algorithm on
         the distances, compared in this snapshot's scaled space), so a cluster keeps its
-        id while the model moves; a centroid left unmatched gets a fresh id.
+        id while the model moves; a centroid left unmatched gets a fresh id. A matched
+        cluster's description keeps ``previous``'s words unless the centroid moved clearly
+        past a word's threshold (see :func:`~segmenters.clustering.describe.describe`).
         """
         mean, std, centroids = self.refine()
         ids = list(range(self.k))
@@ -287,6 +303,7 @@ class Trainer:
             for c in centroids
         ]
         population = _population(units, self.counts, mean)
+        before = {} if previous is None else {c.id: c.description for c in previous.clusters}
         return ClusterModel(
             version=version,
             features=self.features,
@@ -298,7 +315,7 @@ class Trainer:
                     id=ids[i],
                     centroid=dict(zip(self.features, centroids[i].tolist(), strict=True)),
                     size=self.counts[i],
-                    description=describe(units[i], population),
+                    description=describe(units[i], population, before.get(ids[i])),
                 )
                 for i in range(self.k)
             ),

@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,8 +28,8 @@ from segmenters.clv.summary import Summary
 #: Fewer buyers than this, or no repeat buyer, or no buyer older than a day, and there is
 #: nothing to learn a purchase rate or a drop-out rate from: no model is fitted.
 MIN_BUYERS = 30
-#: Fewer repeat buyers than this and the spend model is not fitted (its three
-#: parameters would follow noise); predictions then use the buyer's own mean.
+#: Fewer repeat buyers than this and no model is fitted: the drop-out and the spend
+#: parameters would follow noise (7 repeat buyers gave r = 3.7e8).
 MIN_REPEAT_BUYERS = 20
 
 
@@ -109,13 +110,18 @@ def fit_model(
     """Fit both models to buyers' summaries (BG/NBD on all, Gamma-Gamma on repeat buyers
     with a positive mean). ``start`` (the previous model) speeds up a refit.
 
-    Raises :class:`NotEnoughData` with fewer than :data:`MIN_BUYERS` buyers, without a
-    repeat buyer, or when no buyer's first purchase is a day old (every T is 0).
+    Raises :class:`NotEnoughData` with fewer than :data:`MIN_BUYERS` buyers or
+    :data:`MIN_REPEAT_BUYERS` repeat buyers, when no buyer's first purchase is a day old
+    (every T is 0), or when the fit does not converge to finite parameters.
     """
     if len(summaries) < MIN_BUYERS:
         raise NotEnoughData(f"{len(summaries)} buyers, at least {MIN_BUYERS} are needed")
-    if not any(s.x > 0 for s in summaries):
-        raise NotEnoughData(f"none of the {len(summaries)} buyers has bought on a second day")
+    repeat_buyers = sum(1 for s in summaries if s.x > 0)
+    if repeat_buyers < MIN_REPEAT_BUYERS:
+        raise NotEnoughData(
+            f"{repeat_buyers} of the {len(summaries)} buyers bought on a second day, "
+            f"at least {MIN_REPEAT_BUYERS} are needed"
+        )
     if not any(s.T > 0 for s in summaries):
         raise NotEnoughData("every buyer's first purchase is from the clock's own day")
     first = None if start is None else start.bgnbd
@@ -128,6 +134,8 @@ def fit_model(
         gg = fit_gamma_gamma([s.x for s in repeat], [s.monetary for s in repeat]).model
         p, q, v = gg.p, gg.q, gg.v
     m = bg.model
+    if not all(math.isfinite(v) for v in (m.r, m.alpha, m.a, m.b, bg.log_likelihood)):
+        raise NotEnoughData(f"the BG/NBD fit did not converge ({m})")
     return ClvModel(
         r=m.r,
         alpha_days=m.alpha,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -34,11 +35,16 @@ def services_down() -> None:
 
 
 @services.command("status")
-def services_status() -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per service.")
+def services_status(as_json: bool) -> None:
     """Show whether Kafka and Redis answer, and what we started."""
     from streams import devservices as svc
 
     for s in svc.status(_settings()):
+        if as_json:
+            fields = ("name", "address", "answering", "pid", "detail")
+            click.echo(json.dumps({f: getattr(s, f) for f in fields}))
+            continue
         state = "answering" if s.answering else "not answering"
         pid = f" (started by segstream, pid {s.pid})" if s.pid else ""
         click.echo(f"{s.name:6} {s.address:28} {state}{pid} {s.detail}".rstrip())
@@ -60,7 +66,7 @@ def services_consumer_groups(args: tuple[str, ...]) -> None:
 
     try:
         code = svc.run_kafka_tool(
-            _settings(),
+            _settings(kafka=True),
             "kafka-consumer-groups",
             list(args),
             echo=lambda m: click.echo(m, err=True),

@@ -76,7 +76,7 @@ def actions_report(
     from streams.store.queries import iso
     from streams.worker.actions import report_data
 
-    settings = _settings()
+    settings = _settings(redis=True)
     if min_group is not None:
         settings = settings.model_copy(update={"uplift_min_group": min_group})
     try:
@@ -112,3 +112,86 @@ def actions_report(
         click.echo("no decisions recorded yet")
         return
     click.echo(render(results, currency=settings.currency))
+
+
+@actions.command("send")
+@click.argument("action")
+@click.option(
+    "--segment",
+    "target",
+    required=True,
+    metavar="DIMENSION:SEGMENT",
+    help="The segment whose current members get the action, e.g. journey:at_risk.",
+)
+@click.option(
+    "--campaign-id",
+    help="Names the campaign in its idempotency keys: the same id sends each member once "
+    "(default: a digest of ACTION, the segment and today's UTC date).",
+)
+@click.option("--dry-run", is_flag=True, help="Decide and count per guard; write and send nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def actions_send(
+    action: str, target: str, campaign_id: str | None, dry_run: bool, as_json: bool
+) -> None:
+    """Send ACTION (channel/name, from the policy in force) once to every customer now in
+    a segment, through the guards of a transition: consent, cooldown, frequency cap,
+    holdout, quiet hours (docs/actions.md, "Campaigns to current members")."""
+    import asyncio
+    import sys
+    from datetime import UTC, datetime
+
+    from segmenters.actions.campaign import (
+        Campaign,
+        action_error,
+        default_campaign_id,
+        parse_target,
+    )
+    from segmenters.actions.policy import DEFAULT_POLICY, PolicyError
+    from streams.tools.campaign import run_campaign
+    from streams.worker.rules import load_policy_file, policy_vocabulary
+
+    settings = _settings(kafka=not dry_run, redis=True)
+    if not settings.actions_enabled:
+        raise click.ClickException("actions are off (SEGSTREAM_ACTIONS_ENABLED=false)")
+    policy, source = DEFAULT_POLICY, "the packaged default policy"
+    try:
+        if settings.actions_file is not None:
+            source = str(settings.actions_file)
+            policy = load_policy_file(settings.actions_file, settings)
+        dimension, segment = parse_target(target, policy_vocabulary(settings))
+    except (OSError, PolicyError) as exc:
+        raise click.ClickException(f"{source}: {exc}") from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--segment") from None
+    error = action_error(policy, action)
+    if error is not None:
+        raise click.BadParameter(f"{error} in {source}", param_hint="ACTION")
+    day = datetime.now(UTC).date().isoformat()
+    campaign = Campaign(
+        campaign_id or default_campaign_id(action, dimension, segment, day),
+        action,
+        dimension,
+        segment,
+    )
+
+    shown: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        shown.append(done)
+        click.echo(f"\r{done}/{total} member(s) decided", nl=False, err=True)
+
+    report = asyncio.run(
+        run_campaign(
+            settings,
+            policy,
+            campaign,
+            dry_run=dry_run,
+            progress=progress if sys.stderr.isatty() else None,
+        )
+    )
+    if shown:
+        click.echo("", err=True)  # ends the progress line
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(report.render())

@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 
 import click
-from pydantic import ValidationError
 
+from streams.cli.errors import SegstreamGroup, check_services, load_settings
 from streams.settings import Settings
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid SEGSTREAM_* settings:\n{exc}") from None
+def _settings(*, kafka: bool = False, redis: bool = False) -> Settings:
+    """The settings, and a quick check that the services the command needs (``kafka``,
+    ``redis``) answer: a wrong setting or an absent service fails in seconds, in one line."""
+    settings = load_settings()
+    check_services(settings, kafka=kafka, redis=redis)
+    return settings
 
 
 #: Client libraries whose INFO lines (connections, metadata, group joins) are noise in a
@@ -25,7 +26,7 @@ QUIET_LIBRARIES = {"kafka": logging.WARNING, "aiokafka": logging.WARNING}
 QUIET_LOGGERS = {"kafka.net.selector": logging.ERROR}
 
 
-@click.group()
+@click.group(cls=SegstreamGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Show the client libraries' INFO logs.")
 def main(verbose: bool) -> None:
     """segstream: real-time customer segmentation on Kafka and Redis."""

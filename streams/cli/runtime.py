@@ -21,7 +21,7 @@ def lag(group: str | None, every_topic: bool, as_json: bool) -> None:
     """Per input partition: committed offset, log end offset and lag of the workers."""
     from streams.tools.lag import consumer_lag, render
 
-    settings = _settings()
+    settings = _settings(kafka=True)
     group = group or settings.app_id
     rows = consumer_lag(settings, group, every_topic=every_topic)
     if as_json:
@@ -45,7 +45,7 @@ def erase(customer_id: str, as_json: bool) -> None:
     from streams.store.clients import redis_client
     from streams.store.erase import EraseConflict, erase_sync, publish_tombstone
 
-    settings = _settings()
+    settings = _settings(kafka=True, redis=True)
     ensure_topics(settings)
     try:
         result = erase_sync(redis_client(settings), settings, customer_id)
@@ -71,7 +71,7 @@ def topics() -> None:
     """Create segstream's topics if missing."""
     from streams.kafka.topics import ensure_topics
 
-    created = ensure_topics(_settings())
+    created = ensure_topics(_settings(kafka=True))
     click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
@@ -101,13 +101,8 @@ def schema(topic: str | None, listing: bool) -> None:
 @main.command()
 def worker() -> None:
     """Run a worker: consume events, keep state in Redis, publish segment changes."""
-    import faust
-
-    from streams.kafka.clients import ConnectionCheckError
-    from streams.kafka.topics import ensure_topics
-    from streams.store.clients import check_connections
-    from streams.worker.app import create_app, tune_gc
-    from streams.worker.delivery import use_uvloop
+    from streams.cli.errors import check_services
+    from streams.kafka.clients import CHECK_TIMEOUT_S
 
     settings = _settings()
     if settings.segments_file is not None:  # a bad file stops the start, with the line
@@ -126,10 +121,17 @@ def worker() -> None:
             load_policy_file(settings.actions_file, settings)
         except (OSError, PolicyError) as exc:
             raise click.ClickException(f"{settings.actions_file}: {exc}") from None
-    try:  # wrong credentials: a clear message now, not a client retrying forever
-        check_connections(settings)
-    except ConnectionCheckError as exc:
-        raise click.ClickException(str(exc)) from None
+    # wrong credentials: a clear message now, not a client retrying forever; the worker's
+    # bound stays the longer one of its start check (a loaded broker is no absent broker)
+    check_services(
+        settings, kafka=True, redis=True, timeout_s=CHECK_TIMEOUT_S, check_partitions=True
+    )
+    import faust  # the worker's heavy imports, once the settings and services are right
+
+    from streams.kafka.topics import ensure_topics
+    from streams.worker.app import create_app, tune_gc
+    from streams.worker.delivery import use_uvloop
+
     ensure_topics(settings)
     use_uvloop()  # before the app and its loop exist; asyncio's loop if not installed
     app = create_app(settings)
@@ -145,7 +147,7 @@ def collector(host: str | None, port: int | None) -> None:
     Kafka (see "Sending events from a website" in README.md)."""
     from streams.collector.service import run
 
-    settings = _settings()
+    settings = _settings(kafka=True)  # without Redis it serves identified customers only
     changes = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     if changes:
         settings = settings.model_copy(
@@ -161,7 +163,7 @@ def migrate_keys() -> None:
     from streams.store.clients import redis_client
     from streams.store.migrate import MigrateError, migrate_layout
 
-    settings = _settings()
+    settings = _settings(redis=True)
     try:
         migrate_layout(redis_client(settings), settings, echo=click.echo)
     except MigrateError as exc:
@@ -180,7 +182,7 @@ def clock_show(as_json: bool) -> None:
     from streams.store.clients import redis_client
     from streams.worker import clock as clocks
 
-    settings = _settings()
+    settings = _settings(redis=True)
     wall = time.time()
     rows = clocks.show(redis_client(settings), settings, wall)
     if as_json:
@@ -199,7 +201,7 @@ def clock_reset(partition: int, to: str) -> None:
     from streams.store.clients import redis_client
     from streams.worker import clock as clocks
 
-    settings = _settings()
+    settings = _settings(redis=True)
     wall = time.time()
     try:
         done = clocks.reset(

@@ -2,14 +2,58 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import orjson
 
 from streams.cli.root import _settings, main
+
+if TYPE_CHECKING:
+    from streams.tools.simulate import SimulationStats
+
+
+def _bar(quiet: bool) -> bool:
+    """A progress bar only on a terminal: redirected to a file or a log it is noise."""
+    return not quiet and sys.stderr.isatty()
+
+
+def _jsonable(value: object) -> object:
+    """``json.dumps``' fallback for the reports' dataclasses, models and sets."""
+    from dataclasses import fields, is_dataclass
+
+    from pydantic import BaseModel
+
+    if is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: getattr(value, f.name) for f in fields(value)}
+        share = getattr(value, "share", None)  # DimensionAgreement's derived share
+        return {**out, "share": share} if isinstance(share, float) else out
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def simulation_summary(stats: SimulationStats) -> str:
+    """The closing lines of ``simulate``: what was sent, by type and persona."""
+    stopped = " (interrupted)" if stats.interrupted else ""
+    lines = [
+        f"simulated {stats.events} event(s){stopped} in {stats.elapsed_s:.1f} s "
+        f"({stats.rate:.0f} ev/s), {stats.failed} not delivered",
+        f"  by type:    {_counts(stats.by_type) or 'none'}",
+        f"  by persona: {_counts(stats.by_persona) or 'none'}",
+    ]
+    return "\n".join(lines)
 
 
 @main.command()
@@ -20,6 +64,7 @@ from streams.cli.root import _settings, main
 @click.option("--truth", type=click.Path(path_type=Path), help="Write customer -> persona.")
 @click.option("--days", type=float, help="Spread event time over this many days (ends now).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def simulate(
     customers: int,
     rate: float,
@@ -28,21 +73,25 @@ def simulate(
     truth: Path | None,
     days: float | None,
     quiet: bool,
+    as_json: bool,
 ) -> None:
     """Produce realistic shop traffic (personas) to the input topics."""
     from streams.tools.simulate import simulate as run
 
     stats = run(
-        _settings(),
+        _settings(kafka=True),
         customers=customers,
         rate=rate,
         duration=duration,
         seed=seed,
-        progress=not quiet,
+        progress=_bar(quiet),
         truth_path=truth,
         days=days,
     )
-    click.echo(f"simulated: {stats}")
+    if as_json:
+        click.echo(json.dumps({**asdict(stats), "rate": round(stats.rate, 3)}, indent=2))
+    else:
+        click.echo(simulation_summary(stats))
 
 
 @main.command()
@@ -52,7 +101,8 @@ def simulate(
     type=click.Path(exists=True, path_type=Path),
     help="customer -> persona JSON (from `simulate --truth`): ARI against it too.",
 )
-def verify(quiet: bool, truth: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (with ok).")
+def verify(quiet: bool, truth: Path | None, as_json: bool) -> None:
     """Recompute every customer from the input topics and compare with Redis."""
     from segmenters.verify import render
     from streams.tools.verify import verify as run
@@ -61,10 +111,14 @@ def verify(quiet: bool, truth: Path | None) -> None:
     from streams.tools.verify import VerifyError
 
     try:
-        report = run(_settings(), progress=not quiet, personas=personas)
+        report = run(_settings(kafka=True, redis=True), progress=_bar(quiet), personas=personas)
     except VerifyError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(render(report))
+    if as_json:
+        doc = {"ok": report.ok, "report": report}
+        click.echo(json.dumps(doc, indent=2, default=_jsonable))
+    else:
+        click.echo(render(report))
     if not report.ok:
         sys.exit(1)
 
@@ -131,14 +185,14 @@ def replay(
         config = load_mapping(mapping) if mapping is not None else None
         window_end = parse_until(until) if until is not None else None
         stats = run(
-            _settings(),
+            _settings(kafka=True),
             file,
             fmt,
             mapping=config,
             rate=rate,
             limit=limit,
             until=window_end,
-            progress=not quiet,
+            progress=_bar(quiet),
             no_actions=no_actions,
             announce=lambda text: click.echo(text, err=True),
         )
@@ -181,6 +235,11 @@ def replay(
     help="Only the in-process stage benchmark (no broker, under a minute); prints only.",
 )
 @click.option(
+    "--value-only",
+    is_flag=True,
+    help="Only the value model's cost in process (scoring us/customer, fit seconds); prints only.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("docs/benchmarks.md"),
@@ -195,14 +254,22 @@ def bench(
     data_files: tuple[Path, ...],
     replay_limit: int,
     stages_only: bool,
+    value_only: bool,
     out: Path,
 ) -> None:
-    """Measure pipeline stages, throughput against a stock no-op Faust app, latency,
-    timers, memory and replay catch-up."""
+    """Measure pipeline stages, the value model's scoring cost, throughput against a
+    stock no-op Faust app, latency, timers, memory and replay catch-up."""
+    if stages_only and value_only:
+        raise click.UsageError("--stages-only and --value-only exclude each other")
+    # settings and services first: a wrong one fails before the benchmark's heavy imports
+    settings = None if value_only else _settings(redis=True, kafka=not stages_only)
+
     from streams.tools import bench as b
     from streams.tools.bench.in_process import render_stages
 
-    settings = _settings()
+    if settings is None:
+        click.echo(b.render_value(b.value_cost(say=click.echo)))
+        return
     if stages_only:
         click.echo(render_stages(b.stages(settings, say=click.echo)))
         return

@@ -55,7 +55,7 @@ def clv(
         raise click.UsageError("--until goes with --holdout-from")
     if holdout_from is not None and fit:
         raise click.UsageError("--holdout-from checks the models and publishes nothing: no --fit")
-    settings = _settings()
+    settings = _settings(redis=True)
     if holdout_from is not None:
         try:
             model, rows, first, last = holdout(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import ssl
 import threading
 import time
@@ -35,6 +36,12 @@ CHECK_TIMEOUT_S = 10.0
 
 class ConnectionCheckError(RuntimeError):
     """Kafka or Redis refused the configured credentials, or did not answer in time."""
+
+    def __init__(self, message: str, unreachable: str | None = None) -> None:
+        super().__init__(message)
+        #: Why no connection was made at all ("Connection refused"), when that is the
+        #: failure: the command line then says where the service should be and how to start it.
+        self.unreachable = unreachable
 
 
 def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -163,12 +170,52 @@ def admin_timeouts(timeout_s: float) -> dict[str, int]:
     return {k: v for k, v in wanted.items() if k in KafkaAdminClient.DEFAULT_CONFIG}
 
 
-def check_kafka(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
-    """One metadata request, authenticated as configured, within ``timeout_s``."""
-    from kafka.errors import KafkaError
+def bootstrap_addresses(settings: Settings) -> list[tuple[str, int]]:
+    """Host and port of every bootstrap server (kafka-python's default port 9092).
+
+    >>> bootstrap_addresses(Settings(kafka_bootstrap="a:1, PLAINTEXT://b:2,c"))
+    [('a', 1), ('b', 2), ('c', 9092)]
+    """
+    out = []
+    for entry in settings.kafka_bootstrap.split(","):
+        entry = entry.strip().split("://", 1)[-1]
+        host, colon, port = entry.rpartition(":")
+        if not colon:
+            host, port = entry, ""
+        out.append((host.strip("[]") or "127.0.0.1", int(port or 9092)))
+    return out
+
+
+def _no_connection(settings: Settings, timeout_s: float) -> str | None:
+    """Why no bootstrap server accepts a TCP connection (None when one does): a refused
+    port or an unknown host fails at once here, instead of after the client's retries."""
+    addresses = bootstrap_addresses(settings)
+    reasons = []
+    for host, port in addresses:
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s / len(addresses)):
+                return None
+        except socket.gaierror:
+            reasons.append(f"unknown host {host}")
+        except TimeoutError:
+            reasons.append(f"no answer within {timeout_s / len(addresses):g} s")
+        except OSError as exc:
+            reasons.append(exc.strerror or str(exc))
+    return reasons[0] if reasons else None
+
+
+def check_kafka(
+    settings: Settings, timeout_s: float = CHECK_TIMEOUT_S, *, check_partitions: bool = True
+) -> None:
+    """One metadata request, authenticated as configured, within ``timeout_s``; with
+    ``check_partitions``, the input topics that exist must have SEGSTREAM_TOPIC_PARTITIONS."""
+    from kafka.errors import KafkaError, KafkaTimeoutError
 
     sec = settings.kafka_security
     where = f"Kafka at {settings.kafka_bootstrap}"
+    refused = _no_connection(settings, timeout_s)
+    if refused is not None:
+        raise ConnectionCheckError(f"{where}: no connection: {refused}", unreachable=refused)
     who = (
         f"the SASL credentials for user {sec.username} ({sec.mechanism})"
         if sec.sasl
@@ -206,9 +253,12 @@ def check_kafka(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
         while not done.wait(0.1):
             if _auth_failures(failures) or time.monotonic() > deadline:
                 break
+            if len(bootstrap_addresses(settings)) == 1 and _not_a_broker(failures):
+                break
     if done.is_set() and outcome and outcome[0] is None:
         wrong = {t: n for t, n in counts.items() if n != settings.topic_partitions}
-        if wrong:  # a customer's partition (and its keys' hash tag) depends on the count
+        # a customer's partition (and its keys' hash tag) depends on the count
+        if wrong and check_partitions:
             raise ConnectionCheckError(
                 f"{where}: input topics have "
                 + ", ".join(f"{t} {n} partitions" for t, n in sorted(wrong.items()))
@@ -217,12 +267,28 @@ def check_kafka(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
             )
         return
     error = outcome[0] if outcome else None
-    raise ConnectionCheckError(_kafka_refusal(where, who, error, failures, timeout_s))
+    message = _kafka_refusal(where, who, error, failures, timeout_s)
+    unreachable = None
+    if _not_a_broker(failures):
+        unreachable = "it answers, but not as a Kafka broker (a controller's port?)"
+    elif (
+        sec.protocol == "PLAINTEXT"  # else a timeout may be a login or TLS that went wrong
+        and not _auth_failures(failures)
+        and (error is None or isinstance(error, KafkaTimeoutError))
+    ):
+        unreachable = f"no answer to a metadata request within {timeout_s:g} s"
+    raise ConnectionCheckError(message, unreachable=unreachable)
 
 
 def _auth_failures(logged: list[str]) -> list[str]:
     keys = ("AuthenticationFailed", "Authentication failed", "SSLError", "CERTIFICATE_VERIFY")
     return [m for m in logged if any(k in m for k in keys)]
+
+
+def _not_a_broker(logged: list[str]) -> bool:
+    """A server that refuses metadata requests (a KRaft controller) is no broker: kafka-python
+    would retry it until its timeout."""
+    return any("IncompatibleBrokerVersion" in m for m in logged)
 
 
 def _kafka_refusal(

@@ -189,6 +189,7 @@ def input_producer(settings: Settings, role: str) -> tuple[KafkaProducer, dict[s
         **kafka_python_kwargs(settings),
         client_id=f"{settings.app_id}-{role}",
         acks=1,
+        enable_idempotence=False,  # it needs acks=all; saying so spares kafka-python's warning
         linger_ms=5,
         batch_size=64 * 1024,
         retries=5,

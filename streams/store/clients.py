@@ -28,6 +28,13 @@ REDIS_FAILURES: tuple[type[BaseException], ...] = (
     RedisClusterException,
     OSError,
 )
+#: What a client raises when it gets no connection at all, or no answer in time (a refused
+#: login is a ``ConnectionError`` too: ``AuthenticationError``).
+REDIS_UNREACHABLE: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    RedisClusterException,
+)
 
 
 def redis_kwargs(settings: Settings) -> dict[str, Any]:
@@ -140,10 +147,28 @@ def check_redis(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
             raise ConnectionCheckError(_not_a_cluster(settings, where, user, timeout_s)) from None
         raise ConnectionCheckError(f"{where}: the cluster did not answer: {exc}") from None
     except (redis.RedisError, OSError) as exc:
-        raise ConnectionCheckError(f"{where}: no connection: {type(exc).__name__}: {exc}") from None
+        raise ConnectionCheckError(
+            f"{where}: no connection: {type(exc).__name__}: {exc}",
+            unreachable=unreachable_reason(exc),
+        ) from None
     finally:
         if client is not None:
             client.close()
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """The short why of a failed connection: the socket's own words ("Connection refused")
+    rather than redis-py's sentence around them."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, redis.TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, redis.exceptions.InvalidResponse):
+        return f"it answers, but not as Redis ({exc})"
+    return str(exc).rstrip(".").rsplit(". ", 1)[-1] or type(exc).__name__
 
 
 def check_connections(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:

@@ -7,8 +7,9 @@ What goes, in one Lua script:
 - the customer in every segment index of its partition: the sets named by its stored
   segments, and, to be safe, every set in the partition's index registry;
 - the customer in its partition's member set and due indexes;
-- its share of its partition's RFM histograms (one buyer less in its recency, frequency
-  and monetary buckets, computed from the stored state as the worker computes them).
+- its share of its partition's shared histograms (one buyer less in its RFM recency,
+  frequency and monetary buckets and its value bucket, computed from the stored state
+  as the worker computes them).
 
 All these keys carry the hash tag of the customer's partition (streams/store/keys.py), so the
 script touches one Redis Cluster slot.
@@ -36,7 +37,7 @@ from typing import Any
 import orjson
 
 from segmenters.contract import Erasure
-from segmenters.dimensions.rfm import histogram_buckets as rfm_buckets
+from segmenters.effects import histogram_buckets
 from segmenters.state import CustomerState
 from streams.kafka.partitioner import partition_for
 from streams.settings import Settings
@@ -153,7 +154,7 @@ def plan_erase(
             hdel += [ref(assigned_key(prefix, p, experiment, a)) for a in sorted(assigned)]
     except Exception:  # an unreadable document is still deleted, with its records kept
         log.warning("erase %s: actions document unreadable; its records stay", customer_id)
-    hist = sorted(rfm_buckets(state).items())
+    hist = sorted(histogram_buckets(state).items())
     plan = {
         "del": delete,
         "srem": srem,

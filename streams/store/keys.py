@@ -75,22 +75,44 @@ def index_registry_key(prefix: str, partition: int) -> str:
 def split_index_key(prefix: str, key: str) -> tuple[str, str]:
     """``<prefix>:{p<n>}:idx:<dimension>:<segment>`` -> (dimension, segment).
 
-    A dimension may hold a colon (``custom:<name>``); a segment never does.
+    A custom dimension holds one colon (``custom:<name>``, a name without one), any other
+    dimension none; a segment may hold colons (an interest segment is a category name).
 
     >>> split_index_key("seg", "seg:{p12}:idx:custom:vip:member")
     ('custom:vip', 'member')
     >>> split_index_key("seg", "seg:{p0}:idx:geographic:DE/Bavaria")
     ('geographic', 'DE/Bavaria')
+    >>> split_index_key("seg", "seg:{p0}:idx:interest:books:sci-fi")
+    ('interest', 'books:sci-fi')
     """
     rest = key[len(prefix) + 1 :]
     rest = rest[rest.index("}:idx:") + len("}:idx:") :]
-    dimension, _, segment = rest.rpartition(":")
+    dimension, _, segment = rest.partition(":")
+    if dimension == "custom":
+        name, _, segment = segment.partition(":")
+        dimension = f"custom:{name}"
     return dimension, segment
 
 
 def sizes_key(prefix: str) -> str:
     """Stream of segment sizes over time: one entry a minute, field ``dim:segment``."""
     return f"{prefix}:sizes"
+
+
+def sizes_slot_key(prefix: str, slot: int) -> str:
+    """Taken (``SET NX``) by the worker that records the sizes of one slot of
+    ``SEGSTREAM_SIZES_EVERY_S`` wall-clock seconds: one record per slot per deployment."""
+    return f"{prefix}:sizes:slot:{slot}"
+
+
+def entered_key(prefix: str) -> str:
+    """Hash ``dim\\x1fsegment`` -> wall time of the segment's latest entry, and ``since``
+    -> when the hash started being kept (the report's stale flag).
+
+    >>> entered_key("seg")
+    'seg:flows:entered'
+    """
+    return f"{prefix}:flows:entered"
 
 
 def flows_key(prefix: str, resolution: str, bucket: int) -> str:
@@ -109,8 +131,9 @@ def timers_key(prefix: str, partition: int) -> str:
 
 
 def rfm_key(prefix: str, partition: int, histogram: str) -> str:
-    """RFM histogram of one partition (bucket -> buyers): recency, frequency or monetary.
-    The population's histogram is the sum over partitions."""
+    """A shared histogram of one partition (bucket -> buyers): RFM's recency, frequency or
+    monetary, or the alive buyers' CLV (``value``). The population's is the sum over
+    partitions."""
     return f"{shard(prefix, partition)}:rfm:{histogram}"
 
 
@@ -154,6 +177,17 @@ def clv_model_key(prefix: str) -> str:
 def clv_version_key(prefix: str) -> str:
     """The last value-model version handed out (``INCR``): each snapshot its own number."""
     return f"{prefix}:model:{{clv}}:version"
+
+
+def redriven_key(prefix: str) -> str:
+    """The ledger of ``segstream deadletters redrive``, which sends each dead letter back
+    once: hash ``<dead-letter topic>:<partition>:<offset>`` -> JSON of the redrive, and
+    ``msg:<digest>`` -> the dead letter id of each message sent.
+
+    >>> redriven_key("seg")
+    'seg:deadletters:redriven'
+    """
+    return f"{prefix}:deadletters:redriven"
 
 
 def actions_key(prefix: str, partition: int, customer_id: str) -> str:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from segmenters.dimensions.rfm import histogram_buckets
+from segmenters.effects import HISTOGRAMS, histogram_buckets
 from segmenters.state import CustomerState
 from streams.kafka.partitioner import partition_for
 from streams.settings import Settings
@@ -143,11 +143,11 @@ def _move_untagged(client: Any, settings: Settings, moved: Moved) -> None:
     moved.customers = len(customers)
 
     # 2. The RFM histograms, counted again from the moved states, per partition.
-    old_rfm = [f"{prefix}:rfm:{h}" for h in ("recency", "frequency", "monetary")]
+    old_rfm = [f"{prefix}:rfm:{h}" for h in HISTOGRAMS]
     if any(client.exists(k) for k in old_rfm):
         pipe = client.pipeline(transaction=False)
         for p in range(n):
-            for h in ("recency", "frequency", "monetary"):
+            for h in HISTOGRAMS:
                 pipe.delete(rfm_key(prefix, p, h))
         for cid in sorted(_all_customers(client, prefix, n)):
             doc = load_doc(client.hget(state_key(prefix, home(cid), cid), "doc"))

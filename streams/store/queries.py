@@ -22,6 +22,8 @@ import redis.asyncio as aioredis
 from segmenters.clv import day_of
 from segmenters.clv.model import ClvModel
 from segmenters.eventtime import partition_clock
+from segmenters.reports import ReportRules, auto_every
+from segmenters.reports import history as size_history
 from streams.kafka.partitioner import partition_for
 from streams.settings import Settings
 from streams.store.clients import async_redis_client
@@ -37,7 +39,8 @@ from streams.store.keys import (
     split_index_key,
     state_key,
 )
-from streams.store.series import read_flows, read_sizes, sizes_records
+from streams.store.segment_report import read_report
+from streams.store.series import read_flows, read_sizes, sizes_history, sizes_records
 
 T = TypeVar("T")
 
@@ -107,6 +110,47 @@ def predictions_of(
     return None if summary is None else dict(model.predict(summary, horizon_days).as_dict())
 
 
+#: Segment entries and actions the look-up's activity lists at most.
+ACTIVITY_ROWS = 10
+
+
+def customer_activity(state: Any, act: Any) -> dict[str, Any]:
+    """The customer's latest segment entries (per dimension, the segment now and when it
+    was entered, newest first) and its actions (last sends, scheduled ones, experiment
+    assignments), from the state and the action document (``act``: its stored JSON, or
+    None before any action)."""
+    entries = sorted(
+        (
+            {
+                "dimension": dim,
+                "segment": str(entry[0]),
+                "at": iso(entry[1]) if len(entry) > 1 else None,
+                "changes": int(state.positions.get(dim, 0)),
+            }
+            for dim, entry in state.segments.items()
+        ),
+        key=lambda row: row["at"] or "",
+        reverse=True,
+    )[:ACTIVITY_ROWS]
+    doc = orjson.loads(act) if act else {}
+    acts = doc.get("state") or {}
+    last = sorted(
+        ({"action": a, "at": iso(float(t))} for a, t in (acts.get("last") or {}).items()),
+        key=lambda row: row["at"] or "",
+        reverse=True,
+    )[:ACTIVITY_ROWS]
+    pending = [
+        {"action": p["action"], "due_at": iso(float(p["due_at"]))}
+        for p in (acts.get("pending") or [])[:ACTIVITY_ROWS]
+    ]
+    assigned = [
+        {"experiment": exp, "action": a, "group": v[0], "at": iso(float(v[1]))}
+        for exp, by_action in (doc.get("first") or {}).items()
+        for a, v in by_action.items()
+    ][:ACTIVITY_ROWS]
+    return {"entries": entries, "actions": {"last": last, "pending": pending, "assigned": assigned}}
+
+
 async def customer(
     client: aioredis.Redis,
     prefix: str,
@@ -117,23 +161,31 @@ async def customer(
     clock_mode: str = "event",
     horizon_days: float = 365.0,
     wall: Callable[[], float] = time.time,
+    activity: bool = False,
 ) -> dict[str, Any] | None:
     """The customer look-up (:func:`customer_view` of the stored state), or None when the
     customer has no state: the document, the value model and the saved clocks in one
-    round trip."""
+    round trip. With ``activity``, the view adds ``activity`` (:func:`customer_activity`:
+    the action document is read in the same round trip)."""
     partition = partition_for(customer_id, partitions)
+    key = state_key(prefix, partition, customer_id)
     pipe = client.pipeline(transaction=False)
-    pipe.hget(state_key(prefix, partition, customer_id), "doc")
+    pipe.hget(key, "doc")
     pipe.get(clv_model_key(prefix))
     pipe.hgetall(clock_key(prefix))
-    doc, model, marks = await pipe.execute()
+    if activity:
+        pipe.hget(key, "act")
+    doc, model, marks, *act = await pipe.execute()
     state = _decode(doc)
     if state is None:
         return None
     clock = lookup_clock(
         watermarks_of(marks), partition, lateness=lateness, mode=clock_mode, wall=wall()
     )
-    return customer_view(state, predictions_of(state, model_of(model), clock, horizon_days))
+    view = customer_view(state, predictions_of(state, model_of(model), clock, horizon_days))
+    if activity:
+        view["activity"] = customer_activity(state, act[0])
+    return view
 
 
 async def segment_sizes(
@@ -211,6 +263,10 @@ class ReadModel:
     lateness: float = 0.0
     clock_mode: str = "event"
     horizon_days: float = 365.0
+    #: The sizes' recording interval, and the segment report's thresholds.
+    sizes_every_s: float = 60.0
+    over_broad_share: float = 0.5
+    stale_days: float = 14.0
 
     @classmethod
     def of(cls, client: aioredis.Redis, settings: Settings) -> ReadModel:
@@ -221,13 +277,16 @@ class ReadModel:
             lateness=settings.allowed_lateness_s,
             clock_mode=settings.clock,
             horizon_days=settings.clv_horizon_days,
+            sizes_every_s=settings.sizes_every_s,
+            over_broad_share=settings.report_over_broad_share,
+            stale_days=settings.report_stale_days,
         )
 
     async def ping(self) -> None:
         """Raises if Redis does not answer (the readiness probe)."""
         await self.client.ping()
 
-    async def customer(self, customer_id: str) -> dict[str, Any] | None:
+    async def customer(self, customer_id: str, *, activity: bool = False) -> dict[str, Any] | None:
         return await customer(
             self.client,
             self.prefix,
@@ -236,6 +295,7 @@ class ReadModel:
             lateness=self.lateness,
             clock_mode=self.clock_mode,
             horizon_days=self.horizon_days,
+            activity=activity,
         )
 
     async def segment_sizes(self) -> dict[tuple[str, str], int]:
@@ -253,6 +313,56 @@ class ReadModel:
 
     async def sizes_records(self, count: int) -> list[dict[str, str]]:
         return await sizes_records(self.client, self.prefix, count)
+
+    async def history(
+        self,
+        window_s: float,
+        now: float,
+        *,
+        every: float | None = None,
+        dimension: str | None = None,
+        segment: str | None = None,
+    ) -> dict[str, Any]:
+        """Sizes over the last ``window_s`` seconds (wall time), one point per ``every``
+        seconds (by default a step giving at most 200 points), and the change over them:
+        ``{since, until, every, at, dimensions, change}`` (:func:`segmenters.reports.history`)."""
+        step = every or auto_every(window_s, self.sizes_every_s)
+        records = await sizes_history(self.client, self.prefix, now - window_s, now, step)
+        return {
+            "since": now - window_s,
+            "until": now,
+            "every": step,
+            **size_history(records, dimension, segment),
+        }
+
+    async def report(
+        self, window_s: float, now: float, *, dimension: str | None = None, sample: int = 5000
+    ) -> dict[str, Any]:
+        """The segment report (``segmenters.reports.segment_report``) over the last
+        ``window_s`` seconds, reading at most ``sample`` members per segment."""
+        rules = ReportRules(
+            window_s=window_s,
+            over_broad_share=self.over_broad_share,
+            stale_days=self.stale_days,
+            horizon_days=self.horizon_days,
+            sample=sample,
+        )
+
+        def clock_of(partition: int, marks: Mapping[int, float]) -> float | None:
+            return lookup_clock(
+                marks, partition, lateness=self.lateness, mode=self.clock_mode, wall=now
+            )
+
+        return await read_report(
+            self.client,
+            self.prefix,
+            self.partitions,
+            sizes=await self.segment_sizes(),
+            rules=rules,
+            now=now,
+            clock_of=clock_of,
+            dimension=dimension,
+        )
 
     async def flows(self, window_s: float, now: float) -> dict[str, Any]:
         return await read_flows(self.client, self.prefix, window_s, now)

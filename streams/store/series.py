@@ -13,8 +13,9 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from segmenters.reports import SizeRecord, bucket_bounds, downsample, size_record, split_size_field
 from streams.store.documents import _text
-from streams.store.keys import flows_key, sizes_key
+from streams.store.keys import entered_key, flows_key, sizes_key
 
 #: How long a flow bucket is kept after its last add: minutes 3 h, hours 8 days.
 FLOW_MINUTE_TTL_S = 3 * 3600
@@ -78,12 +79,16 @@ async def add_flows(
     minute = flows_key(prefix, "m", int(now // 60))
     hour = flows_key(prefix, "h", int(now // 3600))
     pipe = client.pipeline(transaction=False)
+    entered: dict[str, str] = {}
     for (dimension, previous, current), n in flows.items():
         field = SEP.join((dimension, previous, current))
         pipe.hincrby(minute, field, n)
         pipe.hincrby(hour, field, n)
+        entered[SEP.join((dimension, current))] = repr(now)
     pipe.expire(minute, FLOW_MINUTE_TTL_S)
     pipe.expire(hour, FLOW_HOUR_TTL_S)
+    if entered:  # one field per segment ever entered: the report's stale flag
+        pipe.hset(entered_key(prefix), mapping=entered)
     await pipe.execute()
 
 
@@ -99,9 +104,9 @@ async def sizes_records(client: Any, prefix: str, count: int) -> list[dict[str, 
 async def read_sizes(client: Any, prefix: str, count: int) -> dict[str, Any]:
     """The last ``count`` records of the sizes stream, as series per dimension.
 
-    ``at`` holds each record's time (the event-time clock of partition 0 when it was
-    taken); ``dimensions[dim][segment][i]`` is the segment's size at ``at[i]`` (0 when the
-    segment had no member then).
+    ``at`` holds each record's wall-clock time; ``dimensions[dim][segment][i]`` is the
+    segment's size at ``at[i]`` (0 when the segment had no member then). Dimensions and
+    segments are named as ``GET /segments`` names them (``custom:<name>``, ``member``).
     """
     at: list[float] = []
     rows: list[dict[str, int]] = []
@@ -114,6 +119,57 @@ async def read_sizes(client: Any, prefix: str, count: int) -> dict[str, Any]:
     dimensions: dict[str, dict[str, list[int]]] = {}
     names = sorted({k for row in rows for k in row})
     for name in names:
-        dimension, _, segment = name.partition(":")
+        dimension, segment = split_size_field(name)
         dimensions.setdefault(dimension, {})[segment] = [row.get(name, 0) for row in rows]
     return {"at": at, "dimensions": dimensions}
+
+
+async def sizes_history(
+    client: Any, prefix: str, since: float, until: float, every: float
+) -> list[SizeRecord]:
+    """The last record of each ``every``-second bucket from ``since`` to ``until`` (wall
+    time), oldest first: one pipelined ``XREVRANGE ... COUNT 1`` per bucket, so a week
+    at one point an hour reads 168 records, not the 10,080 kept."""
+    bounds = bucket_bounds(since, until, every)
+    pipe = client.pipeline(transaction=False)
+    for start, end in bounds:
+        pipe.xrevrange(
+            sizes_key(prefix),
+            max=str(max(int(end * 1000) - 1, 0)),
+            min=str(int(start * 1000)),
+            count=1,
+        )
+    records = []
+    for rows in await pipe.execute() if bounds else []:
+        for _id, fields in rows:
+            r = size_record({_text(k): _text(v) for k, v in fields.items()})
+            if r is not None:
+                records.append(r)
+    # Buckets go by the stream ids (Redis's clock), records by ``at`` (the recorder's).
+    return downsample(records, since, every)
+
+
+async def first_sizes_since(client: Any, prefix: str, since: float) -> SizeRecord | None:
+    """The first sizes record at or after ``since`` (wall time), or None."""
+    rows = await client.xrange(sizes_key(prefix), min=str(int(since * 1000)), count=1)
+    for _id, fields in rows:
+        return size_record({_text(k): _text(v) for k, v in fields.items()})
+    return None
+
+
+async def read_entered(
+    client: Any, prefix: str
+) -> tuple[dict[tuple[str, str], float], float | None]:
+    """(dimension, segment) -> wall time of its latest entry, and since when entries are
+    kept (None before the first sizes record)."""
+    raw = await client.hgetall(entered_key(prefix))
+    last: dict[tuple[str, str], float] = {}
+    since = None
+    for k, v in raw.items():
+        name = _text(k)
+        if name == "since":
+            since = float(v)
+        elif SEP in name:
+            dimension, _, segment = name.partition(SEP)
+            last[(dimension, segment)] = float(v)
+    return last, since

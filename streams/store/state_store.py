@@ -3,6 +3,7 @@ script call per partition per batch) and the progress each write records."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -14,6 +15,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from segmenters.actions.document import ActionDoc
+from segmenters.effects import HISTOGRAMS
+from segmenters.reports import size_field
 from segmenters.state import CustomerState
 from streams.kafka.partitioner import Homes
 from streams.store.documents import _decode, _encode, decode_actions
@@ -22,6 +25,7 @@ from streams.store.keys import (
     applied_key,
     assigned_key,
     customer_head,
+    entered_key,
     experiment_actions_key,
     index_key,
     index_registry_key,
@@ -30,6 +34,7 @@ from streams.store.keys import (
     outbox_key,
     rfm_key,
     sizes_key,
+    sizes_slot_key,
     state_key,
     suppressed_key,
     timers_key,
@@ -374,25 +379,37 @@ class StateStore:
         self.round_trips += 1
         return int(cursor), [m.decode() for m in members]
 
-    async def record_sizes(self, at: float, keep: int) -> dict[str, int]:
-        """Append every segment's size to the sizes stream (event time ``at``)."""
+    async def record_sizes(self, at: float, keep: int, every_s: float) -> dict[str, int]:
+        """Append every segment's size to the sizes stream, stamped ``at`` (wall time),
+        unless another worker recorded this slot of ``every_s`` seconds already: the
+        first to take the slot's key (``SET NX``) records it, so a deployment writes one
+        record per slot however many workers it runs."""
+        slot = int(at // every_s)
+        lease = max(1, math.ceil(2 * every_s))
+        if not await self.client.set(sizes_slot_key(self.prefix, slot), b"1", nx=True, ex=lease):
+            self.round_trips += 1
+            return {}
         sizes = {
-            f"{dim}:{seg}": n
+            size_field(dim, seg): n
             for (dim, seg), n in (
                 await segment_sizes(self.client, self.prefix, self.partitions)
             ).items()
         }
+        self.round_trips += 3
         if not sizes:
             return {}
         entry = {"at": repr(at), **{k: str(v) for k, v in sizes.items()}}
-        await self.client.xadd(sizes_key(self.prefix), entry, maxlen=keep, approximate=True)
-        self.round_trips += 3
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xadd(sizes_key(self.prefix), entry, maxlen=keep, approximate=True)
+        pipe.hsetnx(entered_key(self.prefix), "since", repr(at))  # entries kept from here
+        await pipe.execute()
         return sizes
 
     async def rfm_counts(self) -> dict[str, dict[int, int]]:
-        """The population's three RFM histograms (the partitions' summed), bucket -> buyers."""
+        """The population's shared histograms (the partitions' summed), bucket -> buyers:
+        RFM's three and the alive buyers' CLV (``value``)."""
         pipe = self.client.pipeline(transaction=False)
-        names = ("recency", "frequency", "monetary")
+        names = HISTOGRAMS
         for p in range(self.partitions):
             for name in names:
                 pipe.hgetall(rfm_key(self.prefix, p, name))

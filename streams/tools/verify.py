@@ -12,7 +12,13 @@ from segmenters.core import Source, recompute
 from segmenters.events import Event, InvalidEvent
 from segmenters.eventtime import partition_clock
 from segmenters.state import CustomerState
-from segmenters.verify import Report, cluster_agreement, compare, prediction_agreement
+from segmenters.verify import (
+    Report,
+    cluster_agreement,
+    compare,
+    prediction_agreement,
+    value_agreement,
+)
 from streams.kafka.clients import kafka_consumer
 from streams.kafka.topics import ERASED, INPUTS
 from streams.settings import Settings
@@ -156,6 +162,9 @@ def verify(
         )
         if same < n:
             report.field_mismatches["predictions"] += n - same
+        report.dimensions["value"] = value_agreement(
+            stored, kept, clocks, model, settings.clv_horizon_days, settings.value
+        )
     report.extra["events"] = f"{len(events)} valid, {invalid} invalid (dead-lettered)"
     report.extra["seconds"] = f"{time.monotonic() - started:.1f}"
     return report

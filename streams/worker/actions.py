@@ -23,6 +23,7 @@ from segmenters.actions.policy import DEFAULT_POLICY, Policy, PolicyError, load_
 from segmenters.actions.uplift import ActionUplift, Assignment, Purchase, to_json, uplift
 from streams.settings import Settings
 from streams.store.reports import experiment_records
+from streams.worker.reloads import ReloadStatus
 from streams.worker.rules import load_policy_file
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,13 @@ class PolicySource:
         self.settings = settings
         self.policy: Policy = DEFAULT_POLICY
         self._mtime: tuple[float | None, ...] | None = None
+        #: The file's reloads: version in force, last error (None: no file).
+        self.status: ReloadStatus | None = None
         if path is not None:
+            self.status = ReloadStatus("actions", path)
             self.policy = self._load(path)  # a bad file stops the start
             self._mtime = self._mtimes(path)
+            self.status.loaded(self.policy.version)
             log.info("retention policy %s loaded: version %s", path, self.policy.version)
 
     def _load(self, path: Path) -> Policy:
@@ -73,8 +78,12 @@ class PolicySource:
             log.error(
                 "retention policy %s: %s (keeping version %s)", self.path, exc, self.policy.version
             )
+            if self.status is not None:
+                self.status.failed(exc)
             return self.policy
         self.policy = policy
+        if self.status is not None:
+            self.status.loaded(policy.version)
         log.info(
             "retention policy %s reloaded: version %s, %d action(s), %d rule(s)",
             self.path,

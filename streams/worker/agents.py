@@ -104,10 +104,17 @@ def register_trainer(app: faust.App, settings: Settings, trainer: TrainerService
                     elif key is not None:  # a tombstone: the customer was erased
                         await trainer.learn(vectors)  # what came before it, in order
                         vectors = []
-                        trainer.trainer.forget(key)
+                        await trainer.forget(key)
                 await trainer.learn(vectors)
             except Exception:  # the model is a sample's summary: skip a bad batch, go on
                 log.exception("cluster trainer failed on a batch of %d vectors", len(events))
+
+    @app.timer(interval=settings.cluster_snapshot_s, name=f"{settings.app_id}.trainer_hold")
+    async def end_holds() -> None:
+        try:
+            await trainer.tick()  # a no-op unless a drifted snapshot is held back
+        except Exception:
+            log.exception("cluster trainer failed to review a held-back snapshot")
 
 
 def register_agents(

@@ -123,6 +123,7 @@ def create_app(settings: Settings) -> faust.App:
         highwater=consumer_offset(app, "highwater"),
         committed=consumer_offset(app, "committed"),
         max_future_s=settings.max_future_s,
+        config=context.reload_statuses,
     )
     processor = BatchProcessor(
         store=store,
@@ -145,6 +146,7 @@ def create_app(settings: Settings) -> faust.App:
         context=context.current,
         on_decided=metrics.actions_decided,
         on_published=metrics.changes_published,
+        on_delivery=metrics.action_delivery,
     )
     guard = ProgressGuard(
         store=store,
@@ -188,6 +190,7 @@ def create_app(settings: Settings) -> faust.App:
             metrics=metrics,
             clocks=clocks.clocks,
             actions=None if policies is None else uplift_rows(settings, context.policy),
+            context=context.current,
         ),
     )
 

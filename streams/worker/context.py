@@ -18,10 +18,12 @@ from segmenters.clv.model import ClvModel
 from segmenters.core import Context
 from segmenters.dimensions.custom import SegmentConfigError
 from segmenters.dimensions.rfm import RfmQuantiles
+from segmenters.dimensions.value import ValueQuantiles
 from streams.settings import Settings
 from streams.store import StateStore
 from streams.store.clv import load_clv_model
 from streams.worker.actions import PolicySource
+from streams.worker.reloads import ReloadStatus
 from streams.worker.rules import load_segments
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,12 @@ class ContextRefresher:
         self.policies = policies
         self._context = Context()
         self._segments_mtime: float | None = None
+        #: The custom segments file's reloads (None: no file).
+        self.segments_status: ReloadStatus | None = (
+            None
+            if settings.segments_file is None
+            else ReloadStatus("segments", settings.segments_file)
+        )
         #: The value model in force (BG/NBD + Gamma-Gamma); None before the first snapshot.
         self.clv: ClvModel | None = None
 
@@ -49,6 +57,12 @@ class ContextRefresher:
     def policy(self) -> Policy:
         """The retention policy in force."""
         return DEFAULT_POLICY if self.policies is None else self.policies.policy
+
+    def reload_statuses(self) -> list[ReloadStatus]:
+        """The config files' reload outcomes (``/metrics``, ``/api/status``)."""
+        statuses = [self.segments_status]
+        statuses.append(None if self.policies is None else self.policies.status)
+        return [s for s in statuses if s is not None]
 
     def reload_policy(self) -> None:
         """Read the policy file again if it changed (a bad file keeps the policy)."""
@@ -64,6 +78,7 @@ class ContextRefresher:
             mtime = path.stat().st_mtime
         except OSError as exc:
             log.error("custom segments file %s: %s (keeping the previous rules)", path, exc)
+            self._segments_failed(exc)
             return ctx
         if mtime == self._segments_mtime:
             return ctx
@@ -72,7 +87,10 @@ class ContextRefresher:
             custom = load_segments(path, self.settings)
         except SegmentConfigError as exc:
             log.error("custom segments file %s: %s (keeping the previous rules)", path, exc)
+            self._segments_failed(exc)
             return ctx
+        if self.segments_status is not None:
+            self.segments_status.loaded(custom.version)
         log.info(
             "custom segments %s loaded: version %s, %d rule(s)",
             path,
@@ -81,9 +99,14 @@ class ContextRefresher:
         )
         return replace(ctx, custom=custom)
 
+    def _segments_failed(self, exc: Exception) -> None:
+        if self.segments_status is not None:
+            self.segments_status.failed(exc)
+
     async def refresh(self, as_of: float | None) -> None:
-        """RFM quantiles as of the clock ``as_of``, the custom segments and the latest
-        behaviour and value models (None: no partition has a clock yet, nothing to renew)."""
+        """RFM quantiles as of the clock ``as_of``, the value dimension's CLV cuts, the
+        custom segments and the latest behaviour and value models (None: no partition
+        has a clock yet, nothing to renew)."""
         if as_of is None:
             return
         if self._context.cluster_margin != self.settings.cluster_margin:
@@ -93,7 +116,8 @@ class ContextRefresher:
         q = RfmQuantiles.from_counts(
             counts["recency"], counts["frequency"], counts["monetary"], as_of=as_of
         )
-        ctx = replace(self._context, rfm=q if q.buyers else None)
+        v = ValueQuantiles.from_counts(counts["value"], self.settings.value)
+        ctx = replace(self._context, rfm=q if q.buyers else None, value=v if v.buyers else None)
         ctx = self.reload_segments(ctx)
         doc = await store.load_model()
         if doc is not None and (

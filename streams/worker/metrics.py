@@ -3,10 +3,12 @@
 The ingest agent, the timer service and the batch processor call the hooks here with
 what they counted (:meth:`Metrics.batch_done`, :meth:`Metrics.batch_failed`,
 :meth:`Metrics.timers_fired`, :meth:`Metrics.changes_published`,
-:meth:`Metrics.actions_decided`); ``/metrics`` and ``/api/status`` call
+:meth:`Metrics.actions_decided`, :meth:`Metrics.action_delivery`); ``/metrics`` and
+``/api/status`` call
 :meth:`Metrics.refresh`, which reads the consumer's positions and the partition clocks
-(``streams.worker.clocks.Clocks``) at that moment. Counters are this worker's since it
-started; each worker of a group serves its own.
+(``streams.worker.clocks.Clocks``) at that moment, and the config files' reload outcomes
+(``streams.worker.reloads.ReloadStatus``). Counters are this worker's since it started;
+each worker of a group serves its own.
 
 Flows (how many customers moved from one segment to another) are counted in memory as
 changes are published and added to Redis every few seconds by :meth:`Metrics.flush_flows`
@@ -20,12 +22,14 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PCounter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 from segmenters.eventtime import clock_ahead
 from streams.store.clients import REDIS_FAILURES
@@ -33,6 +37,7 @@ from streams.store.series import add_flows
 from streams.worker.clocks import Clocks
 from streams.worker.pipeline.outcomes import BatchStats
 from streams.worker.pipeline.records import Record
+from streams.worker.reloads import ReloadStatus
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,7 @@ class Metrics:
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         max_future_s: float = 300.0,
+        config: Callable[[], Iterable[ReloadStatus]] = lambda: (),
     ) -> None:
         self.prefix = prefix
         self.stall_after_s = stall_after_s
@@ -87,6 +93,11 @@ class Metrics:
             "changes": Counter(),
         }
         self.last_batch: dict[str, float] = {}
+        #: Config files whose reloads are reported (the segments file, the policy file).
+        self.config = config
+        #: Per action id: its channel, and decided by outcome, suppressed by reason, sent
+        #: and failed (``/api/status``).
+        self.action_totals: dict[str, dict[str, Any]] = {}
 
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.m_messages = PCounter(
@@ -139,6 +150,33 @@ class Metrics:
             ["action", "outcome", "reason"],
             registry=r,
         )
+        self.m_decided = PCounter(
+            "segstream_actions_decided",
+            "Retention-action decisions, by action id, channel and outcome (send, control, "
+            "scheduled, suppressed).",
+            ["action", "channel", "outcome"],
+            registry=r,
+        )
+        self.m_suppressed = PCounter(
+            "segstream_actions_suppressed",
+            "Retention actions suppressed, by action id, channel and the guard's reason.",
+            ["action", "channel", "reason"],
+            registry=r,
+        )
+        self.m_sent = PCounter(
+            "segstream_actions_sent",
+            "Action messages the broker acknowledged (outbox re-sends included).",
+            ["action", "channel"],
+            registry=r,
+        )
+        self.m_failed = PCounter(
+            "segstream_actions_failed",
+            "Action message sends that failed (kept in the outbox and sent again) or were "
+            "dropped (actions turned off).",
+            ["action", "channel"],
+            registry=r,
+        )
+        r.register(_ConfigCollector(lambda: self.config()))
         self.m_timer_lateness = Histogram(
             "segstream_timer_lateness_seconds",
             "Per scan and partition with due timers: the partition clock minus the due time "
@@ -258,9 +296,38 @@ class Metrics:
             self.redis_error("batch")
 
     def actions_decided(self, decided: Mapping[tuple[str, str, str], int]) -> None:
-        """Count decisions of the actions agent: (action, outcome, reason) -> how many."""
+        """Count a round's decisions: (action id, outcome, reason) -> how many."""
         for (action, outcome, reason), n in decided.items():
             self.m_actions.labels(action, outcome, reason).inc(n)
+            totals = self._action(action)
+            channel = totals["channel"]
+            self.m_decided.labels(action, channel, outcome).inc(n)
+            totals["decided"][outcome] = totals["decided"].get(outcome, 0) + n
+            if outcome == "suppressed":
+                self.m_suppressed.labels(action, channel, reason).inc(n)
+                totals["suppressed"][reason] = totals["suppressed"].get(reason, 0) + n
+
+    def action_delivery(self, action: str, channel: str, confirmed: bool) -> None:
+        """One action message: acknowledged by the broker, or its send failed."""
+        totals = self._action(action, channel)
+        if confirmed:
+            self.m_sent.labels(action, channel).inc()
+            totals["sent"] += 1
+        else:
+            self.m_failed.labels(action, channel).inc()
+            totals["failed"] += 1
+
+    def _action(self, action: str, channel: str | None = None) -> dict[str, Any]:
+        totals = self.action_totals.get(action)
+        if totals is None:
+            totals = self.action_totals[action] = {
+                "channel": channel or action.partition("/")[0],  # ids are channel/name
+                "decided": {},
+                "suppressed": {},
+                "sent": 0,
+                "failed": 0,
+            }
+        return totals
 
     def redis_error(self, where: str) -> None:
         self.totals["redis_errors"] += 1
@@ -365,12 +432,57 @@ class Metrics:
             },
             "last_batch": self.last_batch,
             "partitions": rows,
+            "actions": {
+                action: {**t, "decided": dict(t["decided"]), "suppressed": dict(t["suppressed"])}
+                for action, t in sorted(self.action_totals.items())
+            },
+            "config": {s.file: s.to_json() for s in self.config()},
         }
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric (gauges refreshed first)."""
         self.refresh()
         return generate_latest(self.registry)
+
+
+class _ConfigCollector(Collector):
+    """The config files' reload outcomes, read when ``/metrics`` is rendered."""
+
+    def __init__(self, statuses: Callable[[], Iterable[ReloadStatus]]) -> None:
+        self.statuses = statuses
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families(self.statuses()))
+
+    @staticmethod
+    def _families(statuses: Iterable[ReloadStatus] = ()) -> list[Metric]:
+        loaded = GaugeMetricFamily(
+            "segstream_config_reload_success_timestamp_seconds",
+            "When the config file's version in force was loaded (unix seconds), per file "
+            "(segments, actions) and path.",
+            labels=["file", "path"],
+        )
+        errors = CounterMetricFamily(
+            "segstream_config_reload_errors",
+            "Loads of the config file that failed (the previous version stays in force).",
+            labels=["file"],
+        )
+        failing = GaugeMetricFamily(
+            "segstream_config_last_error",
+            "1 while the latest load of the config file failed, with its error; absent once "
+            "a load succeeds.",
+            labels=["file", "error"],
+        )
+        for s in statuses:
+            if s.loaded_at is not None:
+                loaded.add_metric([s.file, str(s.path)], s.loaded_at)
+            errors.add_metric([s.file], s.errors)
+            if s.failing:
+                failing.add_metric([s.file, s.last_error or ""], 1)
+        return [loaded, errors, failing]
 
 
 def _round(value: float | None) -> float | None:

@@ -4,7 +4,7 @@ Every ``timer_interval_s`` the worker fires, for the partitions it owns, the tim
 by their clocks (``streams.worker.clocks``): one ``ZRANGEBYSCORE`` per partition, so a
 scan costs what is due, never what is stored. The same tick has the clocks saved and
 reset, the context (RFM quantiles, model, rule files: ``streams.worker.context``)
-renewed, segment sizes recorded, and a slice of customers rescored.
+renewed, segment sizes recorded (wall time, one worker per slot), and a slice of customers rescored.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class TimerService:
         context: ContextRefresher,
         assigned: Callable[[], Iterable[int]],
         observer: TimerObserver | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.processor = processor
@@ -54,7 +55,8 @@ class TimerService:
         self.fired = 0
         self.rescored = 0
         self._cursors: dict[int, int] = {}
-        self._next_sizes = 0.0
+        self.wall = wall
+        self._sizes_slot: int | None = None
         self._pass_started: dict[int, float] = {}
 
     async def run_once(self) -> BatchStats | None:
@@ -70,9 +72,7 @@ class TimerService:
             self._next_save = now + 1.0
             await self.clocks.save(partitions)
             clocks = self.clocks.clocks(partitions)
-        if 0 in clocks and now >= self._next_sizes:  # one recorder: partition 0's owner
-            self._next_sizes = now + self.settings.sizes_every_s
-            await self.store.record_sizes(clocks[0], self.settings.sizes_keep)
+        await self.record_sizes()
         if not clocks:
             return None
         lateness = await self.oldest_due_lateness(clocks) if self.observer is not None else []
@@ -82,6 +82,18 @@ class TimerService:
             self.observer.timers_fired(stats.timers, lateness)
         await self.sweep(clocks)
         return stats
+
+    async def record_sizes(self) -> None:
+        """Once per slot of ``sizes_every_s`` wall-clock seconds, offer to record the
+        sizes: the store lets the first worker of the slot write (wall time, not the
+        event clocks, so a record says when it was taken)."""
+        wall = self.wall()
+        slot = int(wall // self.settings.sizes_every_s)
+        if slot != self._sizes_slot:
+            self._sizes_slot = slot
+            await self.store.record_sizes(
+                wall, self.settings.sizes_keep, self.settings.sizes_every_s
+            )
 
     async def oldest_due_lateness(self, clocks: dict[int, float]) -> list[float]:
         """Per partition with a due timer: its clock minus the oldest due time (for the

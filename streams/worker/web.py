@@ -14,14 +14,33 @@
 ``GET /segments``                                        every segment and its size
 ``GET /segments/{dimension}/{segment}/members``          members, paged (``cursor``,
                                                          ``count``; ``SSCAN``)
+``GET /segments/{dimension}/{segment}/members.csv``      every member, as CSV (read and
+                                                         sent in pages)
 ``GET /metrics``                                         Prometheus text format
 ``GET /dashboard``, ``GET /static/{file}``               the dashboard page and its
                                                          files (no data in them)
 ``GET /api/status``                                      counters, per-partition lag,
                                                          freshness, clocks, stalls
-``GET /api/sizes?count=``                                segment sizes over time
+``GET /api/sizes?count=``                                segment sizes over time (the
+                                                         last ``count`` records)
+``GET /api/sizes?since=&every=&dimension=&segment=``     segment sizes over a window of
+                                                         wall time, one point per
+                                                         ``every``, and the change
+``GET /api/report?since=&dimension=&sample=``            the segment report (size,
+                                                         share, change, entries, exits,
+                                                         conversion, revenue, CLV,
+                                                         P(alive), engagement, flags)
 ``GET /api/flows?window=``                               segment flows in a window
+``GET /api/deadletters?since=&limit=``                   dead-letter reasons ranked, each
+                                                         with an example (the last
+                                                         records of each partition)
+``GET /api/vocabulary``                                  descriptions of the behaviour
+                                                         clusters and custom segments
 ``GET /api/actions?since=&until=``                      retention-action uplift (numbers)
+``GET /api/value``                                       the value model, the value
+                                                         segments' sizes, and P(alive),
+                                                         CLV deciles and the BG/NBD fit
+                                                         over a sample of buyers
 =======================================================  ==========================
 
 Every endpoint but ``/health``, ``/ready``, ``/dashboard`` and ``/static/*`` requires
@@ -39,22 +58,31 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import faust
+from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 
 from segmenters.actions.uplift import parse_when
+from segmenters.clv import day_of
+from segmenters.clv.distribution import distribution, value_sizes
+from segmenters.clv.model import ClvModel
 from segmenters.contract import Erasure
+from segmenters.deadletters import Letter, parse_since, rank
 from segmenters.eventtime import clock_fault, iso_utc, span
-from streams.kafka.topics import ERASED, TOMBSTONED
+from segmenters.reports import MAX_POINTS, parse_span
+from streams.kafka.deadletters import read_recent
+from streams.kafka.topics import DEADLETTER, ERASED, TOMBSTONED
 from streams.settings import Settings
 from streams.store import StateStore
+from streams.store.clocks import load_watermarks
+from streams.store.clv import buyer_summaries, load_clv_model
 from streams.store.erase import EraseConflict, erase_async
-from streams.store.queries import ReadModel
+from streams.store.queries import ReadModel, lookup_clock
 from streams.worker.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger(__name__)
@@ -80,6 +108,19 @@ PAGE_HEADERS = {
 }
 DEFAULT_SIZES = 1440
 MAX_SIZES = 10080
+#: ``/api/value`` scores a uniform sample of at most this many buyers ...
+VALUE_SAMPLE = 2_000
+#: ... and reuses it this long (per model version): a dashboard poll costs no scan.
+VALUE_CACHE_S = 60.0
+#: Members per segment ``/api/report`` reads unless asked (at most SEGSTREAM_REPORT_SAMPLE).
+REPORT_SAMPLE = 1_000
+#: ``/api/deadletters`` ranks at most the last this many records of each partition ...
+DEADLETTER_SCAN = 2_000
+#: ... read at most this often (in a thread: the Kafka client blocks).
+DEADLETTER_CACHE_S = 10.0
+MAX_DEADLETTER_KINDS = 100
+#: Members per SSCAN page of ``members.csv``.
+CSV_PAGE = 1_000
 
 
 @dataclass
@@ -104,11 +145,165 @@ class WebContext:
     #: The uplift report for a window of decision times (``since``, ``until``: epoch
     #: seconds or None); None: no actions in this worker (``/api/actions`` gives no rows).
     actions: Callable[[float | None, float | None], Awaitable[dict[str, Any]]] | None = None
+    #: The segments' context now (custom segments' descriptions); None: not known here.
+    context: Callable[[], Any] | None = None
 
     @cached_property
     def reads(self) -> ReadModel:
         """The read model on the worker's Redis client (look-ups, sizes, members, flows)."""
         return ReadModel.of(self.store.client, self.settings)
+
+
+@dataclass
+class ValueSample:
+    """The last ``/api/value`` figures of the sampled buyers, kept per model version."""
+
+    version: int | None = None
+    at: float = 0.0
+    figures: dict[str, Any] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def figures_of(
+        self, ctx: WebContext, model: ClvModel, now: Callable[[], float] = time.monotonic
+    ) -> dict[str, Any]:
+        """The figures of ``model`` on a sample of buyers, at most ``VALUE_CACHE_S`` old:
+        one poll at a time computes them (the scan and the scoring in a thread)."""
+        async with self.lock:
+            fresh = self.version == model.version and now() - self.at < VALUE_CACHE_S
+            if self.figures is None or not fresh:
+                self.figures = await value_figures(ctx, model)
+                self.version, self.at = model.version, now()
+            return self.figures
+
+
+async def value_figures(ctx: WebContext, model: ClvModel) -> dict[str, Any]:
+    """P(alive), CLV deciles and the fit table of a uniform sample of stored buyers, each
+    with T counted to their partition's clock day, as the look-up counts it."""
+    settings = ctx.settings
+    marks = await load_watermarks(ctx.store.client, settings.key_prefix)
+    wall = time.time()
+    days: dict[int, int] = {}
+    for p in range(settings.topic_partitions):
+        clock = lookup_clock(
+            marks, p, lateness=settings.allowed_lateness_s, mode=settings.clock, wall=wall
+        )
+        if clock is not None:
+            days[p] = day_of(clock)
+
+    def run() -> dict[str, Any]:
+        summaries = buyer_summaries(settings, days.__getitem__, sample=VALUE_SAMPLE) if days else []
+        figures = distribution(summaries, model, horizon_days=settings.clv_horizon_days)
+        return {**figures.as_dict(), "computed_at": wall}
+
+    return await asyncio.to_thread(run)
+
+
+@dataclass
+class ReportCache:
+    """The last ``/api/report`` per query, reused ``VALUE_CACHE_S``: a dashboard poll
+    costs no scan of the members."""
+
+    docs: dict[Any, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def get(
+        self,
+        key: Any,
+        compute: Callable[[], Awaitable[dict[str, Any]]],
+        now: Callable[[], float] = time.monotonic,
+    ) -> dict[str, Any]:
+        async with self.lock:
+            hit = self.docs.get(key)
+            if hit is None or now() - hit[0] >= VALUE_CACHE_S:
+                self.docs = {k: v for k, v in self.docs.items() if now() - v[0] < VALUE_CACHE_S}
+                hit = self.docs[key] = (now(), await compute())
+            return hit[1]
+
+
+@dataclass
+class DeadLetterCache:
+    """The last read of the dead-letter topic's newest records, reused
+    ``DEADLETTER_CACHE_S``: dashboard polls cost one bounded read per 10 s."""
+
+    letters: list[Letter] = field(default_factory=list)
+    at: float | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def recent(
+        self, settings: Settings, now: Callable[[], float] = time.monotonic
+    ) -> list[Letter]:
+        async with self.lock:
+            if self.at is None or now() - self.at >= DEADLETTER_CACHE_S:
+                self.letters = await asyncio.to_thread(read_recent, settings, DEADLETTER_SCAN)
+                self.at = now()
+            return self.letters
+
+
+def deadletter_report(letters: list[Letter], since: float | None, limit: int) -> dict[str, Any]:
+    """``/api/deadletters``: the reason kinds since ``since``, most frequent first."""
+    rows = rank(letters, since=since)
+    return {
+        "since": since,
+        "scanned": len(letters),
+        "scan_limit": DEADLETTER_SCAN,
+        "total": sum(r.count for r in rows),
+        "kinds": [r.to_json() for r in rows[:limit]],
+        "more_kinds": max(len(rows) - limit, 0),
+    }
+
+
+def vocabulary_doc(model: dict[str, Any] | None, context: Any) -> dict[str, Any]:
+    """Descriptions by segment (``behaviour``: the published cluster model's words for
+    each cluster) and by dimension (a custom segment's description and rule)."""
+    snapshot = (model or {}).get("model") or {}
+    clusters = {
+        f"cluster_{c['id']}": str(c.get("description") or "") for c in snapshot.get("clusters", [])
+    }
+    custom = getattr(context, "custom", None)
+    dimensions = {
+        r.dimension: {"description": r.description, "rule": r.rule}
+        for r in (custom.rules if custom is not None else ())
+    }
+    return {
+        "segments": {"behaviour": clusters} if clusters else {},
+        "dimensions": dimensions,
+        "model_version": snapshot.get("version"),
+    }
+
+
+def csv_cell(text: str) -> str:
+    """A CSV field (RFC 4180 quoting); a leading ``=``, ``+``, ``@`` or ``-`` gets a
+    ``'`` so that a spreadsheet does not run the id as a formula.
+
+    >>> csv_cell("c-1"), csv_cell("a,b"), csv_cell("=1+1")
+    ('c-1', '"a,b"', "'=1+1")
+    """
+    if text[:1] in ("=", "+", "@", "-", "\t", "\r"):
+        text = "'" + text
+    if any(ch in text for ch in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def history_params(query: Any) -> tuple[float, float | None] | str:
+    """(window, every) of ``/api/sizes?since=&every=`` in seconds, or why invalid.
+
+    >>> history_params({"since": "7d", "every": "1h"}), history_params({"since": "1h"})
+    ((604800.0, 3600.0), (3600.0, None))
+    >>> history_params({"since": "7d", "every": "1s"})
+    'every: more than 5000 points; choose a larger step'
+    """
+    window = parse_span(query.get("since") or "")
+    if window is None:
+        return "since must be a duration like 30m, 12h or 7d"
+    every = None
+    if query.get("every"):
+        every = parse_span(query.get("every"))
+        if every is None:
+            return "every must be a duration like 1m, 1h or 1d"
+        if window / every > MAX_POINTS:
+            return f"every: more than {MAX_POINTS} points; choose a larger step"
+    return window, every
 
 
 def bearer_ok(header: str | None, token: str | None) -> bool:
@@ -274,6 +469,20 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
     @app.page("/api/sizes", name="segstream.api.sizes")
     class Sizes(Protected):
         async def get(self, request: Request) -> Response:
+            if request.query.get("since"):
+                window = history_params(request.query)
+                if isinstance(window, str):
+                    return self.error(400, window)
+                since, every = window
+                return self.json(
+                    await reads.history(
+                        since,
+                        time.time(),
+                        every=every,
+                        dimension=request.query.get("dimension") or None,
+                        segment=request.query.get("segment") or None,
+                    )
+                )
             try:
                 count = int(request.query.get("count") or DEFAULT_SIZES)
             except ValueError:
@@ -311,6 +520,56 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
                 )
             return self.json(await ctx.actions(since, until))
 
+    report_cache = ReportCache()
+
+    @app.page("/api/report", name="segstream.api.report")
+    class Report(Protected):
+        async def get(self, request: Request) -> Response:
+            window = parse_span(request.query.get("since") or "7d")
+            if window is None:
+                return self.error(400, "since must be a duration like 30m, 12h or 7d")
+            try:
+                sample = int(
+                    request.query.get("sample") or min(REPORT_SAMPLE, settings.report_sample)
+                )
+            except ValueError:
+                sample = 0
+            if not 1 <= sample <= settings.report_sample:
+                return self.error(
+                    400, f"sample must be an integer from 1 to {settings.report_sample}"
+                )
+            dimension = request.query.get("dimension") or None
+            doc = await report_cache.get(
+                (window, dimension, sample),
+                lambda: reads.report(window, time.time(), dimension=dimension, sample=sample),
+            )
+            return self.json({**doc, "currency": settings.currency})
+
+    value_sample = ValueSample()
+
+    @app.page("/api/value", name="segstream.api.value")
+    class Value(Protected):
+        async def get(self, request: Request) -> Response:
+            model = await load_clv_model(ctx.store.client, settings.key_prefix)
+            segments = value_sizes(await reads.segment_sizes())
+            if model is None:
+                figures: dict[str, Any] = {
+                    "customers": 0,
+                    "horizon_days": settings.clv_horizon_days,
+                    "p_alive": None,
+                    "clv_deciles": None,
+                    "fit": None,
+                    "computed_at": None,
+                }
+            else:
+                figures = await value_sample.figures_of(ctx, model)
+            body = {
+                "model": None if model is None else model.model_dump(),
+                "segments": segments,
+                "currency": settings.currency,
+            }
+            return self.json({**body, **figures})
+
     @app.page("/ready", name="segstream.ready")
     class Ready(View):
         async def get(self, request: Request) -> Response:
@@ -320,7 +579,7 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
     @app.page("/customers/{customer_id}", name="segstream.customer")
     class Customer(Protected):
         async def get(self, request: Request, customer_id: str) -> Response:
-            view = await reads.customer(customer_id)
+            view = await reads.customer(customer_id, activity=True)
             if view is None:
                 return self.error(404, f"no state for customer {customer_id!r}")
             return self.json(view)
@@ -363,6 +622,63 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
             if page is None:
                 return self.error(404, f"no segment {dimension}/{segment}")
             return self.json(page)
+
+    @app.page("/segments/{dimension}/{segment:.+}/members.csv", name="segstream.members.csv")
+    class MembersCsv(Protected):
+        async def get(self, request: Any, dimension: str, segment: str) -> Any:
+            page = await reads.members(dimension, segment, 0, CSV_PAGE)
+            if page is None:
+                return self.error(404, f"no segment {dimension}/{segment}")
+            name = f"{dimension}-{segment}".replace("/", "_").replace(":", "_")
+            stream = aioweb.StreamResponse(
+                headers={
+                    "Content-Type": "text/csv; charset=utf-8",
+                    "Content-Disposition": f'attachment; filename="{name}.csv"',
+                    "Cache-Control": "no-store",
+                }
+            )
+            await stream.prepare(request)
+            await stream.write(b"customer_id,dimension,segment\r\n")
+            tail = f",{csv_cell(dimension)},{csv_cell(segment)}\r\n"
+            while True:  # one SSCAN page in memory at a time
+                rows = "".join(csv_cell(m) + tail for m in page["members"])
+                await stream.write(rows.encode())
+                if page["next_cursor"] is None:
+                    break
+                page = await reads.members(dimension, segment, int(page["next_cursor"]), CSV_PAGE)
+                if page is None:
+                    break
+            await stream.write_eof()
+            return stream
+
+    deadletters = DeadLetterCache()
+
+    @app.page("/api/deadletters", name="segstream.api.deadletters")
+    class DeadLetters(Protected):
+        async def get(self, request: Request) -> Response:
+            try:
+                since = parse_since(request.query.get("since") or "24h", time.time())
+            except ValueError as exc:
+                return self.error(400, str(exc))
+            try:
+                limit = int(request.query.get("limit") or 20)
+            except ValueError:
+                limit = 0
+            if not 1 <= limit <= MAX_DEADLETTER_KINDS:
+                return self.error(400, f"limit must be an integer from 1 to {MAX_DEADLETTER_KINDS}")
+            try:
+                letters = await deadletters.recent(settings)
+            except Exception as exc:  # Kafka down or no topic: the panel says so
+                return self.error(503, f"cannot read the dead-letter topic: {exc}")
+            return self.json(
+                {**deadletter_report(letters, since, limit), "topic": settings.topic(DEADLETTER)}
+            )
+
+    @app.page("/api/vocabulary", name="segstream.api.vocabulary")
+    class VocabularyView(Protected):
+        async def get(self, request: Request) -> Response:
+            context = ctx.context() if ctx.context is not None else None
+            return self.json(vocabulary_doc(await reads.model(), context))
 
 
 def parse_window(text: str) -> float | None:

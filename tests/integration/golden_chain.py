@@ -45,9 +45,11 @@ import orjson
 from segmenters.actions import holdout_draw
 from segmenters.actions.policy import DEFAULT_POLICY
 from segmenters.changes import SegmentChange
+from segmenters.clv.model import ClvModel
 from segmenters.config import EngineConfig
 from segmenters.core import Context
-from segmenters.dimensions.rfm import RfmQuantiles
+from segmenters.dimensions.rfm import RfmQuantiles, bucket
+from segmenters.dimensions.value import ValueQuantiles
 from streams.kafka.partitioner import partition_for
 from streams.kafka.topics import TOPIC_OF_TYPE
 from streams.settings import Settings
@@ -83,6 +85,11 @@ RFM = RfmQuantiles(
     buyers=100,
     as_of=datetime.fromisoformat(PARAMS["start"]).timestamp(),
 )
+#: The value dimension with fixed models and cuts, as RFM's quantiles are fixed: the CDNOW
+#: paper's parameters, and CLV cuts that split the run's alive buyers roughly as the
+#: default shares would.
+CLV = ClvModel(r=0.243, alpha_days=30.895, a=0.793, b=2.426, p=6.25, q=3.74, v=15.44, version=1)
+VALUE = ValueQuantiles(cuts=(bucket(60.0), bucket(40.0), bucket(25.0)), buyers=100)
 
 
 # --- the input ---------------------------------------------------------------------------
@@ -365,7 +372,7 @@ class Pipeline:
             return _acked()
 
         self.clocks = Clocks()
-        context = Context(rfm=RFM, cluster_margin=settings.cluster_margin)
+        context = Context(rfm=RFM, cluster_margin=settings.cluster_margin, clv=CLV, value=VALUE)
         self.processor = BatchProcessor(
             store=StateStore(
                 client,

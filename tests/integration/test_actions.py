@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import Any
 
 import orjson
@@ -21,8 +22,10 @@ from streams.store import StateStore
 from streams.store.clients import async_redis_client
 from streams.store.keys import state_key
 from streams.worker.actions import report_data
+from streams.worker.clocks import Clocks
+from streams.worker.metrics import Metrics
 from streams.worker.pipeline import BatchProcessor, Record
-from tests.integration.conftest import ROOT, Deployment
+from tests.integration.conftest import ROOT, Deployment, free_port
 from tests.unit.factories import T0, Events
 
 DAY = 86400.0
@@ -343,4 +346,146 @@ async def test_a_purchase_in_another_currency_is_kept_and_named(services, tmp_pa
         assert [b[2] for b in doc["buys"]] == [20.0, 20.0]
     finally:
         await client.aclose()
+        d.close()
+
+
+def metrics_of(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of ``name`` in a Prometheus text exposition, by their sorted labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+async def test_action_metrics_count_what_the_pipeline_decided_sent_and_failed(services, tmp_path):
+    d = Deployment(services, tmp_path)
+    client = async_redis_client(d.settings)
+    try:
+        policy = load_policy(
+            POLICY.replace("{uid}", "m")
+            .replace("holdout = 0.5", "holdout = 0")
+            .replace('current = "cart_abandoner"', 'current = "active_cart"')
+        )
+        metrics = Metrics(
+            Clocks(), prefix="t", stall_after_s=30, assignment=list, highwater=lambda t, p: None
+        )
+
+        def wired(send_action: FlakySend) -> BatchProcessor:
+            p = processor(d, client, FlakySend(failures=0), policy)
+            p.send_action = send_action
+            p.on_decided = metrics.actions_decided
+            p.on_delivery = metrics.action_delivery
+            return p
+
+        willing, refusing = Events("c-yes"), Events("c-no")
+        records = [
+            record_of(d, refusing.profile(0, marketing_consent=False), 0),
+            record_of(d, willing.add("A", 1), 1),
+            record_of(d, refusing.add("A", 1), 2),
+        ]
+        # Decided and written; the first action message's send fails (the batch is retried).
+        with pytest.raises(ConnectionError):
+            await wired(FlakySend(failures=1)).process(records)
+        # The retry decides nothing again and sends the outboxes: every message acknowledged.
+        sent = FlakySend(failures=0)
+        await wired(sent).process(records)
+        assert len(sent.sent) == 3
+        text = metrics.exposition().decode()
+        email = (("action", "email/abandoned_cart"), ("channel", "email"))
+        ads = (("action", "ads/abandoned_cart"), ("channel", "ads"))
+        decided = metrics_of(text, "segstream_actions_decided_total")
+        assert decided == {
+            (*ads, ("outcome", "send")): 2,
+            (*email, ("outcome", "send")): 1,
+            (*email, ("outcome", "suppressed")): 1,
+        }
+        suppressed = metrics_of(text, "segstream_actions_suppressed_total")
+        assert suppressed == {(*email, ("reason", "no_consent")): 1}
+        assert metrics_of(text, "segstream_actions_sent_total") == {ads: 2, email: 1}
+        assert sum(metrics_of(text, "segstream_actions_failed_total").values()) == 1
+        status = metrics.refresh()["actions"]
+        assert status["email/abandoned_cart"]["suppressed"] == {"no_consent": 1}
+        assert status["ads/abandoned_cart"]["sent"] == 2
+    finally:
+        await client.aclose()
+        d.close()
+
+
+def get(d: Deployment, path: str) -> bytes:
+    url = f"http://127.0.0.1:{d.settings.web_port}{path}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return bytes(response.read())
+
+
+def test_a_worker_reports_its_actions_and_a_broken_policy_file_in_metrics(services, tmp_path):
+    policy_path = tmp_path / "actions.toml"
+    policy_path.write_text(POLICY.replace("{uid}", tmp_path.name[-12:]))
+    d = Deployment(
+        services,
+        tmp_path,
+        SEGSTREAM_TOPIC_PARTITIONS=1,
+        SEGSTREAM_ACTIONS_FILE=str(policy_path),
+        SEGSTREAM_WEB_ENABLED="true",
+        SEGSTREAM_WEB_PORT=free_port(),
+    )
+    try:
+        d.start_worker()
+        people = [Events(f"c-{i}") for i in range(12)]
+        refusing = people[:3]
+        d.produce([p.profile(0, marketing_consent=False) for p in refusing])
+        d.wait_applied({p.customer_id: 1 for p in refusing})
+        clock = Events("c-clock")
+        d.produce([p.add("A", 1, price=25.0) for p in people] + [clock.browse(2), clock.browse(40)])
+        policy = load_policy(policy_path.read_text())
+        treated = sum(
+            holdout_draw(p.customer_id, "email/abandoned_cart", policy.experiment) >= 0.5
+            for p in people[3:]
+        )
+        keys_on(d, "email", expect=treated, timeout=40)
+        email = (("action", "email/abandoned_cart"), ("channel", "email"))
+        ends = time.monotonic() + 20
+        while True:  # the acknowledgements are counted as they arrive
+            text = get(d, "/metrics").decode()
+            if metrics_of(text, "segstream_actions_sent_total").get(email) == treated:
+                break
+            assert time.monotonic() < ends, text
+            time.sleep(0.2)
+        assert treated > 0
+        suppressed = metrics_of(text, "segstream_actions_suppressed_total")
+        assert suppressed == {(*email, ("reason", "no_consent")): len(refusing)}  # consent first
+        decided = metrics_of(text, "segstream_actions_decided_total")
+        assert decided[(*email, ("outcome", "control"))] == 12 - len(refusing) - treated
+        assert metrics_of(text, "segstream_actions_failed_total") == {}
+        loaded = metrics_of(text, "segstream_config_reload_success_timestamp_seconds")
+        at = loaded[(("file", "actions"), ("path", str(policy_path)))]
+        assert at > 0
+        status = json.loads(get(d, "/api/status"))
+        assert status["actions"]["email/abandoned_cart"]["sent"] == treated
+        assert status["config"]["actions"]["last_error"] is None
+
+        # A broken file: the error shows, the last success and its version stay.
+        policy_path.write_text(POLICY.replace('current = "cart_abandoner"', 'current = "nope"'))
+        ends = time.monotonic() + 30
+        while True:  # read again at the next timer scan
+            text = get(d, "/metrics").decode()
+            if metrics_of(text, "segstream_config_last_error"):
+                break
+            assert time.monotonic() < ends, d.log()
+            time.sleep(0.3)
+        ((labels, value),) = metrics_of(text, "segstream_config_last_error").items()
+        assert value == 1 and dict(labels)["file"] == "actions"
+        assert "unknown segment" in dict(labels)["error"]
+        assert metrics_of(text, "segstream_config_reload_errors_total") == {
+            (("file", "actions"),): 1
+        }
+        assert metrics_of(text, "segstream_config_reload_success_timestamp_seconds") == loaded
+        config = json.loads(get(d, "/api/status"))["config"]["actions"]
+        assert config["failing"] and "unknown segment" in config["last_error"]
+        assert config["loaded_at"] == at and config["version"] == "test"
+        assert f"retention policy {policy_path}: line" in d.log()  # the log line stays
+    finally:
         d.close()

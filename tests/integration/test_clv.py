@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+import time
 from collections import Counter
 
 from tests.integration.conftest import Deployment
@@ -21,7 +23,8 @@ def test_cdnow_replayed_and_fitted_gives_the_published_parameters(deployment: De
     expected = Counter(f"cdnow-{r[1]}" for r in rows if r[2] <= CALIBRATION_END.replace("-", ""))
     assert len(expected) == 2357
 
-    deployment.start_worker()
+    # fast rescoring passes and refreshes: the value dimension fills within seconds
+    deployment.start_worker(SEGSTREAM_RESCORE_PASS_S="1", SEGSTREAM_RFM_REFRESH_S="1")
     sent = segstream(
         deployment,
         *("replay", str(path), "--format", "cdnow", "--until", CALIBRATION_END),
@@ -72,3 +75,37 @@ def test_cdnow_replayed_and_fitted_gives_the_published_parameters(deployment: De
     assert abs(predicted - actual) / actual < 0.15, (predicted, actual)
     top, bottom = h["deciles"][-1], h["deciles"][0]
     assert top["actual"] > 5 * bottom["actual"] and top["predicted"] > 5 * bottom["predicted"]
+
+    # The value dimension on the whole file: every buyer placed, verify agrees, and churn
+    # fires at its deadline (a UTC midnight) with the figures in the reason.
+    buyers = sorted(everything)
+    ends = time.monotonic() + 90
+    placed: dict[str, str] = {}
+    while time.monotonic() < ends:
+        states = {c: deployment.state(c) for c in buyers}
+        placed = {
+            c: s["segments"]["value"][0]
+            for c, s in states.items()
+            if s and "value" in s.get("segments", {})
+        }
+        tiers = Counter(placed.values())
+        if len(placed) == len(buyers) and tiers["top"] and tiers["churned"]:
+            break
+        time.sleep(1)
+    assert len(placed) == len(buyers), f"{len(placed)} of {len(buyers)} buyers placed"
+    tiers = Counter(placed.values())
+    alive = len(buyers) - tiers["churned"]
+    assert 0.05 < tiers["top"] / alive < 0.15 and 0.2 < tiers["low"] / alive, tiers
+    report = segstream(deployment, "verify", "--quiet", "--json")
+    assert report.returncode == 0, report.stderr
+    value = json.loads(report.stdout)["report"]["dimensions"]["value"]
+    assert value["compared"] == len(buyers) and value["agree"] >= 0.99 * value["compared"], value
+    churns = [
+        json.loads(r.value) for r in deployment.read_topic("segments.changes", timeout=30, settle=3)
+    ]
+    churns = [c for c in churns if c["dimension"] == "value" and c["current"] == "churned"]
+    assert churns
+    reason = re.compile(r"^p_alive 0\.\d{3} < 0\.30 \(x=\d+, t_x=\d+ d, T=\d+ d; model v\d+\)$")
+    assert all(reason.match(c["reason"]) for c in churns), churns[0]
+    midnight = [c for c in churns if c["changed_at"].endswith("T00:00:00Z")]
+    assert len(midnight) >= len(churns) / 2, (len(midnight), len(churns))

@@ -9,9 +9,9 @@ from typing import Any
 
 import redis
 
+from segmenters.effects import histogram_buckets
 from segmenters.state import CustomerState
 from streams.kafka.topics import ERASED
-from streams.store.erase import rfm_buckets
 from streams.store.keys import index_key, rfm_key
 from tests.integration.conftest import Deployment
 from tests.integration.test_cli import segstream
@@ -98,7 +98,7 @@ def test_erase_removes_every_trace_and_a_later_event_starts_fresh(
     assert client.sismember(index_key(prefix, home, "journey", journey or ""), "c-gone")
     assert traces(client, prefix, "c-gone")
     hist_before = histograms(client, prefix, home)
-    buckets = rfm_buckets(before)
+    buckets = histogram_buckets(before)
     assert set(buckets) == {"recency", "frequency", "monetary"}
 
     out = segstream(deployment, "erase", "c-gone", "--json")  # while the worker runs

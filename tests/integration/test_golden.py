@@ -15,7 +15,12 @@ The fixture was captured from the code where ingest and actions were separate ag
 once, on purpose, when RFM recency got the histogram's one-hour tolerance
 (``segmenters.dimensions.rfm.RECENCY_TOLERANCE_DAYS``): RFM changes by the passage of
 time happen one hour later, so their ids changed; the decisions, the 276 messages and
-the uplift report stayed the same. Regenerate it only on purpose, after a change meant
+the uplift report stayed the same. Written a third time, on purpose, when the value and
+interest dimensions came: the run scores with fixed value models and CLV cuts
+(``golden_chain.CLV``, ``VALUE``), and the rewrite only added changes (482 interest,
+208 value, among them 4 ``top -> churned`` at their deadlines) and the 6 win-back
+messages those churns trigger; no earlier change, id or message changed. Regenerate it
+only on purpose, after a change meant
 to alter what is published::
 
     .venv/bin/python -m tests.integration.test_golden --write

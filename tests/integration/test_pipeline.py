@@ -77,6 +77,8 @@ def canonical(doc: dict) -> dict:  # noqa: D103
     for k in ("views", "cart_adds"):
         if k in out:
             out[k] = [round(x, 6) for x in out[k]]
+    if "interests" in out:
+        out["interests"] = {c: round(x, 6) for c, x in out["interests"].items()}
     return out
 
 

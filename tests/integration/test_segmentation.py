@@ -22,6 +22,8 @@ def fast_loop(services, tmp_path):
         services,
         tmp_path,
         SEGSTREAM_CLUSTER_SNAPSHOT_S=1,
+        # 30 days of traffic in seconds: a drifted snapshot is held 2 s, not 6 hours
+        SEGSTREAM_CLUSTER_MAX_HOLD_S=2,
         SEGSTREAM_RFM_REFRESH_S=1,
         SEGSTREAM_RESCORE_PASS_S=1,
         SEGSTREAM_SIZES_EVERY_S=1,
@@ -94,3 +96,17 @@ def test_trainer_publishes_and_every_customer_is_scored(fast_loop):
     assert out.returncode == 0, out.stderr
     assert f"behaviour model v{model['version']}" in out.stdout or "behaviour model v" in out.stdout
     assert out.stdout.count("cluster_") == len(model["clusters"])
+    assert "e-1" not in out.stdout and "monetary (EUR)" in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "clusters", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **d.env},
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = orjson.loads(out.stdout)["clusters"]
+    # members come from the segment indexes: every scored customer is in one
+    assert sum(r["members"] for r in rows) == len(customers)
+    assert {r["segment"] for r in rows} == ids

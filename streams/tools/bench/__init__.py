@@ -8,7 +8,8 @@ engine, so the two rates are comparable.
 
 Modules: ``deploy`` (deployments, workers, consumption, traffic), ``in_process`` (the
 stage benchmark), ``measures`` (throughput, memory), ``latency`` (live latency, timers),
-``replays``, ``report``, ``baseline`` (the stock Faust app).
+``replays``, ``value`` (the value model's scoring and fitting cost), ``report``,
+``baseline`` (the stock Faust app).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from streams.tools.bench.latency import latency, percentiles, timer_lateness
 from streams.tools.bench.measures import Results, throughput
 from streams.tools.bench.replays import replay_format, replay_time
 from streams.tools.bench.report import machine, rate_cpu, render
+from streams.tools.bench.value import ValueCost, render_value, value_cost
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ def run(
     started = time.monotonic()
     res.stages = stages(base, say=say)
     say(render_stages(res.stages))
+    res.value = value_cost(say=say)
+    say(render_value(res.value))
     say(f"throughput: {events:,} events of {customers:,} customers (baseline, then engine)")
     throughput(base, log_dir, res, events, customers)
     say(
@@ -94,12 +98,15 @@ __all__ = [
     "Deployment",
     "Progress",
     "Results",
+    "ValueCost",
     "cpu_seconds",
     "machine",
     "parse_proc_stat",
     "percentiles",
     "render",
+    "render_value",
     "replay_format",
     "run",
     "stages",
+    "value_cost",
 ]

@@ -24,6 +24,7 @@ from streams.tools.bench.deploy import (
     wait_consumed,
 )
 from streams.tools.bench.in_process import StageResult
+from streams.tools.bench.value import ValueCost
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Results:
     memory: dict[str, float] = field(default_factory=dict)
     replays: list[dict[str, Any]] = field(default_factory=list)
     stages: StageResult | None = None
+    value: ValueCost | None = None
     seconds: float = 0.0
 
 

@@ -12,6 +12,7 @@ from streams.store.scans import server_version
 from streams.tools.bench.deploy import Progress
 from streams.tools.bench.in_process import render_stages
 from streams.tools.bench.measures import Results
+from streams.tools.bench.value import render_value
 
 
 def machine() -> dict[str, str]:
@@ -104,6 +105,18 @@ def render(res: Results, info: dict[str, str]) -> str:
             f"({res.stages.rate:,.0f} events/s, {res.stages.cpu_per_1000:.3f} CPU s / 1,000 "
             "events) | <= 40 us/event |"
         )
+    if res.value is not None:
+        v = res.value.call_us.get("total", {})
+        lines.append(
+            f"| value model scoring (summary from the state + `ClvModel.predict`), "
+            f"p50 (mean CPU) | {v.get('p50', 0.0):.1f} us/customer "
+            f"({res.value.cpu_us.get('total', 0.0):.1f} CPU us/customer) | |"
+        )
+        for n, (fit_cpu, fit_wall) in sorted(res.value.fits.items()):
+            lines.append(
+                f"| value model fit (BG/NBD + Gamma-Gamma) on {n:,} buyers | "
+                f"{fit_cpu:.1f} CPU s ({fit_wall:.1f} s) | |"
+            )
     for r, lat in sorted(res.latency.items()):
         if lat.get("n"):
             lines.append(
@@ -166,6 +179,20 @@ def render(res: Results, info: dict[str, str]) -> str:
             "between stages.",
             "",
             render_stages(res.stages),
+        ]
+    if res.value is not None:
+        lines += [
+            "",
+            "## Value model",
+            "",
+            "What scoring a buyer costs in process: the summary (x, t_x, T, mean spend) "
+            "from the stored state's purchase days, then P(alive), expected orders, "
+            "expected order value and CLV in closed form; over synthetic buyers drawn "
+            "from the BG/NBD and Gamma-Gamma processes with the CDNOW parameters. p50 and "
+            "p99 time each call; the mean is CPU time over a whole pass. Fits: `fit_model` "
+            "on the first buyers' summaries.",
+            "",
+            render_value(res.value),
         ]
     lines += [
         "",

@@ -11,11 +11,13 @@ from typing import Any
 
 import orjson
 
+from segmenters.actions.campaign import Campaign
 from segmenters.actions.policy import Policy
-from segmenters.actions.retention import KEEP_PURCHASES_S, decide
+from segmenters.actions.retention import KEEP_PURCHASES_S, decide, decide_campaign
 from segmenters.config import EngineConfig
 from segmenters.core import (
     Context,
+    FoldResult,
     Source,
     carry_no_actions,
     fold,
@@ -23,7 +25,14 @@ from segmenters.core import (
     rescore,
     tick,
 )
-from segmenters.effects import joins_members, marks, moves, next_timer, uplift_records
+from segmenters.effects import (
+    histogram_buckets,
+    joins_members,
+    marks,
+    moves,
+    next_timer,
+    uplift_records,
+)
 from segmenters.events import (
     EVENT_ADAPTER,
     Event,
@@ -83,6 +92,7 @@ class BatchProcessor(Sending):
         context: Callable[[], Context] | None = None,
         on_decided: Callable[[Counter[tuple[str, str, str]]], None] | None = None,
         on_published: Callable[[Counter[tuple[str, str, str]]], None] | None = None,
+        on_delivery: Callable[[str, str, bool], None] | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -114,6 +124,9 @@ class BatchProcessor(Sending):
         #: changes it published, (dimension, previous or "", current) -> count (metrics).
         self.on_decided = on_decided
         self.on_published = on_published
+        #: Told of each action message's fate, (action id, channel, confirmed by the
+        #: broker): False when the send failed (it stays in the outbox) or was dropped.
+        self.on_delivery = on_delivery
         #: Purchase currencies other than ``currency`` seen (each is warned about once).
         self.other_currencies: set[str] = set()
         #: The last event batch's sends, when their acknowledgements are not awaited in the
@@ -266,6 +279,48 @@ class BatchProcessor(Sending):
             await self._apply(groups, now, stats, [], rescoring=True)
             return stats
 
+    async def campaign(
+        self, customers: list[str], campaign: Campaign, *, dry_run: bool = False
+    ) -> BatchStats:
+        """Decide ``campaign``'s action for these members of its segment, at the wall
+        clock, through the guards of a transition (``retention.decide_campaign``), and
+        write and send as a batch does: the action doc, its outbox and uplift records in
+        the compare-and-set write of each customer's state (a write that loses to a
+        worker reloads and decides again), then the sends, awaited, then the delivered
+        outboxes emptied. What a crash left in a loaded customer's outbox is sent first.
+
+        ``stats.decided`` counts the decisions by (action, outcome, reason); a member
+        that left the segment since it was listed gets none. With ``dry_run`` nothing is
+        written or sent: the decisions are computed from the stored state and counted.
+        """
+        async with self.lock:
+            started = time.perf_counter()
+            stats = BatchStats(customers=len(customers))
+            groups: dict[str, list[tuple[Event, Source]]] = {c: [] for c in customers}
+            if dry_run:
+                loaded = await self.store.load(groups)
+                policy = None if self.policy is None else self.policy()
+                _writes, outcomes = self._fold_all(
+                    groups,
+                    loaded,
+                    None,
+                    False,
+                    set(),
+                    policy,
+                    self.clock(),
+                    stats.stages,
+                    campaign=campaign,
+                )
+                for outcome in outcomes.values():
+                    for d in outcome.decisions:
+                        stats.decided[(d.action, d.outcome, d.reason)] += 1
+                        stats.actions_sent += d.message is not None
+            else:
+                await self._apply(groups, None, stats, [], campaign=campaign)
+                await self.store.commit([])  # empties the outboxes just delivered
+            stats.seconds = time.perf_counter() - started
+            return stats
+
     async def _apply(
         self,
         groups: dict[str, list[tuple[Event, Source]]],
@@ -277,9 +332,11 @@ class BatchProcessor(Sending):
         marked: set[Source] | None = None,
         wall: float | None = None,
         defer: bool = False,
+        campaign: Campaign | None = None,
     ) -> None:
         """Load, fold (or tick, with ``until``; or rescore), decide actions, write with
-        CAS, publish. ``applied``: the batch's input offsets, recorded with its states."""
+        CAS, publish. ``applied``: the batch's input offsets, recorded with its states.
+        With ``campaign``, no fold: its action is decided for each customer."""
         stages = stats.stages
         t = time.perf_counter()
         loaded = await self.store.load(groups)
@@ -292,7 +349,15 @@ class BatchProcessor(Sending):
         settled = False
         for _attempt in range(MAX_CONFLICT_RETRIES + 1):
             writes, outcomes = self._fold_all(
-                groups, pending, until, rescoring, marked or set(), policy, wall, stages
+                groups,
+                pending,
+                until,
+                rescoring,
+                marked or set(),
+                policy,
+                wall,
+                stages,
+                campaign=campaign,
             )
             if not settled:  # the last batch's sends, acknowledged while this one folded
                 t = time.perf_counter()
@@ -311,6 +376,8 @@ class BatchProcessor(Sending):
                 done.append(outcome)
                 stats.applied += outcome.result.applied
                 stats.duplicates += len(outcome.result.skipped)
+                for d in outcome.decisions:
+                    stats.decided[(d.action, d.outcome, d.reason)] += 1
             if not rejected:
                 break
             conflicts = [c for c, r in rejected.items() if not r.seen]
@@ -326,6 +393,13 @@ class BatchProcessor(Sending):
             pending = {cid: r.loaded for cid, r in rejected.items()}
         else:
             raise RuntimeError(f"state kept changing under us for {sorted(groups)}")
+        # Counted once written, before the sends: a failed send never decides again.
+        if stats.decided and self.on_decided is not None:
+            try:
+                self.on_decided(stats.decided)
+            except Exception:  # metrics never stop the stream
+                log.exception("recording action metrics failed")
+            stats.decided = Counter()
 
         t = time.perf_counter()
         flows: Counter[tuple[str, str, str]] = Counter()  # the changes sent (metrics)
@@ -342,13 +416,16 @@ class BatchProcessor(Sending):
             stats.changes += len(outcome.encoded)
             if outcome.messages:
                 assert self.send_action is not None
-                for topic, body in outcome.messages:
-                    acks.append(await self.send_action(topic, key, body))
+                sends = [
+                    (d.action, d.message.channel)
+                    for d in outcome.decisions
+                    if d.message is not None
+                ]
+                for (topic, body), (action, channel) in zip(outcome.messages, sends, strict=True):
+                    acks.append(await self._send_action(topic, key, body, action, channel))
                 stats.actions_sent += len(outcome.messages)
             if outcome.encoded or outcome.messages:
                 delivered.append(outcome.result.state.customer_id)
-            for d in outcome.decisions:
-                stats.decided[(d.action, d.outcome, d.reason)] += 1
         await self._sample(done, acks, 100 if rescoring else self.sample_percent)
         if defer:
             stats.sent = asyncio.ensure_future(asyncio.gather(*acks))
@@ -363,12 +440,6 @@ class BatchProcessor(Sending):
                 for change, _body in outcome.encoded:
                     flows[(change.dimension, change.previous or "", change.current)] += 1
             self._published(flows)
-        if stats.decided and self.on_decided is not None:
-            try:
-                self.on_decided(stats.decided)
-            except Exception:  # metrics never stop the stream
-                log.exception("recording action metrics failed")
-            stats.decided = Counter()
 
     def _fold_all(
         self,
@@ -380,6 +451,7 @@ class BatchProcessor(Sending):
         policy: Policy | None,
         wall: float,
         stages: dict[str, float],
+        campaign: Campaign | None = None,
     ) -> tuple[list[Write], dict[str, Outcome]]:
         writes = []
         outcomes: dict[str, Outcome] = {}
@@ -388,6 +460,36 @@ class BatchProcessor(Sending):
         for cid, items in groups.items():
             t = time.perf_counter()
             before = loaded[cid]
+            if campaign is not None:
+                if before.state is None or policy is None:
+                    continue  # erased since it was listed, or actions off
+                decided = decide_campaign(
+                    policy,
+                    before.actions,
+                    before.state,
+                    campaign,
+                    now=wall,
+                    currency=self.currency,
+                    clv=ctx.clv,
+                    horizon_days=ctx.clv_horizon_days,
+                )
+                outcome = Outcome(FoldResult(before.state), decisions=decided.decisions)
+                outcomes[cid] = outcome
+                if not decided.changed:
+                    continue
+                outcome.messages = [
+                    (self.topic_prefix + m.topic, orjson.dumps(m.model_dump(mode="json")))
+                    for m in decided.messages
+                ]
+                write = Write(cid, before.rev, before.state, actions=decided.doc)
+                write.actions_changed = True
+                write.assigned, write.suppressed = uplift_records(decided.decisions)
+                write.outbox = outbox_entries(outcome)
+                write.due = next_timer(before.state, decided.doc.state, self.config, ctx)
+                write.doc = encode_state(before.state)
+                writes.append(write)
+                deciding += time.perf_counter() - t
+                continue
             seen = marks(before.state)  # before a fold in place changes it
             was_marked = before.state is not None and before.state.no_actions
             if until is None:
@@ -402,7 +504,10 @@ class BatchProcessor(Sending):
                 continue  # erased or never seen: nothing to fire
             elif rescoring:
                 result = rescore(before.state, until, config=self.config, ctx=ctx)
-                if not result.changes:
+                # a write when a segment changed, or when the buyer's bucket in a shared
+                # histogram moved (a CLV decayed, a first value model): the value ranks
+                # are computed from those buckets
+                if not result.changes and histogram_buckets(result.state) == seen[1]:
                     outcomes[cid] = Outcome(result)
                     folding += time.perf_counter() - t
                     continue  # nothing moved: no write

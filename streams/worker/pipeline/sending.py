@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import zlib
 from collections import Counter
@@ -34,6 +35,7 @@ class Sending:
     feed: FeatureFeed
     context: Callable[[], Context]
     on_published: Callable[[Counter[tuple[str, str, str]]], None] | None
+    on_delivery: Callable[[str, str, bool], None] | None
 
     async def settle(self) -> None:
         """Wait for the last batch's sends; once acknowledged, their outboxes are emptied
@@ -80,10 +82,51 @@ class Sending:
             if flow is not None:
                 flows[flow] += 1
             return sent
+        action, channel = labels_of(doc["value"])
         if self.send_action is None:  # actions turned off since: keep the order, drop it
             log.warning("an unsent action message of %s is dropped: actions are off", key)
+            self._delivered(action, channel, False)
             return _done()
-        return await self.send_action(doc["topic"], key, orjson.dumps(doc["value"]))
+        return await self._send_action(
+            doc["topic"], key, orjson.dumps(doc["value"]), action, channel
+        )
+
+    async def _send_action(
+        self, topic: str, key: bytes, body: bytes, action: str, channel: str
+    ) -> Awaitable[Any]:
+        """Send an action message; ``on_delivery`` is told (action id, channel, confirmed)
+        when the broker answers, or at once if the send raised (it stays in the outbox)."""
+        assert self.send_action is not None
+        if self.on_delivery is None:
+            return await self.send_action(topic, key, body)
+        try:
+            ack = await self.send_action(topic, key, body)
+        except Exception:
+            self._delivered(action, channel, False)
+            raise
+        if isinstance(ack, asyncio.Future):  # the producer's: a callback, no task
+            ack.add_done_callback(functools.partial(self._acknowledged, action, channel))
+            return ack
+        return self._awaited(ack, action, channel)
+
+    def _acknowledged(self, action: str, channel: str, ack: asyncio.Future[Any]) -> None:
+        self._delivered(action, channel, not ack.cancelled() and ack.exception() is None)
+
+    async def _awaited(self, ack: Awaitable[Any], action: str, channel: str) -> Any:
+        try:
+            result = await ack
+        except BaseException:
+            self._delivered(action, channel, False)
+            raise
+        self._delivered(action, channel, True)
+        return result
+
+    def _delivered(self, action: str, channel: str, confirmed: bool) -> None:
+        if self.on_delivery is not None:
+            try:
+                self.on_delivery(action, channel, confirmed)
+            except Exception:  # metrics never stop the stream
+                log.exception("recording action metrics failed")
 
     def _published(self, flows: Counter[tuple[str, str, str]]) -> None:
         """Tell ``on_published`` of the changes a round sent, by (dimension, previous or
@@ -112,6 +155,19 @@ class Sending:
             if not self.feed.admit(cid, vector, self.context().clusters):
                 continue
             acks.append(await self.send_features(cid.encode(), orjson.dumps(vector)))
+
+
+def labels_of(message: Any) -> tuple[str, str]:
+    """(action id, channel) of an action message's JSON, as an outbox holds it.
+
+    >>> labels_of({"channel": "email", "action": "win_back"})
+    ('email/win_back', 'email')
+    """
+    try:
+        channel = str(message["channel"])
+        return f"{channel}/{message['action']}", channel
+    except (KeyError, TypeError):
+        return "unknown", "unknown"
 
 
 def flow_of(change: Any) -> tuple[str, str, str] | None:

@@ -201,6 +201,16 @@ def test_state_doc_round_trips_and_is_small():
 
 
 GOLDEN = (
+    '{"customer_id":"c-1","state_version":5,"first_seen":1767261600.0,"last_seen":176'
+    '7261660.0,"events":2,"orders":1,"revenue":10.0,"items":1,"first_order_at":176726'
+    '1660.0,"last_order_at":1767261660.0,"cart_adds":[1.0,1767261600.0],"cart_at":176'
+    '7261600.0,"bought":{"A":1767261660.0},"categories":{"shoes":1},"interests":{"sho'
+    'es":3.0},"interests_at":1767261600.0,"segments":{"journey":["first_time_buyer",1'
+    '767261660.0]},"positions":{"journey":2},"eval_at":1767261660.0,"offsets":{"event'
+    's.x/0":1},"order_ids":["606fd39fbe"],"buy_days":{"20454":10.0}}'
+)
+#: The same customer as a version-4 engine stored it (before ``interests``).
+GOLDEN_V4 = (
     '{"customer_id":"c-1","state_version":4,"first_seen":1767261600.0,"last_seen":176'
     '7261660.0,"events":2,"orders":1,"revenue":10.0,"items":1,"first_order_at":176726'
     '1660.0,"last_order_at":1767261660.0,"cart_adds":[1.0,1767261600.0],"cart_at":176'
@@ -208,6 +218,11 @@ GOLDEN = (
     'ney":["first_time_buyer",1767261660.0]},"positions":{"journey":2},"eval_at":1767'
     '261660.0,"offsets":{"events.x/0":1},"order_ids":["606fd39fbe"],"buy_days":{"2045'
     '4":10.0}}'
+)
+#: ``GOLDEN_V4`` migrated: its one sighting of a category weighs 1, as of its last event.
+GOLDEN_V4_MIGRATED = GOLDEN.replace(
+    '"interests":{"shoes":3.0},"interests_at":1767261600.0',
+    '"interests":{"shoes":1.0},"interests_at":1767261660.0',
 )
 #: The same customer as a version-3 engine stored it (before ``buy_days``).
 GOLDEN_V3 = (
@@ -236,11 +251,17 @@ def test_stored_format_is_pinned():
     assert orjson.dumps(state.to_doc()).decode() == GOLDEN
 
 
+def test_a_version_4_state_loads_with_its_category_counts_as_interests():
+    old = CustomerState.from_doc(orjson.loads(GOLDEN_V4))
+    assert old.state_version == STATE_VERSION
+    assert orjson.dumps(old.to_doc()).decode() == GOLDEN_V4_MIGRATED
+
+
 def test_a_version_3_state_loads_with_its_order_days_as_purchase_days():
     """A v3 document knows its first and latest order only: one day here, all revenue."""
     old = CustomerState.from_doc(orjson.loads(GOLDEN_V3))
     assert old.state_version == STATE_VERSION
-    assert orjson.dumps(old.to_doc()).decode() == GOLDEN
+    assert orjson.dumps(old.to_doc()).decode() == GOLDEN_V4_MIGRATED
 
 
 def test_a_version_2_state_still_loads():

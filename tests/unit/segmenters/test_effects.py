@@ -10,9 +10,12 @@ from hypothesis import strategies as st
 from segmenters.actions import ActionState, Decision
 from segmenters.actions.state import Pending
 from segmenters.changes import SegmentChange
+from segmenters.clv.model import ClvModel
 from segmenters.config import EngineConfig
 from segmenters.core import Context, Source, fold, next_deadline, rescore, tick
+from segmenters.dimensions import rfm
 from segmenters.dimensions.rfm import DAY, RfmQuantiles, histogram_buckets
+from segmenters.dimensions.value import ValueQuantiles
 from segmenters.effects import (
     HistogramMove,
     IndexMove,
@@ -36,7 +39,10 @@ CTX = Context(
         monetary=(10.0, 20.0, 40.0, 80.0),
         buyers=100,
         as_of=T0S,
-    )
+    ),
+    # the value dimension too: its histogram moves with each buyer's ranked CLV
+    clv=ClvModel(r=0.243, alpha_days=30.895, a=0.793, b=2.426, p=6.25, q=3.74, v=15.44),
+    value=ValueQuantiles(cuts=(rfm.bucket(40.0), rfm.bucket(20.0), rfm.bucket(10.0)), buyers=100),
 )
 
 

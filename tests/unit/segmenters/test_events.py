@@ -99,6 +99,38 @@ def test_bad_input_is_rejected_with_a_reason(name):
     assert fragment in info.value.reason
 
 
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_reasons_read_cleanly(name):
+    """No doubled prefix, no pydantic prefixes, field paths without the event type."""
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(BAD[name][0])
+    reason = info.value.reason
+    for noise in ("Invalid JSON", "Value error", "<root>", "Field required", "Input tag"):
+        assert noise not in reason, reason
+    assert not reason.startswith(("browse.", "cart.", "purchase.", "refund.", "profile.")), reason
+
+
+def test_reasons_of_each_kind():
+    assert BAD["not json"][0] == b"{nope"
+    cases = {
+        b"": "invalid JSON: EOF while parsing a value at line 1 column 0",
+        b"[1, 2]": "not a JSON object",
+        _broken(E.browse(), customer_id=...): "missing field customer_id",
+        _broken(E.browse(), type=...): "missing field type",
+        _broken(E.add("A"), sku=...): "sku is required for cart action 'add'",
+        _broken(E.browse(), occurred_at="1970-01-01T00:00:00Z"): (
+            "occurred_at: must be between 1990 and 2100"
+        ),
+        _broken(E.purchase("o", ["A"]), lines=[{"quantity": 1}]): "missing field lines.0.sku",
+        _broken(E.browse(), type="x" * 50): "unknown type '" + "x" * 37 + "...' (expected "
+        "'browse', 'cart', 'purchase', 'refund', 'profile')",
+    }
+    for raw, reason in cases.items():
+        with pytest.raises(InvalidEvent) as info:
+            parse_event(raw)
+        assert info.value.reason == reason
+
+
 def test_oversized_is_rejected_before_parsing():
     raw = orjson.dumps(E.browse(padding="x" * 1000))
     with pytest.raises(InvalidEvent, match="oversized"):

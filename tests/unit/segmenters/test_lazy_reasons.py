@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 from segmenters.changes import SegmentChange
 from segmenters.clustering import Cluster, ClusterModel
+from segmenters.clv.model import ClvModel
 from segmenters.config import EngineConfig
 from segmenters.core import Context, evaluate, segment_changes
 from segmenters.dimensions.custom import evaluate_custom, parse_segments
-from segmenters.dimensions.rfm import RfmQuantiles
+from segmenters.dimensions.rfm import RfmQuantiles, bucket
+from segmenters.dimensions.value import ValueQuantiles, ranked_clv, score
 from segmenters.features import FEATURES, feature_row, feature_vector
 from segmenters.state import CustomerState
 
@@ -49,7 +51,11 @@ PREVIOUS = {
     "rfm": ["loyal", "new"],
     "custom:big": ["member", "non_member"],
     "custom:cart": ["member"],
+    "value": ["top", "low", "churned"],
 }
+CLV = ClvModel(r=0.243, alpha_days=30.895, a=0.793, b=2.426, p=6.25, q=3.74, v=15.44, version=2)
+VALUE = ValueQuantiles(cuts=(bucket(60.0), bucket(30.0), bucket(10.0)), buyers=50)
+days = st.integers(int(T0 // DAY) - 400, int(T0 // DAY) + 400).map(str)
 times = st.floats(T0 - 400 * DAY, T0 + 400 * DAY)
 maybe_time = st.none() | times
 
@@ -83,6 +89,7 @@ def states(draw: Any) -> CustomerState:
                 ]
             )
         ),
+        buy_days=draw(st.dictionaries(days, st.floats(0, 500), max_size=5)),
         segments={
             dimension: [draw(st.sampled_from(values)), T0]
             for dimension, values in PREVIOUS.items()
@@ -94,8 +101,12 @@ def states(draw: Any) -> CustomerState:
 def _reference(
     state: CustomerState, now: float, ctx: Context
 ) -> list[tuple[str, str | None, str, str]]:
-    """(dimension, previous, current, reason) of every change, each reason written."""
+    """(dimension, previous, current, reason) of every change, each reason written; and
+    the CLV the buyer is ranked with, which the value dimension keeps in the state."""
     out = []
+    if ctx.clv is not None and state.buy_days:
+        scored = score(state, now, ctx.clv, ctx.clv_horizon_days)
+        state.clv = None if scored is None else ranked_clv(scored[1], CFG.value)
     for segments in (evaluate(state, now, CFG, ctx), None):
         if segments is None:
             segments = evaluate_custom(state, now, ctx.custom)
@@ -112,7 +123,9 @@ def _reference(
 def test_lazy_changes_equal_the_full_evaluation(
     state: CustomerState, now: float, margin: float
 ) -> None:
-    ctx = Context(rfm=CTX.rfm, clusters=MODEL, custom=RULES, cluster_margin=margin)
+    ctx = Context(
+        rfm=CTX.rfm, clusters=MODEL, custom=RULES, cluster_margin=margin, clv=CLV, value=VALUE
+    )
     expected_state = state.copy()
     expected = _reference(expected_state, now, ctx)
     got = segment_changes(state, now, CFG, ctx)

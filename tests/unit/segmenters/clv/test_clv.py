@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 from collections import defaultdict
 from datetime import date
 
@@ -275,3 +276,35 @@ def test_the_holdout_check_predicts_the_total_of_simulated_buyers():
     actual = sum(r.actual * r.customers for r in rows)
     assert abs(predicted - actual) / actual < 0.05, (predicted, actual)
     assert rows[-1].actual > rows[0].actual
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    b=st.floats(1e2, 1e16),
+    x=st.integers(0, 80),
+    t_x=st.floats(0, 200),
+    extra=st.floats(0, 200),
+    a=st.floats(1e-6, 3.0),
+)
+def test_expected_purchases_stay_exact_when_drop_out_vanishes(b, x, t_x, extra, a):
+    """A fit without drop-out (b huge, a tiny: a short history) once gave CLVs of -1e12:
+    the closed form cancels. The series is continuous with it and tends to the NBD."""
+    T = t_x + extra
+    m = BgNbd(r=0.74, alpha=63.3, a=a, b=b)
+    got = m.expected_purchases(365.0, x, t_x, T)
+    alive = m.p_alive(x, t_x, T)
+    nbd = (0.74 + x) * 365.0 / (63.3 + T)  # no drop-out at all: an upper bound
+    assert math.isfinite(got) and 0 <= got <= nbd * alive * (1 + 1e-9)
+    if b > 1e12 and a < 1e-3:
+        assert math.isclose(got, nbd * alive, rel_tol=1e-6)
+
+
+def test_the_series_and_the_closed_form_agree_where_both_are_exact():
+    import segmenters.clv.bgnbd as bgnbd
+
+    m = BgNbd(r=0.74, alpha=63.3, a=0.5, b=900.0)
+    for x in (0, 1, 10, 47):
+        closed = m.expected_purchases(365.0, x, 150.0, 200.0)
+        series = m._unconditional_series(365.0, x, 200.0) / (1 + m._odds_dead(x, 150.0, 200.0))
+        assert math.isclose(closed, series, rel_tol=1e-10), (x, closed, series)
+    assert bgnbd.SERIES_FROM == 1e3

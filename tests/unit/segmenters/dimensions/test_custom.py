@@ -1,10 +1,12 @@
 import ast
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from segmenters.config import EngineConfig
@@ -248,18 +250,48 @@ RULES = st.recursive(
 VALUES = st.fixed_dictionaries({**NUMERIC, **TEXT})
 
 
+def _parts(tree: ast.Expression) -> list[ast.AST]:
+    """The parts of a rule used as conditions: a field inside a comparison is a value, so
+    `marketing_consent == False` is a part and its `marketing_consent` is not."""
+    out: list[ast.AST] = [tree.body]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BoolOp):
+            out.extend(node.values)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            out.append(node.operand)
+    return out
+
+
 class _Kill(ast.NodeTransformer):
-    def __init__(self, source: str) -> None:
-        self.source, self.done = source, False
+    def __init__(self, target: ast.AST) -> None:
+        self.target = target
 
     def visit(self, node: ast.AST) -> ast.AST:
-        if not self.done and not isinstance(node, ast.Expression):
-            if ast.unparse(node) == self.source:
-                self.done = True
-                return ast.Constant(False)
+        if node is self.target:
+            return ast.Constant(False)
         return super().visit(node)
 
 
+def _killed(rule: str, source: str) -> list[Callable[[dict[str, Any]], Any]]:
+    """The rule with False in place of a part written ``source``, once per such part (the
+    message names the part by its text only, which may occur more than once)."""
+    out = []
+    for i in range(sum(ast.unparse(p) == source for p in _parts(ast.parse(rule, mode="eval")))):
+        tree = ast.parse(rule, mode="eval")
+        target = [p for p in _parts(tree) if ast.unparse(p) == source][i]
+        out.append(custom._compile(ast.fix_missing_locations(_Kill(target).visit(tree))))
+    return out
+
+
+CONSENT_CASE = "(marketing_consent == False) and ((journey == 'loyal') or (marketing_consent))"
+CONSENT_VALUES = {
+    **{"orders": 0, "cart_items": 0, "mobile_share": 0.0, "revenue": -10.0},
+    **{"birth_year": None, "days_since_order": None},
+    **{"journey": "loyal", "marketing_consent": None},
+}
+
+
+@example(rule=CONSENT_CASE, values=[CONSENT_VALUES])
 @given(rule=RULES, values=st.lists(VALUES, min_size=1, max_size=20))
 def test_a_part_refused_as_never_holding_is_dead(rule, values):
     tree = ast.parse(rule, mode="eval")
@@ -269,10 +301,32 @@ def test_a_part_refused_as_never_holding_is_dead(rule, values):
     except ValueError as exc:
         if "never hold" in str(exc):
             source = str(exc).split("`")[1]
-            kill = _Kill(source)
-            dead = custom._compile(ast.fix_missing_locations(kill.visit(tree)))
-            assert kill.done, (rule, exc)
-            assert [test(v) for v in values] == [dead(v) for v in values], (rule, exc)
+            deads = _killed(rule, source)
+            assert deads, (rule, exc)
+            results = [test(v) for v in values]
+            assert any(results == [dead(v) for v in values] for dead in deads), (rule, exc)
         return
     for v in values:  # an accepted rule evaluates without an exception
         assert test(v) in (True, False)
+
+
+def test_a_bare_consent_under_consent_false_is_refused_and_dead_with_consent_missing():
+    with pytest.raises(ValueError, match="^`marketing_consent` can never hold"):
+        compile_rule(CONSENT_CASE, SIX)
+    test = custom._compile(ast.parse(CONSENT_CASE, mode="eval"))
+    dead = custom._compile(
+        ast.parse(CONSENT_CASE.replace("or (marketing_consent)", "or False"), mode="eval")
+    )
+    # a missing consent fails `== False` and counts as no when bare (the documented rule)
+    cases = [
+        {**CONSENT_VALUES, "marketing_consent": consent, "journey": journey}
+        for consent in (None, True, False)
+        for journey in (None, "loyal", "lapsed")
+    ]
+    assert [test(v) for v in cases] == [dead(v) for v in cases]
+    assert test(CONSENT_VALUES) is False
+    assert test({**CONSENT_VALUES, "marketing_consent": False}) is True
+    # the part the message names is the bare field, not the one inside `== False`
+    assert [ast.unparse(p) for p in _parts(ast.parse(CONSENT_CASE, mode="eval"))].count(
+        "marketing_consent"
+    ) == 1

@@ -10,11 +10,10 @@ import orjson
 import pytest
 from redis.crc import key_slot
 
-from segmenters.dimensions.rfm import histogram_buckets
-from segmenters.effects import histogram_moves
+from segmenters.effects import histogram_buckets, histogram_moves
 from segmenters.state import CustomerState
 from streams.settings import Settings
-from streams.store.erase import plan_erase, rfm_buckets
+from streams.store.erase import plan_erase
 from streams.store.keys import (
     actions_due_key,
     assigned_key,
@@ -45,8 +44,9 @@ DOC = {
 def test_erase_buckets_are_the_ones_the_worker_counts() -> None:
     state = CustomerState.from_doc(DOC)
     added = {(h, b) for h, b, delta in histogram_moves({}, histogram_buckets(state)) if delta == 1}
-    assert added == set(rfm_buckets(state).items())
-    assert rfm_buckets(CustomerState.from_doc({"customer_id": "c-2", "state_version": 1})) == {}
+    assert added == set(histogram_buckets(state).items())
+    empty = CustomerState.from_doc({"customer_id": "c-2", "state_version": 1})
+    assert histogram_buckets(empty) == {}
 
 
 def test_erase_plan_covers_keys_indexes_the_partition_and_histograms() -> None:
@@ -69,8 +69,9 @@ def test_erase_plan_covers_keys_indexes_the_partition_and_histograms() -> None:
     }
     assert named(body["zrem"]) == {timers_key("p", 3), actions_due_key("p", 3)}
     assert body["hdel"] == []
+    buckets = histogram_buckets(CustomerState.from_doc(DOC))
     assert {(keys[i - 1], b) for i, b in body["hist"]} == {
-        (rfm_key("p", 3, h), str(b)) for h, b in rfm_buckets(CustomerState.from_doc(DOC)).items()
+        (rfm_key("p", 3, h), str(b)) for h, b in buckets.items()
     }
     assert len({key_slot(k.encode()) for k in keys}) == 1, "one Redis Cluster slot"
 
@@ -157,6 +158,8 @@ def test_views_and_the_warning_without_a_token(caplog: pytest.LogCaptureFixture)
         "/api/sizes",
         "/api/flows",
         "/api/actions",
+        "/api/value",
+        "/api/report",
     }
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="streams.worker.web"):

@@ -190,7 +190,7 @@ class RefresherStore:
         self.snapshot: bytes | None = None
 
     async def rfm_counts(self) -> dict[str, dict[int, int]]:
-        return {"recency": {}, "frequency": {}, "monetary": {}}
+        return {"recency": {}, "frequency": {}, "monetary": {}, "value": {}}
 
     async def load_model(self) -> None:
         return None

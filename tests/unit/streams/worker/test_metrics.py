@@ -3,11 +3,15 @@
 import asyncio
 from collections import Counter
 
+import orjson
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from segmenters.config import EngineConfig
 from streams.store.series import read_flows, read_sizes
 from streams.worker.metrics import Metrics
-from streams.worker.pipeline import BatchStats, Record
+from streams.worker.pipeline import BatchProcessor, BatchStats, Record
+from streams.worker.reloads import ReloadStatus
 
 
 class FakeClocks:
@@ -29,6 +33,9 @@ class FakePipe:
 
     def hgetall(self, key):
         self.ops.append(("hgetall", key))
+
+    def hset(self, key, mapping):
+        self.ops.append(("hset", key, mapping))
 
     async def execute(self):
         out = []
@@ -64,7 +71,7 @@ class Clock:
         return self.t
 
 
-def make(highwaters, wall=None, mono=None):
+def make(highwaters, wall=None, mono=None, config=lambda: ()):
     wall = wall or Clock(1000.0)
     mono = mono or Clock(0.0)
     m = Metrics(
@@ -75,6 +82,7 @@ def make(highwaters, wall=None, mono=None):
         highwater=lambda topic, p: highwaters.get((topic, p)),
         wall=wall,
         monotonic=mono,
+        config=config,
     )
     return m, wall, mono
 
@@ -219,3 +227,159 @@ def test_flows_are_kept_for_the_next_flush_when_a_redis_cluster_is_unreachable()
     assert sample_values(m)[("segstream_redis_errors_total", (("where", "flows"),))] == 1
     redis = FakeRedis()
     assert asyncio.run(m.flush_flows(redis)) == 1  # the kept flow goes out with the next one
+
+
+def test_action_decisions_and_deliveries_are_counted_per_action_and_channel():
+    m, _, _ = make({})
+    m.actions_decided(
+        Counter(
+            {
+                ("email/win_back", "send", "sent"): 3,
+                ("email/win_back", "control", "holdout"): 2,
+                ("email/win_back", "suppressed", "cooldown"): 4,
+                ("email/win_back", "suppressed", "no_consent"): 1,
+                ("ads/win_back", "scheduled", "quiet_hours"): 1,
+            }
+        )
+    )
+    for confirmed in (True, True, False):
+        m.action_delivery("email/win_back", "email", confirmed)
+    v = sample_values(m)
+    email = (("action", "email/win_back"), ("channel", "email"))
+    assert v[("segstream_actions_decided_total", (*email, ("outcome", "send")))] == 3
+    assert v[("segstream_actions_decided_total", (*email, ("outcome", "suppressed")))] == 5
+    ads = (("action", "ads/win_back"), ("channel", "ads"))
+    assert v[("segstream_actions_decided_total", (*ads, ("outcome", "scheduled")))] == 1
+    assert v[("segstream_actions_suppressed_total", (*email, ("reason", "cooldown")))] == 4
+    assert v[("segstream_actions_suppressed_total", (*email, ("reason", "no_consent")))] == 1
+    assert v[("segstream_actions_sent_total", email)] == 2
+    assert v[("segstream_actions_failed_total", email)] == 1
+    # the existing series keeps its labels
+    old = (("action", "email/win_back"), ("outcome", "control"), ("reason", "holdout"))
+    assert v[("segstream_action_decisions_total", old)] == 2
+    text = m.exposition().decode()
+    assert "# TYPE segstream_actions_sent_total counter" in text
+    assert "# HELP segstream_actions_suppressed_total " in text
+    assert m.refresh()["actions"] == {
+        "ads/win_back": {
+            "channel": "ads",
+            "decided": {"scheduled": 1},
+            "suppressed": {},
+            "sent": 0,
+            "failed": 0,
+        },
+        "email/win_back": {
+            "channel": "email",
+            "decided": {"send": 3, "control": 2, "suppressed": 5},
+            "suppressed": {"cooldown": 4, "no_consent": 1},
+            "sent": 2,
+            "failed": 1,
+        },
+    }
+
+
+def test_config_reloads_show_the_success_time_the_errors_and_the_last_error(tmp_path):
+    wall = Clock(1000.0)
+    segments = ReloadStatus("segments", tmp_path / "segments.toml", wall)
+    actions = ReloadStatus("actions", tmp_path / "actions.toml", wall)
+    m, _, _ = make({}, config=lambda: [segments, actions])
+    actions.loaded("v1")
+    v = sample_values(m)
+    ts = "segstream_config_reload_success_timestamp_seconds"
+    path = str(tmp_path / "actions.toml")
+    assert v[(ts, (("file", "actions"), ("path", path)))] == 1000.0
+    assert (ts, (("file", "segments"), ("path", str(tmp_path / "segments.toml")))) not in v
+    assert v[("segstream_config_reload_errors_total", (("file", "actions"),))] == 0
+    assert not [k for k in v if k[0] == "segstream_config_last_error"]
+
+    wall.t = 1060.0
+    actions.failed(ValueError('line 5: rule 1 (journey -> lapsd):\n  unknown segment "lapsd"'))
+    v = sample_values(m)
+    error = 'line 5: rule 1 (journey -> lapsd): unknown segment "lapsd"'  # one line
+    assert v[("segstream_config_last_error", (("error", error), ("file", "actions")))] == 1
+    assert v[("segstream_config_reload_errors_total", (("file", "actions"),))] == 1
+    assert v[(ts, (("file", "actions"), ("path", path)))] == 1000.0  # the last success stays
+    assert m.refresh()["config"]["actions"] == {
+        "path": path,
+        "version": "v1",
+        "loaded_at": 1000.0,
+        "last_error": error,
+        "last_error_at": 1060.0,
+        "errors": 1,
+        "failing": True,
+    }
+    assert m.refresh()["config"]["segments"]["loaded_at"] is None
+
+    wall.t = 1120.0
+    actions.loaded("v2")
+    v = sample_values(m)
+    assert v[(ts, (("file", "actions"), ("path", path)))] == 1120.0
+    assert not [k for k in v if k[0] == "segstream_config_last_error"]  # fixed
+    status = m.refresh()["config"]["actions"]
+    assert (status["version"], status["failing"], status["last_error"]) == ("v2", False, error)
+
+
+def _sender(outcomes):
+    """An action sender whose acknowledgements follow ``outcomes``: "ok" and "fail" give a
+    future (as the producer's), "raise" raises at the send, "later" gives a coroutine."""
+    sent = []
+
+    async def send(topic, key, value):
+        how = outcomes.pop(0)
+        sent.append((topic, key, value))
+        if how == "raise":
+            raise ConnectionError("broker away")
+        if how == "later":
+
+            async def ack():
+                return None
+
+            return ack()
+        fut = asyncio.get_running_loop().create_future()
+        if how == "ok":
+            fut.set_result(None)
+        else:
+            fut.set_exception(ConnectionError("not acknowledged"))
+        return fut
+
+    return send, sent
+
+
+def _pipeline(send, told):
+    async def nothing(key, value):
+        raise AssertionError("no change is sent")
+
+    return BatchProcessor(
+        store=None,  # type: ignore[arg-type]  # only the senders are used
+        config=EngineConfig(),
+        topic_prefix="t.",
+        max_event_bytes=1000,
+        send_change=nothing,
+        send_deadletter=nothing,
+        send_action=send,
+        on_delivery=lambda action, channel, ok: told.append((action, channel, ok)),
+    )
+
+
+def test_each_action_message_is_told_once_confirmed_or_failed():
+    entry = orjson.dumps(
+        {"topic": "t.actions.email", "value": {"channel": "email", "action": "win_back"}}
+    )
+
+    async def run():
+        told = []
+        send, sent = _sender(["ok", "fail", "later", "raise"])
+        pipeline = _pipeline(send, told)
+        acks = [await pipeline._resend(b"c-1", entry, Counter()) for _ in range(3)]
+        results = await asyncio.gather(*acks, return_exceptions=True)
+        assert [isinstance(r, Exception) for r in results] == [False, True, False]
+        with pytest.raises(ConnectionError):
+            await pipeline._resend(b"c-1", entry, Counter())
+        assert len(sent) == 4
+        pipeline.send_action = None  # actions turned off since: the message is dropped
+        await (await pipeline._resend(b"c-1", entry, Counter()))
+        return told
+
+    told = asyncio.run(run())
+    ok, failed = ("email/win_back", "email", True), ("email/win_back", "email", False)
+    assert told == [ok, failed, ok, failed, failed]

@@ -69,3 +69,36 @@ def test_a_segments_reload_checks_clusters_against_the_configured_k(tmp_path):
     path.write_text('version = "b"\n[segments.c]\nrule = "behaviour == \'cluster_4\'"\n')
     os.utime(path, (1, 1))
     assert svc.reload_segments(ctx).custom is ctx.custom  # cluster_4 does not exist for k=4
+
+
+def test_each_reload_is_recorded_with_its_version_and_a_bad_file_with_its_error(tmp_path):
+    segments, policy = _files(tmp_path)
+    settings = Settings(segments_file=segments)
+    source = PolicySource(policy, settings)
+    svc = ContextRefresher(settings, FakeStore([]), source)  # type: ignore[arg-type]
+    ctx = svc.reload_segments(Context())
+    seg, act = svc.reload_statuses()
+    assert (seg.file, seg.path, seg.version, seg.failing) == ("segments", segments, "s1", False)
+    assert (act.file, act.path, act.version, act.errors) == ("actions", policy, "1", 0)
+    loaded_at = seg.loaded_at
+    assert loaded_at is not None and act.loaded_at is not None
+
+    segments.write_text("[segments.big]\nrule = \"journey == 'lost'\"\n")
+    os.utime(segments, (1, 1))
+    assert svc.reload_segments(ctx) is ctx
+    policy.write_text(POLICY.replace('"member"', '"membr"'))
+    os.utime(policy, (1, 1))
+    source.reload()
+    assert seg.failing and seg.errors == 1 and "line 2: segment 'big'" in (seg.last_error or "")
+    assert seg.loaded_at == loaded_at and seg.version == "s1"  # the last success stays
+    assert act.failing and act.errors == 1 and act.last_error_at is not None
+
+    segments.write_text(SEGMENTS.replace('"s1"', '"s2"'))
+    os.utime(segments, (2, 2))
+    policy.write_text(POLICY)
+    os.utime(policy, (2, 2))
+    svc.reload_segments(ctx)
+    source.reload()
+    assert (seg.version, seg.failing, seg.errors) == ("s2", False, 1)
+    assert not act.failing and act.last_error is not None  # kept, with its time
+    assert ContextRefresher(Settings(), FakeStore([])).reload_statuses() == []  # type: ignore[arg-type]

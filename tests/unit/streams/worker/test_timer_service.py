@@ -75,3 +75,29 @@ def test_custom_segments_hot_reload_and_a_bad_edit_keeps_the_old_rules(tmp_path)
     path.write_text('version = "c"\n[segments.big]\nrule = "orders > 5"\n')
     os.utime(path, (2, 2))
     assert svc.reload_segments(kept).custom.version == "c"
+
+
+def test_sizes_are_offered_once_per_wall_clock_slot():
+    class SizesStore(FakeStore):
+        def __init__(self):
+            super().__init__([])
+            self.recorded = []
+
+        async def record_sizes(self, at, keep, every_s):
+            self.recorded.append((at, keep, every_s))
+            return {}
+
+    wall = iter([100.0, 110.0, 119.9, 120.0, 400.0])
+    store = SizesStore()
+    svc = TimerService(
+        Settings(sizes_every_s=60, sizes_keep=50),
+        FakeProcessor(store),  # type: ignore[arg-type]
+        store=store,  # type: ignore[arg-type]
+        clocks=Clocks(),
+        context=FakeContext(),  # type: ignore[arg-type]
+        assigned=lambda: [],
+        wall=lambda: next(wall),
+    )
+    for _ in range(5):
+        asyncio.run(svc.record_sizes())
+    assert store.recorded == [(100.0, 50, 60), (120.0, 50, 60), (400.0, 50, 60)]
