@@ -226,8 +226,9 @@ class Settings(BaseSettings):
     cluster_max_hold_s: float = Field(
         6 * 3600.0,
         ge=0,
-        description="Longest a drifted cluster snapshot is held back before it is published "
-        "anyway (segments must not freeze for ever); 0 publishes every snapshot.",
+        description="Longest a drifted cluster snapshot is held back before it is released "
+        "in steps that each move at most SEGSTREAM_CLUSTER_MAX_MOVE of the customers "
+        "(segments must not freeze for ever); 0 releases in steps at once.",
     )
     cluster_seed: int = 0
     features_min_move: float = Field(

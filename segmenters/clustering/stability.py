@@ -5,7 +5,10 @@ customers whose behaviour did not change, or rewords a cluster, breaks that targ
 the trainer publishes a new snapshot only if :func:`review` passes it; otherwise it is
 held back and the previous snapshot stays in force. :class:`HoldBack` says when the
 shell should log the drift (once when it starts, once when it ends) and when a snapshot
-held too long is published anyway (segments must not freeze for ever).
+held too long is released (segments must not freeze for ever): not at once, which
+would move everything that built up during the hold, but in steps
+(:func:`step_towards`), one per snapshot period, each moving at most the review's share
+of customers, until a candidate passes the review on its own.
 
 Pure: distances and times come in as arguments, no clock is read.
 """
@@ -13,9 +16,9 @@ Pure: distances and times come in as arguments, no clock is read.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from segmenters.clustering.model import ClusterModel
+from segmenters.clustering.model import Cluster, ClusterModel
 
 #: Default share of the reference customers a snapshot may move (``SEGSTREAM_CLUSTER_MAX_MOVE``).
 MAX_MOVE = 0.01
@@ -137,23 +140,33 @@ def review(
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What to do with a candidate: ``publish`` it or not, and what to log (``event``:
-    ``"held"`` when a hold starts, ``"resolved"`` when a stable snapshot ends one,
-    ``"forced"`` when one held too long is published anyway, else None)."""
+    ``"held"`` when a hold starts, ``"resolved"`` when a stable snapshot ends one, else
+    None). With ``step`` the model to publish is not the candidate but a step from the
+    model in force towards it (:func:`step_towards`): the hold timed out."""
 
     publish: bool
     event: str | None
     held_for: float = 0.0
+    step: bool = False
 
 
 class HoldBack:
     """The hold-back state machine: at most one log line when a drift starts and one when
-    it ends, however many snapshots are held in between.
+    it ends, however many snapshots are held or released in steps in between.
+
+    A drift held for ``max_hold_s`` is released: from then on every candidate that fails
+    the review is published as a step towards it, until one passes the review on its own
+    (the steps reached the population, and the drift ends). With ``max_hold_s`` 0 the
+    steps start at once.
 
     >>> gate = HoldBack(max_hold_s=100.0)
     >>> stable, drifted = Review(0.0, (), 0.01), Review(0.2, (), 0.01)
-    >>> [gate.decide(r, now).event for r, now in
-    ...  [(stable, 0), (drifted, 10), (drifted, 20), (stable, 30), (drifted, 40), (drifted, 140)]]
-    [None, 'held', None, 'resolved', 'held', 'forced']
+    >>> [(d.event, d.publish, d.step) for d in (gate.decide(r, now) for r, now in
+    ...  [(stable, 0), (drifted, 10), (drifted, 20), (stable, 30), (drifted, 40),
+    ...   (drifted, 140), (drifted, 150), (stable, 160)])]  # doctest: +NORMALIZE_WHITESPACE
+    [(None, True, False), ('held', False, False), (None, False, False),
+     ('resolved', True, False), ('held', False, False), (None, True, True),
+     (None, True, True), ('resolved', True, False)]
     """
 
     def __init__(self, max_hold_s: float = MAX_HOLD_S) -> None:
@@ -162,32 +175,131 @@ class HoldBack:
         self.max_hold_s = max_hold_s
         #: When the current hold began (None: nothing held).
         self.held_since: float | None = None
-        #: Candidates held back, and holds started, since start.
+        #: The current hold timed out: candidates are released in steps.
+        self.releasing = False
+        #: Candidates held back, holds started, and steps published, since start.
         self.held = 0
         self.holds = 0
+        self.steps = 0
 
     def decide(self, verdict: Review, now: float) -> Decision:
-        """Publish ``verdict``'s candidate or hold it back, at time ``now`` (seconds).
-
-        With ``max_hold_s`` 0 nothing is held: every candidate is published, and the
-        drift is still logged once when it starts and once when it ends."""
+        """Publish ``verdict``'s candidate, hold it back, or publish a step towards it, at
+        time ``now`` (seconds)."""
         since = self.held_since
         if verdict.stable:
             self.held_since = None
+            self.releasing = False
             if since is None:
                 return Decision(True, None)
             return Decision(True, "resolved", now - since)
+        event = None
         if since is None:
-            self.held_since = now
+            since = self.held_since = now
             self.holds += 1
-            if self.max_hold_s <= 0:
-                return Decision(True, "held")
-            self.held += 1
-            return Decision(False, "held")
-        if self.max_hold_s <= 0:
-            return Decision(True, None, now - since)
-        if now - since >= self.max_hold_s:
-            self.held_since = None
-            return Decision(True, "forced", now - since)
+            event = "held"
+        if self.releasing or now - since >= self.max_hold_s:
+            self.releasing = True
+            self.steps += 1
+            return Decision(True, event, now - since, step=True)
         self.held += 1
-        return Decision(False, None, now - since)
+        return Decision(False, event, now - since)
+
+
+def _scaled(model: ClusterModel, centroid: Sequence[float]) -> list[float]:
+    """A centroid of ``model`` (scaled) back in feature space."""
+    return [c * s + m for c, s, m in zip(centroid, model._std, model._mean, strict=True)]
+
+
+def interpolate(current: ClusterModel, target: ClusterModel, w: float) -> ClusterModel:
+    """The model ``w`` of the way from ``current`` (0) to ``target`` (1): scaler and
+    centroids (in feature space) interpolated linearly, so every distance a worker takes
+    moves continuously from one model to the other. Ids, version and ``next_id`` are
+    ``target``'s, descriptions ``current``'s (see :func:`step_towards`); sizes are
+    ``current``'s until :func:`step_towards` counts them. ``target`` must have
+    ``current``'s features and cluster ids."""
+    if w >= 1.0:
+        return target
+    if current.features != target.features or current._ids != target._ids:
+        raise ValueError("only models with the same features and cluster ids interpolate")
+    mean = [a + w * (b - a) for a, b in zip(current._mean, target._mean, strict=True)]
+    std = [a + w * (b - a) for a, b in zip(current._std, target._std, strict=True)]
+    clusters = []
+    for old, new, a, b in zip(
+        current.clusters, target.clusters, current._centroids, target._centroids, strict=True
+    ):
+        x = [p + w * (q - p) for p, q in zip(_scaled(current, a), _scaled(target, b), strict=True)]
+        z = [(v - m) / s for v, m, s in zip(x, mean, std, strict=True)]
+        clusters.append(
+            Cluster(new.id, dict(zip(target.features, z, strict=True)), old.size, old.description)
+        )
+    return ClusterModel(
+        version=target.version,
+        features=target.features,
+        mean=dict(zip(target.features, mean, strict=True)),
+        std=dict(zip(target.features, std, strict=True)),
+        clusters=tuple(clusters),
+        next_id=target.next_id,
+    )
+
+
+#: Resolution of the bisection of :func:`step_towards`: a step goes at least this share
+#: of the way whenever that moves few enough customers.
+MIN_STEP = 1.0 / 64
+#: Below this share of the way a step is not worth publishing.
+MIN_WEIGHT = 2.0**-20
+
+
+def step_towards(
+    current: ClusterModel,
+    target: ClusterModel,
+    vectors: Iterable[Mapping[str, float] | Sequence[float]],
+    max_move: float = MAX_MOVE,
+    margin: float = 0.1,
+    *,
+    min_step: float = MIN_STEP,
+) -> ClusterModel:
+    """The next model of a release from ``current`` towards ``target``: ``target`` itself
+    if it moves at most ``max_move`` of ``vectors`` (by :func:`membership_churn`, as the
+    review counts), else the interpolation (:func:`interpolate`) furthest towards it that
+    still does, found by bisection of the weight down to ``min_step`` (and by halving
+    below it, down to :data:`MIN_WEIGHT`, when even ``min_step`` moves too many).
+
+    The move limit always holds; progress comes from the next step starting where this
+    one stopped, and from the hysteresis ``margin``: a small enough step moves nobody
+    (every vector stays in its nearest centroid's cluster until another is ``margin``
+    closer), so some step always passes, and as the models near each other ``target``
+    itself passes. ``current`` is returned, unchanged, if no step passes (with ``margin``
+    0 and vectors exactly between two centroids). ``target`` is returned as it is if the
+    clusters differ (ids added or retired, the number of clusters changed): there is
+    nothing to interpolate, and the change must not wait for ever.
+
+    An intermediate step keeps ``current``'s descriptions: they say nothing to the
+    workers' scoring, so rewording is never needed to make progress, and words change
+    only with the step that reaches ``target`` (whose words the trainer described with
+    the hysteresis of the words in force). Sizes count the ``vectors`` nearest each
+    centroid, as the trainer counts its window.
+    """
+    rows = list(_rows(current, vectors))
+    if membership_churn(current, target, rows, margin) <= max_move:
+        return target
+    if current.features != target.features or current._ids != target._ids:
+        return target
+
+    def passes(w: float) -> bool:
+        return membership_churn(current, interpolate(current, target, w), rows, margin) <= max_move
+
+    lo, hi = 0.0, 1.0
+    while hi - lo > min_step:
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if passes(mid) else (lo, mid)
+    w = lo
+    while w == 0.0 and hi > MIN_WEIGHT:
+        hi /= 2.0
+        w = hi if passes(hi) else 0.0
+    if w == 0.0:
+        return current
+    step = interpolate(current, target, w)
+    sizes = dict.fromkeys(step._ids, 0)
+    for row in rows:
+        sizes[step.assign_row(row, None, 0.0)[0]] += 1
+    return replace(step, clusters=tuple(replace(c, size=sizes[c.id]) for c in step.clusters))

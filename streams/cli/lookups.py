@@ -75,7 +75,7 @@ def customer(customer_id: str, as_json: bool) -> None:
     """Show one customer's segments and state."""
     from streams.store.queries import read_once
 
-    out = read_once(_settings(redis=True), lambda reads: reads.customer(customer_id))
+    out = read_once(_settings(redis=True), lambda reads: reads.customer(customer_id, activity=True))
     if out is None:
         raise click.ClickException(f"no state for customer {customer_id}")
     if as_json:

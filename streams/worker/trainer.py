@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from segmenters.clustering import ClusterModel, DriftMonitor, Trainer
-from segmenters.clustering.stability import Decision, HoldBack, Review, review
+from segmenters.clustering.stability import (
+    Decision,
+    HoldBack,
+    Review,
+    membership_churn,
+    review,
+    step_towards,
+)
 from streams.settings import Settings
 from streams.store import StateStore
 
@@ -46,7 +53,8 @@ class TrainerService:
     async def tick(self) -> ClusterModel | None:
         """While a snapshot is held back, review a fresh one when due even if no vector
         comes (an idle deployment sends none): a hold must end, by a stable snapshot or
-        by ``SEGSTREAM_CLUSTER_MAX_HOLD_S``. Returns the snapshot if one was published."""
+        by the steps that follow ``SEGSTREAM_CLUSTER_MAX_HOLD_S``. Returns the snapshot if
+        one was published."""
         if self.hold.held_since is None:
             return None
         return await self.learn([])
@@ -87,6 +95,17 @@ class TrainerService:
         decision = self._gate(verdict, time.monotonic())
         if not decision.publish:
             return None
+        reason = verdict.reason
+        if decision.step and self.previous is not None:
+            target = model
+            model, moved = await asyncio.to_thread(self._step, target)
+            if model is self.previous:
+                return None
+            reason = (
+                f"{'reaches' if model is target else 'is a step towards'} a snapshot that "
+                f"{verdict.reason} (drift for {decision.held_for:.0f} s); it moves "
+                f"{moved:.1%} of customers"
+            )
         await self.store.save_model(self.document(model))
         self.previous = model
         log.info(
@@ -96,7 +115,7 @@ class TrainerService:
             len(model.clusters),
             self.trainer.recent,
             self.learned,
-            verdict.reason,
+            reason,
         )
         return model
 
@@ -113,6 +132,16 @@ class TrainerService:
         )
         return model, verdict
 
+    def _step(self, target: ClusterModel) -> tuple[ClusterModel, float]:
+        """A step from the model in force towards ``target`` moving at most
+        ``SEGSTREAM_CLUSTER_MAX_MOVE`` of the recent customers, and the share it moves (in
+        a thread, as :meth:`_candidate`)."""
+        assert self.previous is not None
+        rows = self.trainer.recent_rows()
+        margin = self.settings.cluster_margin
+        step = step_towards(self.previous, target, rows, self.settings.cluster_max_move, margin)
+        return step, membership_churn(self.previous, step, rows, margin)
+
     def _gate(self, verdict: Review, now: float) -> Decision:
         """Publish or hold back; log a drift once when it starts and once when it ends."""
         self.review = verdict
@@ -120,23 +149,18 @@ class TrainerService:
         in_force = self.previous.version if self.previous else 0
         if decision.event == "held":
             log.warning(
-                "behaviour clusters drifted: a new snapshot %s; %s (up to %.0f s)",
+                "behaviour clusters drifted: a new snapshot %s; %s, then released in steps "
+                "that move at most %.1f%% of customers each",
                 verdict.reason,
-                "it is published anyway (SEGSTREAM_CLUSTER_MAX_HOLD_S=0)"
+                "SEGSTREAM_CLUSTER_MAX_HOLD_S=0: no hold"
                 if decision.publish
-                else f"model v{in_force} stays in force while the trainer goes on learning",
-                self.hold.max_hold_s,
+                else f"model v{in_force} stays in force while the trainer goes on learning "
+                f"(up to {self.hold.max_hold_s:.0f} s)",
+                100 * self.settings.cluster_max_move,
             )
         elif decision.event == "resolved":
             log.warning(
                 "behaviour clusters stable again after %.0f s: a new snapshot %s",
-                decision.held_for,
-                verdict.reason,
-            )
-        elif decision.event == "forced":
-            log.warning(
-                "behaviour clusters drifted for %.0f s (SEGSTREAM_CLUSTER_MAX_HOLD_S): "
-                "publishing the new snapshot anyway; it %s",
                 decision.held_for,
                 verdict.reason,
             )

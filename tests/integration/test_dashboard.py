@@ -368,25 +368,26 @@ def test_size_history_survives_a_reload(run: Run) -> None:
 
 
 def test_flows_are_limited_to_the_top_segments(run: Run) -> None:
-    page, d = run.page, run.d
-    flows = get_json(d, "/api/flows?window=1h")["flows"]
+    page = run.page
+    flows = page.evaluate("window.segstream.flows.flows")
     widest = max(flows, key=lambda dim: len({f["to"] for f in flows[dim]}))
-    many = len({f["to"] for f in flows[widest]} | {f["from"] for f in flows[widest]} - {None})
-    assert many > 8, (widest, many)  # the simulated traffic has a high-cardinality dimension
     page.select_option("#flows-dim", widest)
-    shown_flows = page.evaluate("window.segstream.flowsShown")
+    # one read of what the page holds and drew (it polls /api/flows every 10 s)
+    got = page.evaluate(
+        """() => ({rows: window.segstream.flows.flows[window.segstream.flowsShown.dimension],
+            shown: window.segstream.flowsShown,
+            heads: [...document.querySelectorAll('#flows thead th')].map(th => th.textContent),
+            cells: [...document.querySelectorAll('#flows tbody td')].map(td => td.textContent)})"""
+    )
+    rows, shown_flows, heads = got["rows"], got["shown"], got["heads"]
+    many = len({f["to"] for f in rows} | {f["from"] for f in rows} - {None})
+    assert many > 8, (widest, many)  # the simulated traffic has a high-cardinality dimension
     assert shown_flows["dimension"] == widest and len(shown_flows["segments"]) == 8
     assert shown_flows["other"] == many - 8
-    heads = page.locator("#flows thead th").all_inner_texts()
     assert heads[-1] == "other" and len(heads) == 1 + 8 + 1, heads
     assert '"other" groups the remaining' in page.locator("#flows-note").inner_text()
     # the moves add up: nothing is lost by grouping
-    cells = page.evaluate(
-        "[...document.querySelectorAll('#flows tbody td')].map(td => td.textContent)"
-    )
-    assert sum(int(c.replace(",", "")) for c in cells if c) == sum(
-        f["count"] for f in flows[widest]
-    )
+    assert sum(int(c.replace(",", "")) for c in got["cells"] if c) == sum(f["count"] for f in rows)
     width = page.evaluate("document.querySelector('#flows').getBoundingClientRect().width")
     assert width <= VIEWPORT["width"], width
     page_width = page.evaluate("document.documentElement.scrollWidth")
@@ -396,16 +397,23 @@ def test_flows_are_limited_to_the_top_segments(run: Run) -> None:
 def test_descriptions_where_ids_appear(run: Run) -> None:
     page, d = run.page, run.d
     vocabulary = get_json(d, "/api/vocabulary")
-    assert vocabulary["segments"]["behaviour"]["cluster_0"] == "group 0"
+    published = orjson.loads(d.redis.get(model_key(d.settings.key_prefix)))["model"]
+    assert vocabulary["segments"]["behaviour"] == {
+        f"cluster_{c['id']}": c["description"] for c in published["clusters"]
+    }
     assert vocabulary["dimensions"]["custom:big_spenders"]["description"] == (
         "Customers worth a VIP perk"
     )
     wait_js(page, "window.segstream.vocabulary.segments.behaviour !== undefined")
+    clusters = page.evaluate("window.segstream.vocabulary.segments.behaviour")
     page.fill("#sizes-search", "behaviour")
     page.dispatch_event("#sizes-search", "input")
     rows = page.locator("#sizes-table tbody tr").all_inner_texts()
-    assert rows and all("behaviour" in r for r in rows), rows
-    assert any("\tgroup " in r for r in rows), rows
+    assert rows and all(r.startswith("behaviour\t") for r in rows), rows
+    described = [r for r in rows if r.split("\t")[1] in clusters]  # ids of the model now
+    assert described, (rows, clusters)
+    for row in described:
+        assert f"\t{clusters[row.split(chr(9))[1]]}\t" in row, (row, clusters)
     custom = sorted(
         {s["dimension"] for s in get_json(d, "/segments")["segments"]}
         & set(vocabulary["dimensions"])
@@ -417,14 +425,21 @@ def test_descriptions_where_ids_appear(run: Run) -> None:
     rows = page.locator("#sizes-table tbody tr").all_inner_texts()
     assert rows and all(r.startswith(custom[0] + "\t") for r in rows), rows
     assert all(description in r for r in rows), rows
-    # the sizes chart's legend and the flows' legend name the clusters' descriptions
+    # the sizes chart's legend and the flows' legend carry the clusters' descriptions
     page.select_option("#sizes-dim", "behaviour")
     wait_js(page, "window.segstream.sizes.dimension === 'behaviour'")
     legend = page.evaluate("window.segstream.charts['c-sizes'].data.datasets.map(s => s.label)")
-    assert legend and all("(group " in label for label in legend), legend
+    assert legend, legend
+    for label in legend:
+        segment = label.split(" ")[0]
+        if segment in clusters:
+            assert label.startswith(f"{segment} ({clusters[segment][:20]}"), (label, clusters)
     page.select_option("#flows-dim", "behaviour")
-    assert "cluster_" in page.locator("#flows-legend").inner_text()
-    assert ": group " in page.locator("#flows-legend").inner_text()
+    flows_legend = page.locator("#flows-legend").inner_text()
+    shown_flows = page.evaluate("window.segstream.flowsShown.segments")
+    assert shown_flows, flows_legend
+    for segment in set(shown_flows) & set(clusters):
+        assert f"{segment}: {clusters[segment]}" in flows_legend, (segment, flows_legend)
 
 
 def test_sizes_table_members_and_export(run: Run) -> None:
@@ -443,11 +458,11 @@ def test_sizes_table_members_and_export(run: Run) -> None:
     cells = first.locator("td").all_inner_texts()
     assert cells[:4] == ["journey", segment, shown(size, 0), f"{100 * size / journey_total:.1f}%"]
     assert size == max(v for k, v in sizes.items() if k[0] == "journey")  # largest first
-    first.locator("button.members-link").click()
+    with page.expect_response(lambda r: "/members?count=100" in r.url) as answer:
+        first.locator("button.members-link").click()
     wait_js(page, "window.segstream.members !== null")
     members = page.evaluate("window.segstream.members.members")
-    api = get_json(d, f"/segments/journey/{segment}/members?count=100")
-    assert members == api["members"]
+    assert members and members == answer.value.json()["members"]  # SSCAN: about 100
     listed = page.locator("#members-list li").all_inner_texts()
     assert listed == members[: len(listed)] and listed
     with page.expect_download() as info:
@@ -618,69 +633,66 @@ def web(services: Settings, tmp_path: Path) -> Iterator[Deployment]:
     d.close()
 
 
-def test_value_panel(web: Deployment, chromium: str) -> None:
-    from playwright.sync_api import sync_playwright
-
+def test_value_panel(web: Deployment, run: Run) -> None:
+    """A worker of its own (no value model at first), in the module's browser."""
     d = web
     d.start_worker(SEGSTREAM_CLV_REFIT_S="86400")
     console: list[str] = []
     base = f"http://127.0.0.1:{d.settings.web_port}"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 2200})
-            page.on(
-                "console",
-                lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None,
-            )
-            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-            page.goto(f"{base}/dashboard?token={TOKEN}")
-            wait_js(page, "window.segstream && window.segstream.value !== null")
-            assert page.locator("#value-model").inner_text().startswith("No value model yet")
-            assert page.locator("#value-body").is_hidden()
+    page = run.browser.new_page(viewport={"width": 1400, "height": 2200})
+    try:
+        page.on(
+            "console",
+            lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None,
+        )
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+        page.goto(f"{base}/dashboard?token={TOKEN}")
+        wait_js(page, "window.segstream && window.segstream.value !== null")
+        assert page.locator("#value-model").inner_text().startswith("No value model yet")
+        assert page.locator("#value-body").is_hidden()
 
-            model, summaries = seed_value(d)
-            want = distribution(summaries, model, horizon_days=d.settings.clv_horizon_days)
-            page.reload()
-            wait_js(page, "window.segstream.value && window.segstream.value.model !== null")
-            line = page.locator("#value-model").inner_text()
-            assert line.startswith(f"Model version {model.version}, fitted "), line
-            for part in (
-                "2,357 customers, 946 repeat customers",
-                "log-likelihood -9,582.4",
-                "BG/NBD r 0.243, alpha 30.895 days, a 0.793, b 2.426",
-                "Gamma-Gamma p 6.25, q 3.74, v 15.44",
-            ):
-                assert part in line, (part, line)
-            fit = page.locator("#value-fit").inner_text()
-            rows = [r.split("\t") for r in fit.splitlines()]
-            assert rows[0] == ["x (repeat days)", "0", "1", "2", "3", "4", "5", "6", "7+"]
-            assert rows[1] == ["actual"] + [shown(r.actual, 0) for r in want.fit], rows
-            assert rows[2] == ["expected"] + [shown(r.expected, 1) for r in want.fit], rows
-            sample = page.locator("#value-sample").inner_text()
-            assert sample.startswith("Sample of 150 buyers, scored "), sample
-            deciles = page.locator("#value-deciles").inner_text()
-            assert [f"{v:,.2f}" for v in want.clv_deciles] == deciles.splitlines()[1].split("\t")[
-                1:
-            ], deciles
-            charts = page.evaluate(
-                """() => Object.fromEntries(Object.entries(window.segstream.valueCharts).map(
-                    ([id, c]) => [id, c.data.datasets.map(s => s.data)]))"""
-            )
-            assert charts["c-value"] == [list(VALUE_SIZES.values())], charts
-            assert charts["c-alive"] == [want.p_alive], charts
-            assert charts["c-fit"][0] == [r.actual for r in want.fit]
-            assert charts["c-fit"][1] == pytest.approx([r.expected for r in want.fit])
-            inked = page.evaluate(
-                """() => ['c-value', 'c-alive', 'c-fit'].map(id => {
-                    const c = document.getElementById(id);
-                    const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                    let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++;
-                    return n; })"""
-            )
-            assert all(n > 500 for n in inked), inked
-            shot = os.environ.get("SEGSTREAM_VALUE_SCREENSHOT")
-            page.locator("#value").screenshot(path=shot or str(d.tmp / "value.png"))
-        finally:
-            browser.close()
+        model, summaries = seed_value(d)
+        want = distribution(summaries, model, horizon_days=d.settings.clv_horizon_days)
+        page.reload()
+        wait_js(page, "window.segstream.value && window.segstream.value.model !== null")
+        line = page.locator("#value-model").inner_text()
+        assert line.startswith(f"Model version {model.version}, fitted "), line
+        for part in (
+            "2,357 customers, 946 repeat customers",
+            "log-likelihood -9,582.4",
+            "BG/NBD r 0.243, alpha 30.895 days, a 0.793, b 2.426",
+            "Gamma-Gamma p 6.25, q 3.74, v 15.44",
+        ):
+            assert part in line, (part, line)
+        fit = page.locator("#value-fit").inner_text()
+        rows = [r.split("\t") for r in fit.splitlines()]
+        assert rows[0] == ["x (repeat days)", "0", "1", "2", "3", "4", "5", "6", "7+"]
+        assert rows[1] == ["actual"] + [shown(r.actual, 0) for r in want.fit], rows
+        assert rows[2] == ["expected"] + [shown(r.expected, 1) for r in want.fit], rows
+        sample = page.locator("#value-sample").inner_text()
+        assert sample.startswith("Sample of 150 buyers, scored "), sample
+        deciles = page.locator("#value-deciles").inner_text()
+        assert [f"{v:,.2f}" for v in want.clv_deciles] == deciles.splitlines()[1].split("\t")[1:], (
+            deciles
+        )
+        charts = page.evaluate(
+            """() => Object.fromEntries(Object.entries(window.segstream.valueCharts).map(
+                ([id, c]) => [id, c.data.datasets.map(s => s.data)]))"""
+        )
+        assert charts["c-value"] == [list(VALUE_SIZES.values())], charts
+        assert charts["c-alive"] == [want.p_alive], charts
+        assert charts["c-fit"][0] == [r.actual for r in want.fit]
+        assert charts["c-fit"][1] == pytest.approx([r.expected for r in want.fit])
+        inked = page.evaluate(
+            """() => ['c-value', 'c-alive', 'c-fit'].map(id => {
+                const c = document.getElementById(id);
+                const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++;
+                return n; })"""
+        )
+        assert all(n > 500 for n in inked), inked
+        shot = os.environ.get("SEGSTREAM_VALUE_SCREENSHOT")
+        page.locator("#value").screenshot(path=shot or str(d.tmp / "value.png"))
+    finally:
+        page.close()
     assert console == [], console

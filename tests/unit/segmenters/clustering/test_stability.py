@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segmenters.clustering import Cluster, ClusterModel, describe
@@ -18,9 +18,11 @@ from segmenters.clustering.stability import (
     HoldBack,
     Review,
     changed_descriptions,
+    interpolate,
     membership_churn,
     moves,
     review,
+    step_towards,
 )
 from segmenters.features import FEATURES, LOG_FEATURES
 from tests.unit.segmenters.clustering.workload import Gated, publish_always, run
@@ -151,28 +153,148 @@ def test_a_drift_is_logged_once_when_it_starts_and_once_when_it_ends():
     assert gate.held == 299 and gate.holds == 1 and gate.held_since is None
 
 
-def test_a_snapshot_held_too_long_is_published_anyway_then_a_new_hold_starts():
+def test_a_snapshot_held_too_long_is_released_in_steps_until_one_passes():
     gate = HoldBack(max_hold_s=100.0)
-    out = [gate.decide(DRIFTED, t) for t in (0.0, 50.0, 99.0, 100.0, 110.0, 150.0, 210.0)]
-    assert [(d.publish, d.event) for d in out] == [
-        (False, "held"),
-        (False, None),
-        (False, None),
-        (True, "forced"),
-        (False, "held"),
-        (False, None),
-        (True, "forced"),
+    times = (0.0, 50.0, 99.0, 100.0, 110.0, 150.0)
+    out = [gate.decide(DRIFTED, t) for t in times] + [gate.decide(STABLE, 160.0)]
+    assert [(d.publish, d.step, d.event) for d in out] == [
+        (False, False, "held"),
+        (False, False, None),
+        (False, False, None),
+        (True, True, None),  # timed out: a step towards the candidate
+        (True, True, None),  # and towards every newer one, without a new hold
+        (True, True, None),
+        (True, False, "resolved"),  # a candidate that passes ends the drift
     ]
-    assert out[3].held_for == 100.0
+    assert out[3].held_for == 100.0 and out[-1].held_for == 160.0
+    assert gate.holds == 1 and gate.steps == 3 and gate.held == 3
+    assert not gate.releasing and gate.held_since is None
+    # the next drift is held again
+    assert (gate.decide(DRIFTED, 170.0).publish, gate.held_since) == (False, 170.0)
 
 
-def test_max_hold_zero_publishes_everything_and_still_logs_once():
+def test_max_hold_zero_releases_in_steps_at_once_and_still_logs_once():
     gate = HoldBack(max_hold_s=0.0)
     out = [gate.decide(r, t) for t, r in enumerate([DRIFTED, DRIFTED, DRIFTED, STABLE, STABLE])]
     assert all(d.publish for d in out)
+    assert [d.step for d in out] == [True, True, True, False, False]
     assert [d.event for d in out] == ["held", None, None, "resolved", None]
     with pytest.raises(ValueError):
         HoldBack(-1.0)
+
+
+# --- release in steps ------------------------------------------------------------------------
+
+#: The centres after a drift: every cluster moved, together far more than 1 % of grid().
+DRIFTED_CENTERS = [(1.5, -0.5), (2.0, 1.0), (-0.5, 2.5), (3.0, 2.0)]
+
+
+def scaled_model(centers, mean, std, version=2, words=None):
+    """A model with its own scaler (``centers`` in feature space), as each snapshot has."""
+    return ClusterModel(
+        version,
+        X,
+        dict(zip(X, mean, strict=True)),
+        dict(zip(X, std, strict=True)),
+        tuple(
+            Cluster(
+                i,
+                {f: (v - m) / s for f, v, m, s in zip(X, c, mean, std, strict=True)},
+                100,
+                (words or [f"w{i}" for i in range(len(centers))])[i],
+            )
+            for i, c in enumerate(centers)
+        ),
+    )
+
+
+def release(current, targets, points, max_move, margin=0.1, limit=200):
+    """Step from ``current`` towards each of ``targets`` in turn (a new one each step
+    until the last), as the worker does; returns the models published, in order."""
+    published = []
+    for i in range(limit):
+        target = targets[min(i, len(targets) - 1)]
+        step = step_towards(current, target, points, max_move, margin)
+        assert membership_churn(current, step, points, margin) <= max_move
+        published.append(step)
+        if step is target and i >= len(targets) - 1:
+            return published
+        current = step
+    raise AssertionError(f"no target reached in {limit} steps")
+
+
+def test_interpolation_runs_from_the_model_in_force_to_the_target():
+    old = model(CENTERS)
+    new = scaled_model(DRIFTED_CENTERS, (0.5, -0.2), (1.3, 0.8), words=list("abcd"))
+    assert interpolate(old, new, 1.0) is new
+    for w, expected in ((0.0, CENTERS), (0.5, None)):
+        mid = interpolate(old, new, w)
+        assert mid.version == new.version and [c.description for c in mid.clusters] == [
+            c.description for c in old.clusters
+        ]
+        for i, c in enumerate(mid.clusters):
+            x = [c.centroid[f] * mid.std[f] + mid.mean[f] for f in X]
+            a, b = CENTERS[i], DRIFTED_CENTERS[i]
+            want = expected[i] if expected else [(p + q) / 2 for p, q in zip(a, b, strict=True)]
+            assert x == pytest.approx(want)
+    with pytest.raises(ValueError):
+        interpolate(old, model(CENTERS, ids=[0, 1, 2, 7]), 0.5)
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(-1.0, 5.0), st.floats(-1.0, 5.0)), min_size=4, max_size=4, unique=True
+    ),
+    st.tuples(st.floats(-1.0, 1.0), st.floats(-1.0, 1.0)),
+    st.tuples(st.floats(0.5, 2.0), st.floats(0.5, 2.0)),
+    st.sampled_from([0.0, 0.01, 0.05]),
+)
+@settings(max_examples=25, deadline=None)
+def test_a_step_never_moves_more_than_max_move_and_steps_reach_the_target(
+    centers, mean, std, max_move
+):
+    points = grid(10)
+    target = scaled_model(centers, mean, std)
+    published = release(model(CENTERS), [target], points, max_move)
+    assert published[-1] is target
+    # intermediate steps keep the words in force; only reaching the target rewords
+    assert all(c.description == f"w{c.id}" for m in published[:-1] for c in m.clusters)
+    assert all(sum(c.size for c in m.clusters) == len(points) for m in published[:-1])
+
+
+def test_a_release_moves_the_customers_in_steps_of_at_most_max_move():
+    old, points = model(CENTERS), grid()
+    target = scaled_model(DRIFTED_CENTERS, (0.2, 0.1), (1.2, 0.9))
+    assert membership_churn(old, target, points) > 0.1  # at once: more than a tenth
+    published = release(old, [target], points, 0.01)
+    churn = [
+        membership_churn(a, b, points)
+        for a, b in zip([old, *published[:-1]], published, strict=True)
+    ]
+    assert 5 <= len(published) <= 60 and max(churn) <= 0.01
+    assert published[-1] is target
+
+
+def test_a_new_target_mid_way_is_followed():
+    old, points = model(CENTERS), grid()
+    first = scaled_model(DRIFTED_CENTERS, (0.0, 0.0), (1.0, 1.0))
+    second = scaled_model(
+        [(0.5, 0.5), (5.0, -1.0), (-1.0, 5.0), (5.0, 5.0)], (0.0, 0.0), (1.0, 1.0)
+    )
+    published = release(old, [first] * 3 + [second], points, 0.01)
+    assert published[-1] is second
+    assert all(m is not first for m in published)  # the first target was never reached
+    assert all(m.version == 2 for m in published)
+
+
+def test_a_step_between_other_clusters_is_the_target():
+    old, points = model(CENTERS), grid()
+    # an id retired and a new one made (the number of clusters changed): nothing to
+    # interpolate, and the change must not wait for ever
+    retired = model(DRIFTED_CENTERS, ids=[0, 1, 2, 7])
+    assert step_towards(old, retired, points, 0.01) is retired
+    far = scaled_model(DRIFTED_CENTERS, (0.0, 0.0), (1.0, 1.0))
+    assert step_towards(old, far, [], 0.01) is far  # nothing to move
 
 
 # --- descriptions that do not flip ----------------------------------------------------------
@@ -299,15 +421,13 @@ def test_held_back_snapshots_keep_churn_under_one_percent_per_snapshot(always):
     gated = Gated(max_move=0.01, max_hold_s=6 * DAY)
     r = run(gated, **WORKLOAD)
     event = dict(gated.decisions)
-    forced = [c for c, t in zip(r.churn, r.times, strict=True) if event[t].event == "forced"]
-    merits = [c for c, t in zip(r.churn, r.times, strict=True) if event[t].event != "forced"]
+    steps = [c for c, t in zip(r.churn, r.times, strict=True) if event[t].step]
     assert sum(r.changed) >= 10  # the model does follow the population
-    # a snapshot published on its merits moves at most 1 % of customers whose vector did
-    # not change (the review samples the trainer's last-sent vectors, this check the
-    # current ones, hence the one customer of slack)
-    assert max(merits) <= 0.01 + 1 / 300
-    assert sum(merits) / len(merits) < 0.005
-    # a drift held too long is published at most once per hold
-    assert len(forced) <= (WORKLOAD["days"] - WORKLOAD["measure_from_day"]) / 6
-    # one log line when a drift starts, one when it ends or is forced, not one a snapshot
+    assert steps  # and holds time out, then are released in steps
+    # every snapshot, published on its merits or as a step of a release, moves at most
+    # 1 % of customers whose vector did not change (the review samples the trainer's
+    # last-sent vectors, this check the current ones, hence the one customer of slack)
+    assert max(r.churn) <= 0.01 + 1 / 300
+    assert sum(r.churn) / len(r.churn) < 0.005
+    # one log line when a drift starts, one when it ends, not one a snapshot or a step
     assert gated.log_lines <= 2 * gated.hold.holds

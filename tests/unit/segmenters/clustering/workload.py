@@ -17,7 +17,13 @@ from datetime import UTC, datetime
 import orjson
 
 from segmenters.clustering import ClusterModel, DriftMonitor, Trainer
-from segmenters.clustering.stability import Decision, HoldBack, membership_churn, review
+from segmenters.clustering.stability import (
+    Decision,
+    HoldBack,
+    membership_churn,
+    review,
+    step_towards,
+)
 from segmenters.config import EngineConfig
 from segmenters.core import fold
 from segmenters.events import parse_event
@@ -44,7 +50,8 @@ def publish_always(
 @dataclass
 class Gated:
     """The trainer service's rule as a policy: review the candidate on the trainer's
-    recent vectors, publish or hold it back; ``now`` is event time (seconds)."""
+    recent vectors, publish it, hold it back, or publish a step towards it once the hold
+    timed out; ``now`` is event time (seconds)."""
 
     max_move: float = 0.01
     max_hold_s: float = 6 * 3600.0
@@ -69,9 +76,13 @@ class Gated:
         )
         decision = self.hold.decide(verdict, now)
         self.decisions.append((now, decision))
-        if decision.publish or current is None:
+        if current is None:
             return candidate
-        return current
+        if decision.step:
+            return step_towards(
+                current, candidate, trainer.recent_rows(), self.max_move, self.margin
+            )
+        return candidate if decision.publish else current
 
     @property
     def log_lines(self) -> int:

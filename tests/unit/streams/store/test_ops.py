@@ -151,6 +151,7 @@ def test_views_and_the_warning_without_a_token(caplog: pytest.LogCaptureFixture)
         "/customers/{customer_id}",
         "/segments",
         "/segments/{dimension}/{segment:.+}/members",
+        "/segments/{dimension}/{segment:.+}/members.csv",
         "/metrics",
         "/dashboard",
         "/static/{name}",
@@ -160,6 +161,8 @@ def test_views_and_the_warning_without_a_token(caplog: pytest.LogCaptureFixture)
         "/api/actions",
         "/api/value",
         "/api/report",
+        "/api/deadletters",
+        "/api/vocabulary",
     }
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="streams.worker.web"):
