@@ -32,10 +32,14 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
-#: Above this a + b + x - 1 (a fit with little drop-out: b large, as on a short history),
+#: Above this c = a+b+x-1 (a fit with little drop-out: b large, as on a short history),
 #: :meth:`BgNbd.expected_purchases` sums a series instead of the closed form, whose
-#: cancellation error grows with it (1e-9 relative at 1e4, sign-wrong at 1e12).
+#: cancellation error grows with c/(a-1) (1e-9 relative at 1e4, sign-wrong at 1e12). The
+#: series' terms grow like (a-1)^n, so only while a is below ``SERIES_MAX_A``: a and b
+#: both large is a near-constant drop-out rate, where c/(a-1) stays small and the closed
+#: form is exact. Near a = 1 (the closed form's removable singularity) the series too.
 SERIES_FROM = 1e3
+SERIES_MAX_A = 50.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class BgNbd:
         if t <= 0:
             return 0.0
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
-        if a + b + x - 1 > SERIES_FROM:
+        if (a + b + x - 1 > SERIES_FROM or abs(a - 1.0) < 1e-3) and a < SERIES_MAX_A:
             return self._unconditional_series(t, x, T) / (1.0 + self._odds_dead(x, t_x, T))
         ratio = (alpha + T) / (alpha + T + t)
         tail: float = ratio ** (r + x) * float(
@@ -97,13 +101,18 @@ class BgNbd:
         z = t / (alpha + T + t)
         total = 0.0
         coef = 1.0  # (q)_n z^n / n!
-        log_r = 0.0  # log R_n
+        log_r = 0.0  # log R_n, while every factor is positive
+        product: float | None = None  # R_n itself once a factor is not (small c)
         for n in range(10_000):
-            term = coef * math.expm1(log_r)
+            term = coef * (math.expm1(log_r) if product is None else product - 1.0)
             total += term
             if n > 5 and abs(term) <= 1e-17 * abs(total):
                 break
-            log_r += math.log1p(-s / (c + n))
+            factor = 1.0 - s / (c + n)
+            if product is None and factor > 0:
+                log_r += math.log1p(-s / (c + n))
+            else:
+                product = (math.exp(log_r) if product is None else product) * factor
             coef *= (q + n) * z / (n + 1)
         return -c / q * math.pow((alpha + T) / (alpha + T + t), q) * total
 

@@ -93,6 +93,15 @@ def test_cdnow_replayed_and_fitted_gives_the_published_parameters(deployment: De
             break
         time.sleep(1)
     assert len(placed) == len(buyers), f"{len(placed)} of {len(buyers)} buyers placed"
+    # The ranks settle once the shared histogram holds every buyer's final CLV and a
+    # rescoring pass has run against the cuts it gives (passes and refreshes every 1 s).
+    ends = time.monotonic() + 60
+    while time.monotonic() < ends:
+        time.sleep(3)
+        now = {c: (deployment.state(c) or {})["segments"]["value"][0] for c in buyers}
+        if now == placed:
+            break
+        placed = now
     tiers = Counter(placed.values())
     alive = len(buyers) - tiers["churned"]
     assert 0.05 < tiers["top"] / alive < 0.15 and 0.2 < tiers["low"] / alive, tiers

@@ -308,3 +308,14 @@ def test_the_series_and_the_closed_form_agree_where_both_are_exact():
         series = m._unconditional_series(365.0, x, 200.0) / (1 + m._odds_dead(x, 150.0, 200.0))
         assert math.isclose(closed, series, rel_tol=1e-10), (x, closed, series)
     assert bgnbd.SERIES_FROM == 1e3
+
+
+@pytest.mark.parametrize("a", [0.0002, 0.5, 0.999999, 1.0, 1.002, 10.0, 60.0, 1000.0, 5e6])
+@pytest.mark.parametrize("b", [0.3, 2.4, 1e2, 1e5, 8e6, 1e15])
+def test_expected_purchases_are_finite_and_bounded_over_the_parameter_space(a, b):
+    """Fits land anywhere (a = 5.1e6 and b = 8.0e6 on 50 buyers once gave NaN for all):
+    the expectation is finite, non-negative and at most the no-drop-out NBD's."""
+    m = BgNbd(r=0.74, alpha=63.3, a=a, b=b)
+    for x in (0, 3, 47):
+        got = m.expected_purchases(365.0, x, 150.0, 200.0)
+        assert math.isfinite(got) and 0 <= got <= (0.74 + x) * 365.0 / 263.3 * (1 + 1e-6)
