@@ -145,6 +145,10 @@ def check_redis(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
             raise ConnectionCheckError(f"{where} refused user {user}: {exc}") from None
         if "not enabled" in str(exc):
             raise ConnectionCheckError(_not_a_cluster(settings, where, user, timeout_s)) from None
+        if "reachable node" in str(exc):  # no node answered at all: the same as one Redis
+            raise ConnectionCheckError(
+                f"{where}: no connection: {exc}", unreachable=unreachable_reason(exc)
+            ) from None
         raise ConnectionCheckError(f"{where}: the cluster did not answer: {exc}") from None
     except (redis.RedisError, OSError) as exc:
         raise ConnectionCheckError(

