@@ -8,6 +8,11 @@ time, each with every segment's size (field ``dimension:segment``, a custom dime
 being ``custom:<name>``). A window is cut into buckets of ``every`` seconds and each
 bucket keeps its last record (:func:`downsample`).
 
+Operating figures. Every ``SEGSTREAM_HISTORY_EVERY_S`` each worker appends its counts
+for the period and its lag and freshness to the ops stream (:class:`OpsRecord`); the
+dashboard's throughput, lag and freshness charts read them summed over the workers per
+bucket (:func:`ops_series`).
+
 The report, per segment: size and share of the dimension's customers, the change of
 size over the window (first record in the window to now), entries and exits over the
 window (the flows), and over its members (all, or the first ``sample`` read):
@@ -163,6 +168,129 @@ def downsample(records: Iterable[SizeRecord], since: float, every: float) -> lis
         if b not in last or r.at >= last[b].at:
             last[b] = r
     return [last[b] for b in sorted(last)]
+
+
+#: The counts an operating-figures record holds for its period, besides events by type
+#: (field ``events:<type>``).
+OPS_COUNTS = ("events", "deadletters", "changes", "timers", "sent")
+OPS_EVENTS = "events:"
+
+
+@dataclass(frozen=True, slots=True)
+class OpsRecord:
+    """One worker's operating figures over one period: the wall time at its end, the
+    seconds it covers, the counts in it (:data:`OPS_COUNTS` and ``events:<type>``), and
+    at its end the worker's consumer lag (summed over its partitions) and freshness (the
+    newest applied event's age on its stalest partition); None when unknown."""
+
+    at: float
+    worker: str
+    seconds: float
+    counts: Mapping[str, int]
+    lag: int | None = None
+    freshness: float | None = None
+
+
+def ops_fields(r: OpsRecord) -> dict[str, str]:
+    """A record's stream entry (zero counts by type and unknown gauges left out).
+
+    >>> ops_fields(OpsRecord(70.0, "h:1", 10.0, {"events": 3, "events:cart": 3, "events:x": 0}))
+    {'at': '70.0', 'worker': 'h:1', 'seconds': '10.0', 'events': '3', 'events:cart': '3'}
+    """
+    fields = {"at": repr(r.at), "worker": r.worker, "seconds": repr(r.seconds)}
+    fields.update({k: str(n) for k, n in r.counts.items() if n or k in OPS_COUNTS})
+    if r.lag is not None:
+        fields["lag"] = str(r.lag)
+    if r.freshness is not None:
+        fields["freshness"] = repr(round(r.freshness, 3))
+    return fields
+
+
+def ops_record(fields: Mapping[str, str]) -> OpsRecord | None:
+    """A record from its stream entry, or None when a field is missing or malformed.
+
+    >>> ops_record({"at": "70.0", "worker": "h:1", "seconds": "10.0", "sent": "2", "lag": "4"})
+    OpsRecord(at=70.0, worker='h:1', seconds=10.0, counts={'sent': 2}, lag=4, freshness=None)
+    """
+    try:
+        return OpsRecord(
+            at=float(fields["at"]),
+            worker=fields["worker"],
+            seconds=float(fields["seconds"]),
+            counts={
+                k: int(v) for k, v in fields.items() if k in OPS_COUNTS or k.startswith(OPS_EVENTS)
+            },
+            lag=int(fields["lag"]) if "lag" in fields else None,
+            freshness=float(fields["freshness"]) if "freshness" in fields else None,
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def ops_series(
+    records: Iterable[OpsRecord], since: float, until: float, every: float
+) -> dict[str, Any]:
+    """The workers' figures summed per whole bucket of ``every`` seconds in
+    ``[since, until)`` (bounds multiples of ``every``; a partial bucket at either end is
+    left out, so an incomplete one is never shown as a drop), oldest first.
+
+    A record's counts are spread over the buckets its period overlaps, pro rata, and a
+    bucket's rates are its counts over ``every`` (per second). Lag and freshness are each
+    worker's last of the bucket (a record belongs to the bucket holding its period's
+    middle, at most half a bucket back), lag summed over the workers and freshness their
+    worst. ``at`` is each bucket's end; a bucket no record touches gives no point.
+
+    >>> rs = [OpsRecord(t, "w", 10.0, {"events": 20}, lag=5, freshness=1.0)
+    ...       for t in (10.0, 20.0, 30.0)]
+    >>> s = ops_series(rs + [OpsRecord(20.0, "v", 20.0, {"events": 40}, lag=1)], 0.0, 35.0, 10.0)
+    >>> s["at"], s["rates"]["events"], s["lag"], s["workers"]
+    ([10.0, 20.0, 30.0], [4.0, 4.0, 2.0], [5, 6, 5], [1, 2, 1])
+    """
+    first, last = math.ceil(since / every), math.floor(until / every)
+    counts: dict[int, dict[str, float]] = {}
+    gauges: dict[int, dict[str, OpsRecord]] = {}
+    for r in records:
+        start = r.at - r.seconds
+        if r.seconds > 0:
+            for k in range(
+                max(first, math.floor(start / every)), min(last, math.ceil(r.at / every))
+            ):
+                share = (min(r.at, (k + 1) * every) - max(start, k * every)) / r.seconds
+                if share <= 0:
+                    continue
+                into = counts.setdefault(k, dict.fromkeys(OPS_COUNTS, 0.0))
+                for name, n in r.counts.items():
+                    into[name] = into.get(name, 0.0) + n * share
+        k = math.floor((r.at - min(r.seconds, every) / 2) / every)
+        if first <= k < last:
+            latest = gauges.setdefault(k, {})
+            if r.worker not in latest or r.at >= latest[r.worker].at:
+                latest[r.worker] = r
+    buckets = sorted(set(counts) | set(gauges))
+    empty = dict.fromkeys(OPS_COUNTS, 0.0)
+
+    def rate(k: int, name: str) -> float:
+        return round(counts.get(k, empty).get(name, 0.0) / every, 4)
+
+    def lag(k: int) -> int | None:
+        known = [r.lag for r in gauges.get(k, {}).values() if r.lag is not None]
+        return sum(known) if known else None
+
+    def freshness(k: int) -> float | None:
+        known = [r.freshness for r in gauges.get(k, {}).values() if r.freshness is not None]
+        return max(known) if known else None
+
+    types = sorted(
+        {n[len(OPS_EVENTS) :] for c in counts.values() for n in c if n.startswith(OPS_EVENTS)}
+    )
+    return {
+        "at": [(k + 1) * every for k in buckets],
+        "rates": {name: [rate(k, name) for k in buckets] for name in OPS_COUNTS},
+        "events": {t: [rate(k, OPS_EVENTS + t) for k in buckets] for t in types},
+        "lag": [lag(k) for k in buckets],
+        "freshness": [freshness(k) for k in buckets],
+        "workers": [len(gauges.get(k, {})) for k in buckets],
+    }
 
 
 def change(first: int | None, last: int | None) -> dict[str, Any]:

@@ -220,14 +220,15 @@ class Settings(BaseSettings):
         0.01,
         ge=0,
         le=1,
-        description="Largest share of the trainer's recent customers a new cluster snapshot "
-        "may move to another cluster; one that moves more, or rewords a cluster, is held back.",
+        description="A new cluster snapshot must move fewer than this share of the trainer's "
+        "recent customers to another cluster (0: nobody, 1: no limit); one that moves as many "
+        "or more, or rewords a cluster, is held back.",
     )
     cluster_max_hold_s: float = Field(
         6 * 3600.0,
         ge=0,
         description="Longest a drifted cluster snapshot is held back before it is released "
-        "in steps that each move at most SEGSTREAM_CLUSTER_MAX_MOVE of the customers "
+        "in steps that each move fewer than SEGSTREAM_CLUSTER_MAX_MOVE of the customers "
         "(segments must not freeze for ever); 0 releases in steps at once.",
     )
     cluster_seed: int = 0
@@ -258,6 +259,18 @@ class Settings(BaseSettings):
         ge=10,
         description="Size records kept (a week at 1/min; about 4.5 MB a day with 100 "
         "segments, docs/reports.md).",
+    )
+    history_every_s: float = Field(
+        10.0,
+        gt=0,
+        description="How often each worker records its operating figures (throughput, lag, "
+        "freshness) for the dashboard's history.",
+    )
+    history_keep_s: float = Field(
+        86400.0,
+        ge=60,
+        description="How long operating-figure records are kept (a day: about 1.2 MB per "
+        "worker at 10 s, docs/state_format.md).",
     )
     report_over_broad_share: float = Field(
         0.5,

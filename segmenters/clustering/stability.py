@@ -7,8 +7,8 @@ held back and the previous snapshot stays in force. :class:`HoldBack` says when 
 shell should log the drift (once when it starts, once when it ends) and when a snapshot
 held too long is released (segments must not freeze for ever): not at once, which
 would move everything that built up during the hold, but in steps
-(:func:`step_towards`), one per snapshot period, each moving at most the review's share
-of customers, until a candidate passes the review on its own.
+(:func:`step_towards`), one per snapshot period, each moving fewer than the review's
+share of customers, until a candidate passes the review on its own.
 
 Pure: distances and times come in as arguments, no clock is read.
 """
@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 
 from segmenters.clustering.model import Cluster, ClusterModel
 
-#: Default share of the reference customers a snapshot may move (``SEGSTREAM_CLUSTER_MAX_MOVE``).
+#: Default share of the reference customers a snapshot must move fewer than
+#: (``SEGSTREAM_CLUSTER_MAX_MOVE``).
 MAX_MOVE = 0.01
 #: Default longest hold of a drifted snapshot, in seconds (``SEGSTREAM_CLUSTER_MAX_HOLD_S``).
 MAX_HOLD_S = 6 * 3600.0
@@ -77,6 +78,18 @@ def membership_churn(
     return moved / seen if seen else 0.0
 
 
+def within(moved: float, max_move: float) -> bool:
+    """Whether moving the share ``moved`` of customers keeps to the limit ``max_move``:
+    strictly fewer, so that the default 1 % means every published snapshot moves less
+    than 1 %. A snapshot that moves nobody always keeps to it (0 means "move nobody",
+    and a release still progresses by steps that move nobody), and 1 is no limit.
+
+    >>> within(0.009, 0.01), within(0.01, 0.01), within(0.0, 0.0), within(1.0, 1.0)
+    (True, False, True, True)
+    """
+    return moved < max_move or moved == 0.0 or max_move >= 1.0
+
+
 def changed_descriptions(old: ClusterModel, new: ClusterModel) -> tuple[int, ...]:
     """Ids whose description differs between the models, or that only one of them has."""
     a = {c.id: c.description for c in old.clusters}
@@ -96,13 +109,15 @@ class Review:
 
     @property
     def stable(self) -> bool:
-        return self.grew or (self.moved <= self.max_move and not self.changed)
+        return self.grew or (within(self.moved, self.max_move) and not self.changed)
 
     @property
     def reason(self) -> str:
         parts = []
-        if self.moved > self.max_move:
-            parts.append(f"would move {self.moved:.1%} of customers (limit {self.max_move:.1%})")
+        if not within(self.moved, self.max_move):
+            parts.append(
+                f"would move {self.moved:.1%} of customers (limit: fewer than {self.max_move:.1%})"
+            )
         if self.changed:
             parts.append(
                 "would change the description of " + ", ".join(f"cluster_{i}" for i in self.changed)
@@ -259,10 +274,11 @@ def step_towards(
     min_step: float = MIN_STEP,
 ) -> ClusterModel:
     """The next model of a release from ``current`` towards ``target``: ``target`` itself
-    if it moves at most ``max_move`` of ``vectors`` (by :func:`membership_churn`, as the
-    review counts), else the interpolation (:func:`interpolate`) furthest towards it that
-    still does, found by bisection of the weight down to ``min_step`` (and by halving
-    below it, down to :data:`MIN_WEIGHT`, when even ``min_step`` moves too many).
+    if it moves fewer than ``max_move`` of ``vectors`` (by :func:`membership_churn` and
+    :func:`within`, as the review counts), else the interpolation (:func:`interpolate`)
+    furthest towards it that still does, found by bisection of the weight down to
+    ``min_step`` (and by halving below it, down to :data:`MIN_WEIGHT`, when even
+    ``min_step`` moves too many). A step that moves exactly ``max_move`` is not taken.
 
     The move limit always holds; progress comes from the next step starting where this
     one stopped, and from the hysteresis ``margin``: a small enough step moves nobody
@@ -280,13 +296,14 @@ def step_towards(
     centroid, as the trainer counts its window.
     """
     rows = list(_rows(current, vectors))
-    if membership_churn(current, target, rows, margin) <= max_move:
+    if within(membership_churn(current, target, rows, margin), max_move):
         return target
     if current.features != target.features or current._ids != target._ids:
         return target
 
     def passes(w: float) -> bool:
-        return membership_churn(current, interpolate(current, target, w), rows, margin) <= max_move
+        step = interpolate(current, target, w)
+        return within(membership_churn(current, step, rows, margin), max_move)
 
     lo, hi = 0.0, 1.0
     while hi - lo > min_step:

@@ -228,6 +228,21 @@ def segments_history(
     click.echo(render_history(doc, dimension))
 
 
+def _span(seconds: float) -> str:
+    """A window as people say it.
+
+    >>> _span(3600.0), _span(7 * 86400.0), _span(90.0), _span(36 * 3600.0)
+    ('1 h', '7 days', '90 s', '1.5 days')
+    """
+    if seconds >= 86400:
+        return f"{seconds / 86400:g} day{'' if seconds == 86400 else 's'}"
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
 def render_report(doc: Mapping[str, Any], currency: str) -> str:
     """``segments report`` as one table per dimension."""
     from segmenters.eventtime import iso_utc
@@ -236,7 +251,7 @@ def render_report(doc: Mapping[str, Any], currency: str) -> str:
         return "-" if v is None else format(v, fmt)
 
     lines = [
-        f"segments over the last {doc['window_s'] / 86400:g} days "
+        f"segments over the last {_span(doc['window_s'])} "
         f"(since {iso_utc(round(doc['since']))}); sizes history from "
         f"{'-' if doc['history_from'] is None else iso_utc(round(doc['history_from']))}; "
         f"value model {'none' if doc['model_version'] is None else 'v' + str(doc['model_version'])}"

@@ -13,12 +13,20 @@
   const REPORT_EVERY_MS = 60000; // the worker reuses a report for a minute
   const DEADLETTERS_EVERY_MS = 15000; // the worker reads the topic at most every 10 s
   const VOCABULARY_EVERY_MS = 60000;
-  const HISTORY = 150; // status polls kept for the rolling charts (5 minutes)
+  const OPS_EVERY_MS = 30000;
+  const HISTORY = 450; // status polls kept (15 minutes): the charts' tail after the stored history
   const TOP_FLOWS = 8; // segments per dimension shown in the flows table; the rest: "other"
   const TOP_SIZES = 8; // segments charted over time
   const TABLE_ROWS = 300; // rows of the segments table shown at most (search narrows them)
   // Window of the sizes chart -> one point per this many seconds (at most ~340 points).
   const SIZES_EVERY = { "15m": 5, "1h": 15, "24h": 300, "7d": 1800 };
+  // Window of the throughput, lag and freshness charts -> seconds, and one point per this
+  // many seconds of the stored history (the worker raises it to its recording interval).
+  const OPS_WINDOW = { "5m": 300, "15m": 900, "1h": 3600, "24h": 86400 };
+  const OPS_EVERY = { "5m": 5, "15m": 10, "1h": 30, "24h": 600 };
+  // ... and read again after this many seconds (a day is every worker's 8,640 records a
+  // day to sum: read rarely); the page's polls carry the charts on in between.
+  const OPS_REREAD_S = { "5m": 30, "15m": 30, "1h": 60, "24h": 300 };
   const COLORS = ["#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6",
                   "#dd4477", "#66aa00", "#b82e2e", "#316395", "#994499", "#22aa99"];
 
@@ -27,7 +35,9 @@
     ready: false,
     errors: [],
     polls: 0,
-    history: [], // {t, label, rates: {...}, lag: {p: n}, age: {p: s}}
+    history: [], // status polls: {t, rates: {...}, lag: {p: n}, age: {p: s}, totalLag, worstAge}
+    ops: null, // the last /api/history answer (Redis: all workers, survives a reload)
+    opsReadAt: 0, // when it was asked for (the page's clock, seconds)
     previous: null,
     sizes: null, // the last /api/sizes?since= answer (Redis: survives a reload)
     segments: null, // the last /segments answer (sizes now)
@@ -310,7 +320,13 @@
       pill.className = "pill ok";
     }
 
-    const point = { t: status.at, lag: {}, age: {} };
+    const point = {
+      t: status.at,
+      lag: {},
+      age: {},
+      totalLag: lagKnown.length ? totalLag : null,
+      worstAge: ages.length ? Math.max(...ages) : null,
+    };
     for (const p of parts) {
       point.lag[p.partition] = p.lag;
       point.age[p.partition] = p.event_age_s;
@@ -327,31 +343,7 @@
     }
     state.history.push(point);
     if (state.history.length > HISTORY) state.history.shift();
-
-    const withRates = state.history.filter((h) => h.rates);
-    const types = [...new Set(withRates.flatMap((h) => Object.keys(h.rates.byType)))].sort();
-    const rateSeries = [
-      ...types.map((type) => ({ label: type + " events", get: (r) => r.byType[type] || 0 })),
-      { label: "dead letters", get: (r) => r.deadletters },
-      { label: "segment changes", get: (r) => r.changes },
-      { label: "timers fired", get: (r) => r.timers },
-      { label: "actions sent", get: (r) => r.sent },
-    ];
-    setTimeSeries(state.charts["c-throughput"], rateSeries.map((s) => ({
-      label: s.label,
-      points: withRates.map((h) => ({ x: h.t, y: s.get(h.rates) })),
-    })));
-    const partitionIds = [...new Set(state.history.flatMap((h) => Object.keys(h.lag)))].sort((a, b) => a - b);
-    setTimeSeries(state.charts["c-lag"], partitionIds.map((p) => ({
-      label: "partition " + p,
-      points: state.history.filter((h) => h.lag[p] !== undefined && h.lag[p] !== null)
-        .map((h) => ({ x: h.t, y: h.lag[p] })),
-    })));
-    setTimeSeries(state.charts["c-fresh"], partitionIds.map((p) => ({
-      label: "partition " + p,
-      points: state.history.filter((h) => h.age[p] !== undefined && h.age[p] !== null)
-        .map((h) => ({ x: h.t, y: h.age[p] })),
-    })));
+    renderOps();
 
     const body = $("partitions").tBodies[0];
     body.replaceChildren();
@@ -369,6 +361,50 @@
     }
     renderTelemetry(status.actions || {});
     renderConfig(status.config || {});
+  }
+
+  // Throughput, lag and freshness: the stored history (/api/history: every worker's
+  // records, summed per bucket), then this page's polls after its last point.
+  function renderOps() {
+    const ops = state.ops;
+    const now = state.previous ? state.previous.at : Date.now() / 1000;
+    const from = now - OPS_WINDOW[$("ops-window").value];
+    const stored = ops ? ops.at.map((t, i) => i).filter((i) => ops.at[i] >= from) : [];
+    const after = ops && ops.at.length ? ops.at[ops.at.length - 1] : -Infinity;
+    const live = state.history.filter((h) => h.t > after && h.t >= from);
+    const withRates = live.filter((h) => h.rates);
+    const types = [...new Set([...Object.keys(ops ? ops.events : {}),
+      ...withRates.flatMap((h) => Object.keys(h.rates.byType))])].sort();
+    const count = (name) => ({
+      stored: (i) => ops.rates[name][i],
+      live: (r) => r[name],
+    });
+    const rateSeries = [
+      ...types.map((type) => ({
+        label: type + " events",
+        stored: (i) => (ops.events[type] || [])[i] || 0,
+        live: (r) => r.byType[type] || 0,
+      })),
+      { label: "dead letters", ...count("deadletters") },
+      { label: "segment changes", ...count("changes") },
+      { label: "timers fired", ...count("timers") },
+      { label: "actions sent", ...count("sent") },
+    ];
+    setTimeSeries(state.charts["c-throughput"], rateSeries.map((s) => ({
+      label: s.label,
+      points: [...stored.map((i) => ({ x: ops.at[i], y: s.stored(i) })),
+               ...withRates.map((h) => ({ x: h.t, y: s.live(h.rates) }))],
+    })));
+    const gauge = (values, key) => [
+      ...stored.filter((i) => values[i] !== null).map((i) => ({ x: ops.at[i], y: values[i] })),
+      ...live.filter((h) => h[key] !== null).map((h) => ({ x: h.t, y: h[key] })),
+    ];
+    setTimeSeries(state.charts["c-lag"], [
+      { label: "all partitions", points: gauge(ops ? ops.lag : [], "totalLag") },
+    ]);
+    setTimeSeries(state.charts["c-fresh"], [
+      { label: "stalest partition", points: gauge(ops ? ops.freshness : [], "worstAge") },
+    ]);
   }
 
   function renderTelemetry(actions) {
@@ -967,7 +1003,21 @@
     renderStatus(await api("/api/status"));
     state.polls += 1;
     state.ready = state.polls >= 2 && state.sizes !== null && state.flows !== null &&
-      state.segments !== null;
+      state.segments !== null && state.ops !== null;
+  }
+
+  // The operating charts' window is kept for the tab too.
+  const savedOps = sessionStorage.getItem("segstream.ops");
+  if (savedOps in OPS_WINDOW) $("ops-window").value = savedOps;
+
+  async function pollOps(changed = false) {
+    const win = $("ops-window").value;
+    const age = state.ops ? Date.now() / 1000 - state.opsReadAt : Infinity;
+    if (!changed && age < OPS_REREAD_S[win] - 1) return;
+    state.opsReadAt = Date.now() / 1000;
+    const query = new URLSearchParams({ since: win, every: OPS_EVERY[win] + "s" });
+    state.ops = await api("/api/history?" + query.toString());
+    renderOps();
   }
 
   // The sizes chart's dimension and window are kept for the tab: a reload shows the same.
@@ -1041,6 +1091,7 @@
   function start() {
     every(VOCABULARY_EVERY_MS, pollVocabulary);
     every(STATUS_EVERY_MS, pollStatus);
+    every(OPS_EVERY_MS, pollOps);
     every(SEGMENTS_EVERY_MS, pollSegments);
     every(SIZES_EVERY_MS, pollSizes);
     every(FLOWS_EVERY_MS, pollFlows);
@@ -1061,6 +1112,10 @@
       pollSizes().catch(report);
     });
   }
+  $("ops-window").addEventListener("change", () => {
+    sessionStorage.setItem("segstream.ops", $("ops-window").value);
+    pollOps(true).catch(report);
+  });
   $("sizes-search").addEventListener("input", renderSegments);
   $("flows-dim").addEventListener("change", renderFlows);
   $("report-dim").addEventListener("change", renderReport);

@@ -105,6 +105,16 @@ def sizes_slot_key(prefix: str, slot: int) -> str:
     return f"{prefix}:sizes:slot:{slot}"
 
 
+def ops_key(prefix: str) -> str:
+    """Stream of the workers' operating figures: every ``SEGSTREAM_HISTORY_EVERY_S`` one
+    entry per worker (``segmenters.reports.OpsRecord``), trimmed by age.
+
+    >>> ops_key("seg")
+    'seg:ops'
+    """
+    return f"{prefix}:ops"
+
+
 def entered_key(prefix: str) -> str:
     """Hash ``dim\\x1fsegment`` -> wall time of the segment's latest entry, and ``since``
     -> when the hash started being kept (the report's stale flag).

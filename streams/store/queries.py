@@ -40,7 +40,13 @@ from streams.store.keys import (
     state_key,
 )
 from streams.store.segment_report import read_report
-from streams.store.series import read_flows, read_sizes, sizes_history, sizes_records
+from streams.store.series import (
+    ops_history,
+    read_flows,
+    read_sizes,
+    sizes_history,
+    sizes_records,
+)
 
 T = TypeVar("T")
 
@@ -112,6 +118,9 @@ def predictions_of(
 
 #: Segment entries and actions the look-up's activity lists at most.
 ACTIVITY_ROWS = 10
+#: The ops history stops this long (at most one recording interval) before now: a worker
+#: records a period just after it ends, so the last bucket is complete when shown.
+OPS_GRACE_S = 5.0
 
 
 def customer_activity(state: Any, act: Any) -> dict[str, Any]:
@@ -265,6 +274,8 @@ class ReadModel:
     horizon_days: float = 365.0
     #: The sizes' recording interval, and the segment report's thresholds.
     sizes_every_s: float = 60.0
+    #: How often the workers record their operating figures (the ops history's finest step).
+    history_every_s: float = 10.0
     over_broad_share: float = 0.5
     stale_days: float = 14.0
 
@@ -278,6 +289,7 @@ class ReadModel:
             clock_mode=settings.clock,
             horizon_days=settings.clv_horizon_days,
             sizes_every_s=settings.sizes_every_s,
+            history_every_s=settings.history_every_s,
             over_broad_share=settings.report_over_broad_share,
             stale_days=settings.report_stale_days,
         )
@@ -334,6 +346,16 @@ class ReadModel:
             "every": step,
             **size_history(records, dimension, segment),
         }
+
+    async def ops(
+        self, window_s: float, now: float, *, every: float | None = None
+    ) -> dict[str, Any]:
+        """The workers' operating figures over the last ``window_s`` seconds, one point per
+        ``every`` seconds (at least the recording interval; by default at most 200 points),
+        up to the last bucket every worker has recorded (:func:`ops_history`)."""
+        step = max(every or auto_every(window_s, self.history_every_s), self.history_every_s)
+        until = now - min(self.history_every_s, OPS_GRACE_S)
+        return await ops_history(self.client, self.prefix, now - window_s, until, step)
 
     async def report(
         self, window_s: float, now: float, *, dimension: str | None = None, sample: int = 5000

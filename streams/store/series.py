@@ -1,5 +1,6 @@
 """The time series the dashboard charts: segment sizes over time (the sizes stream) and
-segment flows (the per-minute and per-hour buckets the workers add to).
+segment flows (the per-minute and per-hour buckets the workers add to), and the workers'
+operating figures (the ops stream: throughput, lag, freshness).
 
 Separate from ``queries`` because they are kept and read by time window, not by
 customer or segment: the buckets' layout, the workers' adds (``add_flows``) and the
@@ -13,9 +14,19 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from segmenters.reports import SizeRecord, bucket_bounds, downsample, size_record, split_size_field
+from segmenters.reports import (
+    OpsRecord,
+    SizeRecord,
+    bucket_bounds,
+    downsample,
+    ops_fields,
+    ops_record,
+    ops_series,
+    size_record,
+    split_size_field,
+)
 from streams.store.documents import _text
-from streams.store.keys import entered_key, flows_key, sizes_key
+from streams.store.keys import entered_key, flows_key, ops_key, sizes_key
 
 #: How long a flow bucket is kept after its last add: minutes 3 h, hours 8 days.
 FLOW_MINUTE_TTL_S = 3 * 3600
@@ -25,6 +36,9 @@ FLOW_MINUTES_UP_TO_S = 3 * 3600 - 120
 MAX_FLOW_WINDOW_S = 7 * 86400
 #: Between the dimension, the previous and the current segment of a flow bucket's field.
 SEP = "\x1f"
+#: Ops entries are read from this long before the window: an entry's id is Redis's clock,
+#: its ``at`` the worker's.
+OPS_READ_MARGIN_S = 60.0
 
 
 def flow_window(window_s: float, now: float) -> tuple[str, list[int]]:
@@ -155,6 +169,36 @@ async def first_sizes_since(client: Any, prefix: str, since: float) -> SizeRecor
     for _id, fields in rows:
         return size_record({_text(k): _text(v) for k, v in fields.items()})
     return None
+
+
+async def add_ops(client: Any, prefix: str, record: OpsRecord, keep_s: float) -> None:
+    """Append one worker's figures to the ops stream, dropping entries older than
+    ``keep_s`` (``MINID ~``: by age, so the time kept does not shrink as workers are
+    added)."""
+    oldest = max(int((record.at - keep_s) * 1000), 0)
+    await client.xadd(ops_key(prefix), ops_fields(record), minid=oldest, approximate=True)
+
+
+async def ops_history(
+    client: Any, prefix: str, since: float, until: float, every: float
+) -> dict[str, Any]:
+    """The workers' figures per ``every`` seconds from ``since`` to ``until`` (wall
+    time): ``{since, until, every, at, rates, events, lag, freshness, workers}``
+    (:func:`segmenters.reports.ops_series`). One ``XRANGE`` over the window: the stream
+    holds a few entries per worker a minute."""
+    start = math.ceil(since / every) * every - OPS_READ_MARGIN_S
+    rows = await client.xrange(ops_key(prefix), min=str(max(int(start * 1000), 0)), max="+")
+    records = []
+    for _id, fields in rows:
+        r = ops_record({_text(k): _text(v) for k, v in fields.items()})
+        if r is not None:
+            records.append(r)
+    return {
+        "since": since,
+        "until": until,
+        "every": every,
+        **ops_series(records, since, until, every),
+    }
 
 
 async def read_entered(

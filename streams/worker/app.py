@@ -168,6 +168,7 @@ def create_app(settings: Settings) -> faust.App:
         context=context,
         assigned=assigned,
         observer=metrics,
+        history=lambda: metrics.record_history(client, settings.history_keep_s),
     )
     register_agents(app, settings, processor, metrics, guard)
     register_trainer(app, settings, TrainerService(settings, store))

@@ -14,11 +14,16 @@ Flows (how many customers moved from one segment to another) are counted in memo
 changes are published and added to Redis every few seconds by :meth:`Metrics.flush_flows`
 (``streams.store.series.add_flows``: per wall-clock minute and per hour, so every
 worker's flows add up and the dashboard reads any window of the last week).
+
+The operating figures (counts, lag, freshness) are appended to the ops stream every
+``SEGSTREAM_HISTORY_EVERY_S`` by :meth:`Metrics.record_history` (called by the timer
+service), one entry per worker, so the dashboard's charts outlive a page and a worker.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from collections import Counter
@@ -32,8 +37,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from segmenters.eventtime import clock_ahead
+from segmenters.reports import OPS_EVENTS, OpsRecord
 from streams.store.clients import REDIS_FAILURES
-from streams.store.series import add_flows
+from streams.store.series import add_flows, add_ops
 from streams.worker.clocks import Clocks
 from streams.worker.pipeline.outcomes import BatchStats
 from streams.worker.pipeline.records import Record
@@ -98,6 +104,10 @@ class Metrics:
         #: Per action id: its channel, and decided by outcome, suppressed by reason, sent
         #: and failed (``/api/status``).
         self.action_totals: dict[str, dict[str, Any]] = {}
+        #: This worker in the ops stream, and its counts and time at its last record there.
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._recorded: dict[str, int] = {}
+        self._recorded_at = self.started
 
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.m_messages = PCounter(
@@ -192,7 +202,7 @@ class Metrics:
         )
         self.m_redis_errors = PCounter(
             "segstream_redis_errors",
-            "Redis errors, by where they happened (batch, timers, flows).",
+            "Redis errors, by where they happened (batch, timers, flows, history).",
             ["where"],
             registry=r,
         )
@@ -363,6 +373,48 @@ class Metrics:
             self.redis_error("flows")
             raise
         return sum(flows.values())
+
+    async def record_history(self, client: Any, keep_s: float) -> OpsRecord | None:
+        """Append to the ops stream this worker's counts since its last record there, and
+        its lag and freshness now (as ``/api/status`` shows them). After a Redis failure
+        the counts are kept for the next record."""
+        status = self.refresh()
+        now = status["at"]
+        seconds = now - self._recorded_at
+        if seconds <= 0:  # the wall clock stepped back: the next record covers this one
+            return None
+        counts = self.history_counts()
+        lags = [r["lag"] for r in status["partitions"] if r["lag"] is not None]
+        ages = [r["event_age_s"] for r in status["partitions"] if r["event_age_s"] is not None]
+        record = OpsRecord(
+            at=now,
+            worker=self.worker_id,
+            seconds=seconds,
+            counts={k: n - self._recorded.get(k, 0) for k, n in counts.items()},
+            lag=sum(lags) if lags else None,
+            freshness=max(ages) if ages else None,
+        )
+        try:
+            await add_ops(client, self.prefix, record, keep_s)
+        except REDIS_FAILURES:
+            self.redis_error("history")
+            raise
+        self._recorded, self._recorded_at = counts, now
+        return record
+
+    def history_counts(self) -> dict[str, int]:
+        """The counters the ops stream records (``segmenters.reports.OPS_COUNTS`` and
+        events by type), totals since the worker started."""
+        t = self.totals
+        counts = {
+            "events": sum(t["events"].values()),
+            "deadletters": t["deadletters"],
+            "changes": sum(t["changes"].values()),
+            "timers": t["timers_fired"],
+            "sent": sum(a["sent"] for a in self.action_totals.values()),
+        }
+        counts.update({OPS_EVENTS + kind: n for kind, n in t["events"].items()})
+        return counts
 
     # --- reading ---------------------------------------------------------------------------
     def refresh(self) -> dict[str, Any]:

@@ -4,13 +4,15 @@ Every ``timer_interval_s`` the worker fires, for the partitions it owns, the tim
 by their clocks (``streams.worker.clocks``): one ``ZRANGEBYSCORE`` per partition, so a
 scan costs what is due, never what is stored. The same tick has the clocks saved and
 reset, the context (RFM quantiles, model, rule files: ``streams.worker.context``)
-renewed, segment sizes recorded (wall time, one worker per slot), and a slice of customers rescored.
+renewed, segment sizes recorded (wall time, one worker per slot), the worker's operating
+figures recorded (each worker its own), and a slice of customers rescored.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from streams.settings import Settings
@@ -19,6 +21,8 @@ from streams.store.timers import oldest_due
 from streams.worker.clocks import Clocks
 from streams.worker.context import ContextRefresher
 from streams.worker.pipeline import BatchProcessor, BatchStats
+
+log = logging.getLogger(__name__)
 
 
 class TimerObserver(Protocol):
@@ -42,6 +46,7 @@ class TimerService:
         assigned: Callable[[], Iterable[int]],
         observer: TimerObserver | None = None,
         wall: Callable[[], float] = time.time,
+        history: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.settings = settings
         self.processor = processor
@@ -57,6 +62,9 @@ class TimerService:
         self._cursors: dict[int, int] = {}
         self.wall = wall
         self._sizes_slot: int | None = None
+        #: Records the worker's operating figures (``Metrics.record_history``).
+        self.history = history
+        self._history_slot: int | None = None
         self._pass_started: dict[int, float] = {}
 
     async def run_once(self) -> BatchStats | None:
@@ -73,6 +81,7 @@ class TimerService:
             await self.clocks.save(partitions)
             clocks = self.clocks.clocks(partitions)
         await self.record_sizes()
+        await self.record_history()
         if not clocks:
             return None
         lateness = await self.oldest_due_lateness(clocks) if self.observer is not None else []
@@ -94,6 +103,22 @@ class TimerService:
             await self.store.record_sizes(
                 wall, self.settings.sizes_keep, self.settings.sizes_every_s
             )
+
+    async def record_history(self) -> None:
+        """Once per slot of ``history_every_s`` wall-clock seconds, record the worker's
+        operating figures: on wall-clock slots, so the workers' records line up with the
+        history's buckets. A failure is logged and its counts wait for the next slot; it
+        never stops the timers."""
+        if self.history is None:
+            return
+        slot = int(self.wall() // self.settings.history_every_s)
+        if slot == self._history_slot:
+            return
+        self._history_slot = slot
+        try:
+            await self.history()
+        except Exception:
+            log.exception("recording the operating figures failed")
 
     async def oldest_due_lateness(self, clocks: dict[int, float]) -> list[float]:
         """Per partition with a due timer: its clock minus the oldest due time (for the

@@ -133,7 +133,7 @@ class TrainerService:
         return model, verdict
 
     def _step(self, target: ClusterModel) -> tuple[ClusterModel, float]:
-        """A step from the model in force towards ``target`` moving at most
+        """A step from the model in force towards ``target`` moving fewer than
         ``SEGSTREAM_CLUSTER_MAX_MOVE`` of the recent customers, and the share it moves (in
         a thread, as :meth:`_candidate`)."""
         assert self.previous is not None
@@ -150,7 +150,7 @@ class TrainerService:
         if decision.event == "held":
             log.warning(
                 "behaviour clusters drifted: a new snapshot %s; %s, then released in steps "
-                "that move at most %.1f%% of customers each",
+                "that move fewer than %.1f%% of customers each",
                 verdict.reason,
                 "SEGSTREAM_CLUSTER_MAX_HOLD_S=0: no hold"
                 if decision.publish

@@ -26,6 +26,10 @@
 ``GET /api/sizes?since=&every=&dimension=&segment=``     segment sizes over a window of
                                                          wall time, one point per
                                                          ``every``, and the change
+``GET /api/history?since=&every=``                       the workers' throughput, lag
+                                                         and freshness over a window of
+                                                         wall time, one point per
+                                                         ``every``
 ``GET /api/report?since=&dimension=&sample=``            the segment report (size,
                                                          share, change, entries, exits,
                                                          conversion, revenue, CLV,
@@ -286,7 +290,8 @@ def csv_cell(text: str) -> str:
 
 
 def history_params(query: Any) -> tuple[float, float | None] | str:
-    """(window, every) of ``/api/sizes?since=&every=`` in seconds, or why invalid.
+    """(window, every) of ``/api/sizes?since=&every=`` (and ``/api/history``) in seconds,
+    or why invalid.
 
     >>> history_params({"since": "7d", "every": "1h"}), history_params({"since": "1h"})
     ((604800.0, 3600.0), (3600.0, None))
@@ -490,6 +495,19 @@ def register_web(app: faust.App, ctx: WebContext) -> None:
             if not 1 <= count <= MAX_SIZES:
                 return self.error(400, f"count must be an integer from 1 to {MAX_SIZES}")
             return self.json(await reads.sizes(count))
+
+    @app.page("/api/history", name="segstream.api.history")
+    class History(Protected):
+        async def get(self, request: Request) -> Response:
+            query = {
+                "since": request.query.get("since") or "1h",
+                "every": request.query.get("every"),
+            }
+            window = history_params(query)
+            if isinstance(window, str):
+                return self.error(400, window)
+            since, every = window
+            return self.json(await reads.ops(since, time.time(), every=every))
 
     @app.page("/api/flows", name="segstream.api.flows")
     class Flows(Protected):

@@ -157,6 +157,7 @@ def web_env(port: int) -> dict[str, Any]:
         "SEGSTREAM_WEB_PORT": port,
         "SEGSTREAM_API_TOKEN": TOKEN,
         "SEGSTREAM_SIZES_EVERY_S": "1",
+        "SEGSTREAM_HISTORY_EVERY_S": "1",
         "SEGSTREAM_BATCH_WINDOW_S": "0.2",
     }
 
@@ -367,6 +368,39 @@ def test_size_history_survives_a_reload(run: Run) -> None:
     assert points and min(points) == len(after), points
 
 
+OPS_POINTS = """(id) => window.segstream.charts[id].data.datasets
+    .flatMap(s => s.data.map(p => p.x))"""
+
+
+def test_throughput_lag_and_freshness_survive_a_reload(run: Run) -> None:
+    page = run.page
+
+    def stored_points() -> Any:
+        doc = get_json(run.d, "/api/history?since=15m&every=10s")
+        return doc if len(doc["at"]) >= 3 else None
+
+    stored = wait_for("three stored buckets", stored_points, 60)
+    assert stored["every"] == 10.0 and max(stored["workers"]) == 1, stored
+    assert any(r > 0 for r in stored["rates"]["events"]), stored["rates"]
+    assert set(stored["events"]) <= {"browse", "cart", "purchase", "profile", "refund"}
+    loaded = time.time()
+    time.sleep(1.0)
+    page.reload()
+    wait_js(page, "window.segstream && window.segstream.ready")
+    # points older than the reload come back from Redis, not from the new page's polls
+    for chart in ("c-throughput", "c-lag", "c-fresh"):
+        xs = page.evaluate(OPS_POINTS, chart)
+        assert xs and min(xs) < loaded - 10, (chart, xs[:5], loaded)
+    after = page.evaluate("window.segstream.ops.at")
+    assert after[0] <= stored["at"][0] + 10, (stored["at"][:3], after[:3])
+    assert "since page load" not in page.locator("main").inner_text()
+    # every throughput series has the stored buckets, then the new page's polls
+    wait_js(page, "window.segstream.polls >= 3")
+    xs = page.evaluate(OPS_POINTS, "c-throughput")
+    assert max(xs) > loaded, xs[-3:]
+    assert "/api/history?since=15m&every=10s" in " ".join(run.requests)
+
+
 def test_flows_are_limited_to_the_top_segments(run: Run) -> None:
     page = run.page
     flows = page.evaluate("window.segstream.flows.flows")
@@ -408,6 +442,12 @@ def test_descriptions_where_ids_appear(run: Run) -> None:
     clusters = page.evaluate("window.segstream.vocabulary.segments.behaviour")
     page.fill("#sizes-search", "behaviour")
     page.dispatch_event("#sizes-search", "input")
+    # the table fills from the next poll of /segments: wait for the clusters' rows
+    wait_js(
+        page,
+        "[...document.querySelectorAll('#sizes-table tbody tr')]"
+        ".some(r => r.innerText.startsWith('behaviour'))",
+    )
     rows = page.locator("#sizes-table tbody tr").all_inner_texts()
     assert rows and all(r.startswith("behaviour\t") for r in rows), rows
     described = [r for r in rows if r.split("\t")[1] in clusters]  # ids of the model now
@@ -422,12 +462,20 @@ def test_descriptions_where_ids_appear(run: Run) -> None:
     description = vocabulary["dimensions"][custom[0]]["description"]
     page.fill("#sizes-search", description.lower())  # search reaches descriptions
     page.dispatch_event("#sizes-search", "input")
+    # the page shows its last /segments poll, which may predate the segment's first member
+    wait_js(
+        page,
+        "[...document.querySelectorAll('#sizes-table tbody tr')]"
+        f".some(r => r.innerText.startsWith({custom[0]!r}))",
+    )
     rows = page.locator("#sizes-table tbody tr").all_inner_texts()
     assert rows and all(r.startswith(custom[0] + "\t") for r in rows), rows
     assert all(description in r for r in rows), rows
     # the sizes chart's legend and the flows' legend carry the clusters' descriptions
     page.select_option("#sizes-dim", "behaviour")
     wait_js(page, "window.segstream.sizes.dimension === 'behaviour'")
+    # the clusters appear in the size records once a record follows their first members
+    wait_js(page, "window.segstream.charts['c-sizes'].data.datasets.length > 0", timeout=60)
     legend = page.evaluate("window.segstream.charts['c-sizes'].data.datasets.map(s => s.label)")
     assert legend, legend
     for label in legend:

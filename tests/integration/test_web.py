@@ -160,7 +160,7 @@ def test_http_api(web: Deployment) -> None:
             e.add("A", 1, price=20.0),
             e.purchase(f"{cid}-o", ["A"], 2, price=20.0),
         ]
-    d.start_worker()
+    d.start_worker(SEGSTREAM_HISTORY_EVERY_S="1")
     assert "SEGSTREAM_API_TOKEN is not set" not in d.log()
 
     # probes: no token needed
@@ -194,6 +194,26 @@ def test_http_api(web: Deployment) -> None:
     sizes = {(s["dimension"], s["segment"]): s["size"] for s in body["segments"]}
     assert sizes[("geographic", "DE/Bavaria")] == 12
     assert sum(n for (dim, _), n in sizes.items() if dim == "journey") == 12
+
+    # operating history: the worker's records, every event counted once over the buckets
+    assert call(d, "GET", "/api/history", token=None)[0] == 401
+    assert call(d, "GET", "/api/history?since=soon")[0] == 400
+
+    def history() -> dict[str, Any]:
+        status, ops = call(d, "GET", "/api/history?since=10m&every=1s")
+        assert status == 200 and ops["every"] == 1.0, ops
+        return ops
+
+    def recorded(ops: dict[str, Any]) -> float:
+        return round(sum(ops["rates"]["events"]) * ops["every"], 2)
+
+    deadline = time.monotonic() + 30
+    while recorded(ops := history()) < len(events) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert recorded(ops) == len(events), ops
+    assert set(ops["events"]) == {"profile", "cart", "purchase"}, ops["events"]
+    assert max(ops["workers"]) == 1 and ops["lag"][-1] == 0, ops
+    assert call(d, "GET", "/api/history?since=10m")[1]["every"] == 60.0  # at most 200 points
 
     # members, paged: every member exactly once over the pages (the segment has a slash)
     for path in ("geographic/DE/Bavaria", "geographic/DE%2FBavaria"):

@@ -3,12 +3,15 @@ aggregation."""
 
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from segmenters.clv.model import ClvModel
 from segmenters.clv.summary import DAY_S
 from segmenters.reports import (
+    OPS_COUNTS,
+    OpsRecord,
     ReportInputs,
     ReportRules,
     SizeRecord,
@@ -16,6 +19,9 @@ from segmenters.reports import (
     bucket_bounds,
     downsample,
     history,
+    ops_fields,
+    ops_record,
+    ops_series,
     segment_report,
     size_field,
     size_record,
@@ -49,6 +55,86 @@ def test_buckets_cover_the_window_and_auto_every_bounds_the_points() -> None:
     for window in (60.0, 3600.0, DAY_S, 7 * DAY_S, 30 * DAY_S):
         step = auto_every(window, 60.0)
         assert step >= 60.0 and (window / step <= 200 or step == DAY_S)
+
+
+def ops(
+    at: float,
+    worker: str,
+    seconds: float = 10.0,
+    lag: int | None = None,
+    freshness: float | None = None,
+    **counts: int,
+) -> OpsRecord:
+    return OpsRecord(at, worker, seconds, counts, lag, freshness)
+
+
+def test_ops_records_round_trip_their_stream_entry() -> None:
+    r = OpsRecord(
+        NOW, "host:12", 10.25, {"events": 7, "events:cart": 7, "sent": 0}, lag=3, freshness=1.5
+    )
+    fields = ops_fields(r)
+    assert fields["lag"] == "3" and fields["sent"] == "0" and "deadletters" not in fields
+    assert ops_record(fields) == r
+    bare = ops_fields(OpsRecord(NOW, "w", 10.0, {"events": 0, "events:browse": 0}))
+    assert bare == {"at": repr(NOW), "worker": "w", "seconds": "10.0", "events": "0"}
+    assert ops_record(bare) == OpsRecord(NOW, "w", 10.0, {"events": 0})
+    assert ops_record({"at": "x", "worker": "w", "seconds": "1"}) is None
+    assert ops_record({"at": "1.0", "seconds": "1"}) is None
+
+
+def test_ops_series_sums_workers_per_bucket_as_rates_and_gauges() -> None:
+    t0 = 1_000_200.0  # a multiple of 10 and of 60
+    records = []
+    for k in range(1, 13):  # two workers recording every 10 s, just after each slot starts
+        at = t0 + 10 * k + 0.2
+        records.append(ops(at, "a", events=50, **{"events:cart": 50}, lag=4, freshness=2.0))
+        records.append(ops(at + 0.1, "b", deadletters=10, changes=20, lag=k, freshness=1.0 * k))
+    s = ops_series(records, t0, t0 + 125.0, 10.0)
+    # whole buckets only: [t0, t0 + 120); each bucket's end is its point
+    assert s["at"] == [t0 + 10 * (k + 1) for k in range(12)]
+    # the first bucket holds 98 % of the first records (the rest of them is before t0)
+    assert s["rates"]["events"][0] == 4.9 and s["rates"]["events"][1] == 5.0
+    assert s["events"] == {"cart": s["rates"]["events"]}
+    assert s["rates"]["changes"][5] == 2.0 and s["rates"]["sent"][5] == 0.0
+    # lag: each worker's figure at the bucket's end, summed; freshness: the worst
+    assert s["lag"][4] == 4 + 5 and s["freshness"][4] == 5.0 and s["workers"][4] == 2
+    # minutes: six records per worker each, rates over 60 s, gauges the last of the minute
+    m = ops_series(records, t0, t0 + 125.0, 60.0)
+    assert m["at"] == [t0 + 60, t0 + 120]
+    assert m["rates"]["events"] == [round(299 / 60, 4), 5.0]
+    assert m["lag"] == [4 + 6, 4 + 12] and m["freshness"] == [6.0, 12.0]
+
+
+def test_ops_series_spreads_a_long_period_and_leaves_out_unknown_gauges() -> None:
+    # a record kept back by a Redis failure covers 30 s: its counts go to the 3 buckets
+    s = ops_series([ops(130.0, "a", 30.0, events=90)], 0.0, 200.0, 10.0)
+    assert s["at"] == [110.0, 120.0, 130.0] and s["rates"]["events"] == [3.0, 3.0, 3.0]
+    assert s["lag"] == [None, None, None] and s["workers"] == [0, 0, 1]
+    assert ops_series([], 0.0, 100.0, 10.0)["at"] == []
+    # a bucket the window ends in is not shown (its records may not all be written)
+    assert ops_series([ops(130.0, "a", events=9)], 0.0, 129.0, 10.0)["at"] == []
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 5000, allow_nan=False), st.floats(0.5, 120), st.integers(0, 500)),
+        max_size=40,
+    ),
+    st.sampled_from([1.0, 10.0, 60.0, 300.0]),
+)
+def test_ops_series_keeps_every_count_of_the_window(
+    rows: list[tuple[float, float, int]], every: float
+) -> None:
+    records = [
+        ops(200.0 + at, f"w{i % 3}", seconds, events=n) for i, (at, seconds, n) in enumerate(rows)
+    ]
+    s = ops_series(records, 0.0, 6000.0, every)
+    rounding = 0.0001 * every * len(s["at"]) + 1e-6  # rates are rounded to 4 digits
+    assert sum(s["rates"]["events"]) * every == pytest.approx(
+        sum(n for _, _, n in rows), abs=rounding
+    )
+    assert s["at"] == sorted(s["at"]) and all(t % every == 0 for t in s["at"])
+    assert set(s["rates"]) == set(OPS_COUNTS)
 
 
 def test_custom_segments_are_named_as_the_segments_endpoint_names_them() -> None:

@@ -23,6 +23,7 @@ from segmenters.clustering.stability import (
     moves,
     review,
     step_towards,
+    within,
 )
 from segmenters.features import FEATURES, LOG_FEATURES
 from tests.unit.segmenters.clustering.workload import Gated, publish_always, run
@@ -112,7 +113,40 @@ def test_a_snapshot_that_moves_less_than_the_share_is_published():
     old = model(CENTERS)
     near = model([(0.0, 0.0), (4.05, 0.0), (0.0, 3.98), (4.0, 4.02)])
     verdict = review(old, near, grid(), max_move=0.01)
-    assert verdict.moved <= 0.01 and verdict.stable
+    assert verdict.moved < 0.01 and verdict.stable
+
+
+#: A snapshot that moves exactly one of the 100 customers of grid(10) to another cluster.
+EDGE = model([(0.0, 0.0), (3.8, 0.0), (0.0, 4.0), (4.0, 4.0)])
+
+
+def test_a_snapshot_that_moves_exactly_the_share_is_held():
+    old, points = model(CENTERS), grid(10)
+    assert moves(old, EDGE, points) == (1, 100)
+    verdict = review(old, EDGE, points, max_move=0.01)
+    assert verdict.moved == 0.01 and not verdict.stable
+    assert "would move 1.0% of customers (limit: fewer than 1.0%)" in verdict.reason
+    assert not HoldBack().decide(verdict, 0.0).publish
+    assert review(old, EDGE, points, max_move=0.011).stable
+
+
+def test_a_step_that_moves_exactly_the_share_is_not_taken():
+    old, points = model(CENTERS), grid(10)
+    step = step_towards(old, EDGE, points, 0.01)
+    assert step is not EDGE and moves(old, step, points)[0] == 0
+    # part of the way: as far as the bisection finds that moves nobody
+    assert 3.8 < step.clusters[1].centroid["x"] < 4.0
+    assert step_towards(old, EDGE, points, 0.011) is EDGE
+
+
+def test_max_move_zero_passes_only_moving_nobody_and_one_is_no_limit():
+    old, points = model(CENTERS), grid(10)
+    assert review(old, model(CENTERS), points, max_move=0.0).stable
+    assert not review(old, EDGE, points, max_move=0.0).stable
+    far = model(DRIFTED_CENTERS)
+    assert membership_churn(old, far, points) > 0.1
+    assert review(old, far, points, max_move=1.0).stable
+    assert [within(m, 0.01) for m in (0.0, 0.0099, 0.01, 0.5)] == [True, True, False, False]
 
 
 def test_a_changed_description_is_held_even_without_moves():
@@ -215,7 +249,7 @@ def release(current, targets, points, max_move, margin=0.1, limit=200):
     for i in range(limit):
         target = targets[min(i, len(targets) - 1)]
         step = step_towards(current, target, points, max_move, margin)
-        assert membership_churn(current, step, points, margin) <= max_move
+        assert within(membership_churn(current, step, points, margin), max_move)
         published.append(step)
         if step is target and i >= len(targets) - 1:
             return published
@@ -250,9 +284,7 @@ def test_interpolation_runs_from_the_model_in_force_to_the_target():
     st.sampled_from([0.0, 0.01, 0.05]),
 )
 @settings(max_examples=25, deadline=None)
-def test_a_step_never_moves_more_than_max_move_and_steps_reach_the_target(
-    centers, mean, std, max_move
-):
+def test_a_step_moves_fewer_than_max_move_and_steps_reach_the_target(centers, mean, std, max_move):
     points = grid(10)
     target = scaled_model(centers, mean, std)
     published = release(model(CENTERS), [target], points, max_move)
@@ -262,7 +294,7 @@ def test_a_step_never_moves_more_than_max_move_and_steps_reach_the_target(
     assert all(sum(c.size for c in m.clusters) == len(points) for m in published[:-1])
 
 
-def test_a_release_moves_the_customers_in_steps_of_at_most_max_move():
+def test_a_release_moves_the_customers_in_steps_of_fewer_than_max_move():
     old, points = model(CENTERS), grid()
     target = scaled_model(DRIFTED_CENTERS, (0.2, 0.1), (1.2, 0.9))
     assert membership_churn(old, target, points) > 0.1  # at once: more than a tenth
@@ -271,7 +303,7 @@ def test_a_release_moves_the_customers_in_steps_of_at_most_max_move():
         membership_churn(a, b, points)
         for a, b in zip([old, *published[:-1]], published, strict=True)
     ]
-    assert 5 <= len(published) <= 60 and max(churn) <= 0.01
+    assert 5 <= len(published) <= 60 and max(churn) < 0.01
     assert published[-1] is target
 
 
@@ -424,10 +456,11 @@ def test_held_back_snapshots_keep_churn_under_one_percent_per_snapshot(always):
     steps = [c for c, t in zip(r.churn, r.times, strict=True) if event[t].step]
     assert sum(r.changed) >= 10  # the model does follow the population
     assert steps  # and holds time out, then are released in steps
-    # every snapshot, published on its merits or as a step of a release, moves at most
-    # 1 % of customers whose vector did not change (the review samples the trainer's
-    # last-sent vectors, this check the current ones, hence the one customer of slack)
-    assert max(r.churn) <= 0.01 + 1 / 300
+    # every snapshot, published on its merits or as a step of a release, moves fewer
+    # than 1 % of customers whose vector did not change: the requirement as written. The
+    # review bounds the trainer's last-sent vectors strictly, this check counts the
+    # current ones; on this seeded workload the largest is 2 of 300
+    assert max(r.churn) < 0.01
     assert sum(r.churn) / len(r.churn) < 0.005
     # one log line when a drift starts, one when it ends, not one a snapshot or a step
     assert gated.log_lines <= 2 * gated.hold.holds

@@ -157,6 +157,7 @@ def test_views_and_the_warning_without_a_token(caplog: pytest.LogCaptureFixture)
         "/static/{name}",
         "/api/status",
         "/api/sizes",
+        "/api/history",
         "/api/flows",
         "/api/actions",
         "/api/value",

@@ -383,3 +383,53 @@ def test_each_action_message_is_told_once_confirmed_or_failed():
     told = asyncio.run(run())
     ok, failed = ("email/win_back", "email", True), ("email/win_back", "email", False)
     assert told == [ok, failed, ok, failed, failed]
+
+
+class OpsRedis:
+    """The ops stream's XADD, failing while ``down``."""
+
+    def __init__(self):
+        self.added = []
+        self.down = False
+
+    async def xadd(self, key, fields, minid, approximate):
+        if self.down:
+            raise OSError("connection refused")
+        self.added.append((key, fields, minid, approximate))
+
+
+def test_each_ops_record_holds_the_counts_since_the_last_one_and_the_gauges_now():
+    m, wall, _ = make({("in.cart", 0): 10, ("in.cart", 1): 4})
+    redis = OpsRedis()
+    records = [Record("in.cart", 0, o, b"k", b"v") for o in range(5)]
+    stats = BatchStats(events=5, deadletters=1, by_type={"cart": 4}, seconds=0.01)
+    m.batch_done(records, [998.0] * 5, stats)
+    m.timers_fired(3, [])
+    wall.t = 1010.0
+    first = asyncio.run(m.record_history(redis, 3600.0))
+    assert first is not None and first.seconds == 10.0
+    assert first.counts == {
+        "events": 4,
+        "deadletters": 1,
+        "changes": 0,
+        "timers": 3,
+        "sent": 0,
+        "events:cart": 4,
+    }
+    # partition 0: lag 5 (partition 1 unknown); its newest event is 20 s old
+    assert (first.lag, first.freshness) == (5, 20.0)
+    key, fields, minid, approximate = redis.added[0]
+    assert key == "t:ops" and fields["worker"] == m.worker_id and fields["timers"] == "3"
+    assert (minid, approximate) == (0, True)  # nothing is an hour old yet
+    # a failed write keeps the counts for the next record, which covers both periods
+    m.timers_fired(2, [])
+    wall.t = 1020.0
+    redis.down = True
+    with pytest.raises(OSError):
+        asyncio.run(m.record_history(redis, 3600.0))
+    assert sample_values(m)[("segstream_redis_errors_total", (("where", "history"),))] == 1
+    redis.down = False
+    wall.t = 1030.0
+    again = asyncio.run(m.record_history(redis, 60.0))
+    assert again is not None and (again.seconds, again.counts["timers"]) == (20.0, 2)
+    assert again.counts["events"] == 0 and redis.added[-1][2] == (1030 - 60) * 1000

@@ -101,3 +101,28 @@ def test_sizes_are_offered_once_per_wall_clock_slot():
     for _ in range(5):
         asyncio.run(svc.record_sizes())
     assert store.recorded == [(100.0, 50, 60), (120.0, 50, 60), (400.0, 50, 60)]
+
+
+def test_operating_figures_are_recorded_once_per_wall_clock_slot_and_a_failure_is_logged():
+    calls = []
+
+    async def history():
+        calls.append(len(calls))
+        if len(calls) == 2:
+            raise OSError("redis down")
+
+    wall = iter([100.0, 105.0, 110.0, 119.0, 121.0])
+    store = FakeStore([])
+    svc = TimerService(
+        Settings(history_every_s=10),
+        FakeProcessor(store),  # type: ignore[arg-type]
+        store=store,  # type: ignore[arg-type]
+        clocks=Clocks(),
+        context=FakeContext(),  # type: ignore[arg-type]
+        assigned=lambda: [],
+        wall=lambda: next(wall),
+        history=history,
+    )
+    for _ in range(5):
+        asyncio.run(svc.record_history())  # the failure (second call) does not raise
+    assert calls == [0, 1, 2]
