@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+#: Purchases kept for action assignments still to come (cross-topic order), by default
+#: (``SEGSTREAM_ACTIONS_KEEP_PURCHASES_S``). Here, not with the actions, so reading the
+#: settings does not import the decision code (and scipy) for one number.
+KEEP_PURCHASES_S = 2 * 86400.0
+
 
 class JourneyConfig(BaseModel):
     """Thresholds of the journey dimension (DESIGN.md section 4).

@@ -14,8 +14,8 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from segmenters.actions.retention import KEEP_PURCHASES_S
 from segmenters.config import (
+    KEEP_PURCHASES_S,
     EngineConfig,
     InterestConfig,
     JourneyConfig,

@@ -42,10 +42,8 @@ from segmenters.actions.document import ActionDoc, current_segments, customer_fe
 from segmenters.actions.policy import Policy
 from segmenters.changes import SegmentChange
 from segmenters.clv.model import ClvModel
+from segmenters.config import KEEP_PURCHASES_S
 from segmenters.state import CustomerState
-
-#: Purchases kept for assignments still to come (cross-topic order), by default.
-KEEP_PURCHASES_S = 2 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ import orjson
 
 from segmenters.actions.campaign import Campaign
 from segmenters.actions.policy import Policy
-from segmenters.actions.retention import KEEP_PURCHASES_S, decide, decide_campaign
-from segmenters.config import EngineConfig
+from segmenters.actions.retention import decide, decide_campaign
+from segmenters.config import KEEP_PURCHASES_S, EngineConfig
 from segmenters.core import (
     Context,
     FoldResult,
