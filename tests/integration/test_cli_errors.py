@@ -3,9 +3,9 @@ never answers and a malformed setting each end the command with exit code 2, at 
 three lines naming the variable, no traceback, and no waiting on a client's retries.
 
 Connection faults run ``python -m streams.cli`` in subprocesses (exit code, lines, no
-traceback, and no more than twice the interpreter's start, measured in the same pool by
-``segstream --help`` runs, plus 5 s), then in process through click's runner, where
-nothing but the command itself is timed: each gives up within 5 s.
+traceback, and no hang: at most 15 s over the interpreter's start, measured in the same
+pool by ``segstream --help`` runs), then in process through click's runner, where nothing
+but the command itself is timed: each gives up within 5 s.
 Malformed settings fail before any connection, so every command meets one in process
 (click's runner), and two of them in subprocesses too.
 """
@@ -31,6 +31,10 @@ from streams.settings import Settings
 from tests.integration.conftest import ROOT
 
 WAIT_S = 5.0
+#: A subprocess's bound over the interpreter's start: far below a client's retries (30 s
+#: and more), above what a loaded machine adds to a 3-s check. The in-process runs hold
+#: each command to ``WAIT_S``.
+HANG_S = 15.0
 MAX_LINES = 3
 SEGSTREAM = [sys.executable, "-m", "streams.cli"]
 
@@ -187,13 +191,10 @@ def test_every_command_fails_fast_in_a_line_or_two(
 
     start_s = max(r.elapsed_s for r in starts)
     problems = check(runs)
-    # A client's retries wait 30 s or more; the start-up itself varies with the load of
-    # the machine, so the subprocesses get a loose bound and the in-process runs below
-    # time the waiting itself.
-    slow = [r for r in runs if r.elapsed_s > 2 * start_s + WAIT_S]
-    problems += [
-        f"{r.label}: {r.elapsed_s:.1f} s, over 2 x {start_s:.1f} s + {WAIT_S} s" for r in slow
-    ]
+    # A client's retries wait 30 s or more; the start-up and a loaded machine vary, so
+    # the subprocesses get a loose bound and the in-process runs below time the waiting.
+    slow = [r for r in runs if r.elapsed_s > start_s + HANG_S]
+    problems += [f"{r.label}: {r.elapsed_s:.1f} s, over {start_s:.1f} s + {HANG_S} s" for r in slow]
     assert not problems, "\n".join(problems)
 
     # The same faults in process: no interpreter start, only the command's own time.
